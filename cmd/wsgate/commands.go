@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/wsgate/wsgate/config"
+)
+
+// loadConfig reads path, or returns the defaults when path is empty.
+func loadConfig(path string) (config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// reportConfigError prints a config error, one problem a line.
+func reportConfigError(stderr io.Writer, err error) {
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(stderr, p)
+		}
+		return
+	}
+	fmt.Fprintln(stderr, "wsgate:", err)
+}
+
+func check(path string, stdout, stderr io.Writer) int {
+	if path == "" {
+		fmt.Fprintln(stderr, "wsgate check: -config FILE is required")
+		return 2
+	}
+	if _, err := config.Load(path); err != nil {
+		reportConfigError(stderr, err)
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ps))
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+func listProtocols(path string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		reportConfigError(stderr, err)
+		return 1
+	}
+	registry, err := buildRegistry(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate:", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "PREF\tNAME\tORIGIN\tSTATE\n")
+	for i, e := range registry.Entries() {
+		pref, state := "-", "disabled"
+		if e.Enabled {
+			pref, state = fmt.Sprint(i+1), "enabled"
+			if !e.Ready {
+				state = "unavailable"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pref, e.Name, e.Origin, state)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "negotiation policy: %s\n", cfg.Protocols.Policy)
+	return 0
+}
+
+func serve(ctx context.Context, path string, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		reportConfigError(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runGateway(ctx, cfg, log); err != nil {
+		log.Error("wsgate stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.Level))) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

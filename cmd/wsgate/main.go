@@ -1,0 +1,86 @@
+// Command wsgate is the WebSocket device gateway: it accepts devices over
+// WebSocket, speaks their subprotocol and bridges them to MQTT.
+//
+//	wsgate run [-config FILE]        serve (embedded defaults without a file)
+//	wsgate check -config FILE        validate a configuration file
+//	wsgate protocols [-config FILE]  list the protocols in preference order
+//	wsgate version                   print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: wsgate <command> [flags]
+
+commands:
+  run [-config FILE]        run the gateway (embedded defaults without a file)
+  check -config FILE        validate a configuration file and list every problem
+  protocols [-config FILE]  list the enabled protocols in preference order
+  version                   print the version
+`
+
+// run executes one command and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	flags := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	configPath := flags.String("config", "", "configuration file (TOML)")
+	switch cmd {
+	case "run", "check", "protocols":
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "wsgate", versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "wsgate: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "wsgate %s: unexpected argument %q\n", cmd, flags.Arg(0))
+		return 2
+	}
+	switch cmd {
+	case "check":
+		return check(*configPath, stdout, stderr)
+	case "protocols":
+		return listProtocols(*configPath, stdout, stderr)
+	default:
+		return serve(ctx, *configPath, stderr)
+	}
+}
+
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return version
+}

@@ -1,0 +1,320 @@
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/done"
+)
+
+// Example is config/example.toml: every key with its default, documented.
+//
+//go:embed example.toml
+var Example string
+
+// Config is the whole configuration file.
+type Config struct {
+	Gateway   Gateway    `toml:"gateway"`
+	Log       Log        `toml:"log"`
+	WebSocket WebSocket  `toml:"websocket"`
+	Listeners []Listener `toml:"listeners"`
+	Protocols Protocols  `toml:"protocols"`
+}
+
+// Gateway identifies this instance.
+type Gateway struct {
+	ID            string        `toml:"id"`
+	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+}
+
+// Log selects what is logged and how.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// WebSocket holds the limits and timers of every connection.
+type WebSocket struct {
+	PingInterval     time.Duration `toml:"ping_interval"`
+	PongTimeout      time.Duration `toml:"pong_timeout"`
+	CloseTimeout     time.Duration `toml:"close_timeout"`
+	WriteTimeout     time.Duration `toml:"write_timeout"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	MaxMessage       int64         `toml:"max_message"`
+	SendQueue        int           `toml:"send_queue"`
+	AllowedOrigins   []string      `toml:"allowed_origins"`
+}
+
+// Listener is one [[listeners]] entry.
+type Listener struct {
+	Address     string   `toml:"address"`
+	Path        string   `toml:"path"`
+	Protocols   []string `toml:"protocols"`
+	Fallback    string   `toml:"fallback"`
+	TLSCert     string   `toml:"tls_cert"`
+	TLSKey      string   `toml:"tls_key"`
+	Compression bool     `toml:"compression"`
+}
+
+// Protocols is the [protocols] section.
+type Protocols struct {
+	Order  []string    `toml:"order"`
+	Policy string      `toml:"policy"`
+	Done   done.Config `toml:"done"`
+}
+
+// BuiltinProtocols are the protocols compiled into wsgate.
+var BuiltinProtocols = []string{done.Name}
+
+// Default returns the configuration `wsgate run` uses without a file.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || !validID(host) {
+		host = "wsgate"
+	}
+	return Config{
+		Gateway: Gateway{ID: host, ShutdownGrace: 10 * time.Second},
+		Log:     Log{Level: "info", Format: "text"},
+		WebSocket: WebSocket{
+			PingInterval:     30 * time.Second,
+			PongTimeout:      10 * time.Second,
+			CloseTimeout:     5 * time.Second,
+			WriteTimeout:     10 * time.Second,
+			HandshakeTimeout: 10 * time.Second,
+			MaxMessage:       64 << 10,
+			SendQueue:        64,
+		},
+		Listeners: []Listener{{Address: ":8080", Path: "/"}},
+		Protocols: Protocols{Order: []string{done.Name}, Policy: string(protocols.PolicyClient), Done: done.DefaultConfig()},
+	}
+}
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	File string
+	Line int    // 0 when the key is not in the file (a default)
+	Key  string // e.g. "listeners[1].address"
+	Msg  string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(p.Line))
+	}
+	b.WriteString(": ")
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Problems is every problem found in a file; it is the error Load returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, decodes and validates a configuration file. Its error lists
+// every problem (as Problems) when the file is readable.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, string(data))
+}
+
+// Parse decodes and validates doc; name is used in problem reports.
+func Parse(name, doc string) (Config, error) {
+	cfg := Default()
+	cfg.Listeners = nil // a file that lists none gets the default below
+	md, err := toml.Decode(doc, &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, Problems{{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}
+		}
+		return Config{}, Problems{{File: name, Msg: err.Error()}}
+	}
+	if len(cfg.Listeners) == 0 {
+		cfg.Listeners = Default().Listeners
+	}
+	lines := locateKeys(doc)
+	var ps Problems
+	for _, key := range md.Undecoded() {
+		ps = append(ps, Problem{File: name, Line: lines.takeUnindexed(key.String()), Key: key.String(), Msg: "unknown key"})
+	}
+	for _, f := range cfg.validate() {
+		ps = append(ps, Problem{File: name, Line: lines.line(f.path), Key: f.display(), Msg: f.msg})
+	}
+	if len(ps) > 0 {
+		return Config{}, ps
+	}
+	return cfg, nil
+}
+
+// fault is a validation failure at a key path such as "listeners.1.path".
+type fault struct {
+	path string
+	msg  string
+}
+
+// display turns "listeners.1.path" into "listeners[1].path".
+func (f fault) display() string {
+	parts := strings.Split(f.path, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		if _, err := strconv.Atoi(p); err == nil && i > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func (c *Config) validate() []fault {
+	var fs []fault
+	add := func(path, format string, args ...any) {
+		fs = append(fs, fault{path: path, msg: fmt.Sprintf(format, args...)})
+	}
+	if !validID(c.Gateway.ID) {
+		add("gateway.id", "%q must be 1-128 characters without / + # NUL or a leading $", c.Gateway.ID)
+	}
+	if c.Gateway.ShutdownGrace <= 0 {
+		add("gateway.shutdown_grace", "must be a positive duration such as \"10s\"")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add("log.format", "%q is not text or json", c.Log.Format)
+	}
+
+	ws := c.WebSocket
+	if ws.PingInterval < 0 {
+		add("websocket.ping_interval", "must not be negative (0 turns keepalive pings off)")
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"websocket.pong_timeout", ws.PongTimeout}, {"websocket.close_timeout", ws.CloseTimeout},
+		{"websocket.write_timeout", ws.WriteTimeout}, {"websocket.handshake_timeout", ws.HandshakeTimeout},
+	} {
+		if d.value <= 0 {
+			add(d.key, "must be a positive duration such as \"10s\"")
+		}
+	}
+	if ws.MaxMessage < 128 || ws.MaxMessage > 64<<20 {
+		add("websocket.max_message", "%d is outside 128 to 67108864 bytes", ws.MaxMessage)
+	}
+	if ws.SendQueue < 1 || ws.SendQueue > 1<<16 {
+		add("websocket.send_queue", "%d is outside 1 to 65536 messages", ws.SendQueue)
+	}
+
+	order := c.Protocols.Order
+	if len(order) == 0 {
+		add("protocols.order", "enable at least one protocol")
+	}
+	for i, name := range order {
+		switch {
+		case !slices.Contains(BuiltinProtocols, name):
+			add("protocols.order", "unknown protocol %q (built in: %s)", name, strings.Join(BuiltinProtocols, ", "))
+		case slices.Index(order, name) != i:
+			add("protocols.order", "protocol %q is listed twice", name)
+		}
+	}
+	if !protocols.Policy(c.Protocols.Policy).Valid() {
+		add("protocols.policy", "%q is not client or server", c.Protocols.Policy)
+	}
+	if err := c.Protocols.Done.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			add("protocols.done."+key, "%s", msg)
+		}
+	}
+
+	type route struct{ address, path string }
+	seen := map[route]int{}
+	tlsByAddr := map[string]bool{}
+	for i, l := range c.Listeners {
+		at := func(key string) string { return fmt.Sprintf("listeners.%d.%s", i, key) }
+		if _, port, err := net.SplitHostPort(l.Address); err != nil {
+			add(at("address"), "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")", l.Address)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			add(at("address"), "port %q is not a number from 0 to 65535", port)
+		}
+		if l.Path == "" {
+			c.Listeners[i].Path, l.Path = "/", "/"
+		}
+		if !strings.HasPrefix(l.Path, "/") {
+			add(at("path"), "%q must start with /", l.Path)
+		}
+		if j, dup := seen[route{l.Address, l.Path}]; dup {
+			add(at("path"), "address %s and path %s are already used by listeners[%d]", l.Address, l.Path, j)
+		}
+		seen[route{l.Address, l.Path}] = i
+		for _, name := range l.Protocols {
+			if !slices.Contains(order, name) {
+				add(at("protocols"), "%q is not enabled in protocols.order", name)
+			}
+		}
+		if l.Fallback != "" {
+			if !slices.Contains(order, l.Fallback) {
+				add(at("fallback"), "%q is not enabled in protocols.order", l.Fallback)
+			} else if len(l.Protocols) > 0 && !slices.Contains(l.Protocols, l.Fallback) {
+				add(at("fallback"), "%q is not among this listener's protocols", l.Fallback)
+			}
+		}
+		hasTLS := l.TLSCert != "" || l.TLSKey != ""
+		if hasTLS && (l.TLSCert == "" || l.TLSKey == "") {
+			add(at("tls_cert"), "tls_cert and tls_key go together")
+		}
+		for _, f := range [][2]string{{"tls_cert", l.TLSCert}, {"tls_key", l.TLSKey}} {
+			if f[1] != "" {
+				if _, err := os.Stat(f[1]); err != nil {
+					add(at(f[0]), "%v", err)
+				}
+			}
+		}
+		if prev, ok := tlsByAddr[l.Address]; ok && prev != hasTLS {
+			add(at("tls_cert"), "listeners on %s must all use TLS or all not", l.Address)
+		}
+		tlsByAddr[l.Address] = hasTLS
+	}
+	return fs
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// validID: the gateway id is an MQTT topic level.
+func validID(id string) bool {
+	return id != "" && len(id) <= 128 && !strings.HasPrefix(id, "$") && !strings.ContainsAny(id, "/+#\x00")
+}

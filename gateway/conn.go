@@ -1,0 +1,443 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// conn runs one upgraded WebSocket connection and the protocol session on
+// it. The goroutine that upgraded the connection owns it and runs its read
+// loop; a writer goroutine exists only while messages are queued.
+type conn struct {
+	srv     *Server
+	ws      *websocket.Conn
+	info    protocols.SessionInfo
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started time.Time
+
+	// sessionMu serialises calls into the session.
+	sessionMu sync.Mutex
+	session   protocols.Session
+	ended     bool
+
+	// mu guards the fields below it.
+	mu      sync.Mutex
+	device  string
+	queue   []outgoing
+	writing bool
+	closing bool
+
+	writer    sync.WaitGroup
+	keepalive *time.Timer
+}
+
+// outgoing is a queued data message, or the close frame that ends the queue.
+type outgoing struct {
+	msg   protocols.Message
+	close []byte
+}
+
+var _ protocols.Outlet = (*conn)(nil)
+var _ router.Endpoint = (*conn)(nil)
+
+// run serves the connection until it ends. It is called on the goroutine
+// that upgraded the connection.
+func (c *conn) run(p protocols.Protocol) {
+	defer c.srv.forget(c)
+	c.ws.SetPingHandler(c.onPing)
+	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
+	c.extendReadDeadline()
+	c.scheduleKeepalive()
+
+	session, err := p.NewSession(c.ctx, c.info, c)
+	if err != nil {
+		c.log.Error("protocol refused the session", "err", err)
+		c.Close(protocols.CloseInternalError, "protocol session could not start")
+		c.drainUntilClosed()
+		c.teardown(err)
+		return
+	}
+	c.session = session
+	c.teardown(c.readLoop())
+}
+
+// readLoop reads messages and hands them to the session until the
+// connection ends, and returns why it ended (nil for a clean close).
+func (c *conn) readLoop() error {
+	for {
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			return c.readFailed(err)
+		}
+		if c.isClosing() {
+			// After our close frame only the peer's close matters.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return c.readFailed(err)
+			}
+			continue
+		}
+		buf, err := c.readMessage(mt, r)
+		if err != nil {
+			return c.readFailed(err)
+		}
+		c.extendReadDeadline()
+		err = c.deliver(protocols.Message{Type: protocols.MessageType(mt), Data: *buf})
+		putBuffer(buf)
+		if err != nil {
+			var ce *protocols.CloseError
+			if errors.As(err, &ce) {
+				c.Close(ce.Code, ce.Reason)
+			} else {
+				c.log.Error("session failed", "err", err)
+				c.Close(protocols.CloseInternalError, "internal error")
+			}
+		}
+	}
+}
+
+// readMessage reads one whole message, enforcing the size limit on the
+// (decompressed) bytes and, for text, failing at the first invalid UTF-8
+// sequence rather than at the end of the message.
+func (c *conn) readMessage(mt int, r io.Reader) (*[]byte, error) {
+	buf := getBuffer()
+	var text utf8Stream
+	limit := c.info.MaxMessage
+	for {
+		if len(*buf) == cap(*buf) {
+			*buf = append(*buf, 0)[:len(*buf)]
+		}
+		n, err := r.Read((*buf)[len(*buf):cap(*buf)])
+		if n > 0 {
+			chunk := (*buf)[len(*buf) : len(*buf)+n]
+			*buf = (*buf)[:len(*buf)+n]
+			if limit > 0 && int64(len(*buf)) > limit {
+				putBuffer(buf)
+				return nil, c.fail(protocols.CloseMessageTooBig, "message too big")
+			}
+			if mt == websocket.TextMessage && !text.write(chunk) {
+				putBuffer(buf)
+				return nil, c.fail(protocols.CloseInvalidPayload, "invalid UTF-8 in text message")
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			putBuffer(buf)
+			return nil, err
+		}
+	}
+	if mt == websocket.TextMessage && !text.done() {
+		putBuffer(buf)
+		return nil, c.fail(protocols.CloseInvalidPayload, "invalid UTF-8 in text message")
+	}
+	return buf, nil
+}
+
+func (c *conn) deliver(m protocols.Message) error {
+	c.sessionMu.Lock()
+	defer c.sessionMu.Unlock()
+	if c.ended {
+		return nil
+	}
+	return c.session.OnMessage(m)
+}
+
+// readFailed classifies why reading stopped and returns the cause to report
+// to the session: nil for a clean close by the peer.
+func (c *conn) readFailed(err error) error {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		// gorilla has answered the peer's close frame already.
+		if ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway ||
+			ce.Code == websocket.CloseNoStatusReceived {
+			return nil
+		}
+		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if c.isClosing() {
+			return errors.New("closing handshake timed out")
+		}
+		c.writeClose(protocols.CloseGoingAway, "keepalive timeout")
+		return errors.New("keepalive timeout: no pong from the peer")
+	}
+	// Protocol violations and oversized frames have been answered with a
+	// close frame by gorilla; anything else is a dead connection.
+	return err
+}
+
+// fail answers a violation: close frame now, and the read loop ends.
+func (c *conn) fail(code int, reason string) error {
+	c.writeClose(code, reason)
+	return &protocols.CloseError{Code: code, Reason: reason}
+}
+
+func (c *conn) writeClose(code int, reason string) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	deadline := time.Now().Add(c.srv.opts.WriteTimeout)
+	_ = c.ws.WriteControl(websocket.CloseMessage, closePayload(code, reason), deadline)
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// teardown ends the session and releases everything the connection holds.
+func (c *conn) teardown(cause error) {
+	c.cancel()
+	if c.keepalive != nil {
+		c.keepalive.Stop()
+	}
+	c.mu.Lock()
+	c.closing = true
+	device := c.device
+	c.mu.Unlock()
+	if device != "" {
+		c.srv.router.Detach(device, c)
+	}
+	c.sessionMu.Lock()
+	if c.session != nil && !c.ended {
+		c.session.Close(cause)
+	}
+	c.ended = true
+	c.sessionMu.Unlock()
+
+	c.lingerClose(cause != nil)
+	c.writer.Wait()
+	c.log.Debug("connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
+}
+
+// lingerClose closes the TCP connection. After a failure the peer may still
+// be sending; half-closing first and draining briefly keeps a reset from
+// destroying the close frame before the peer has read it.
+func (c *conn) lingerClose(failed bool) {
+	nc := c.ws.NetConn()
+	if tc, ok := nc.(*net.TCPConn); ok && failed {
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
+	}
+	_ = nc.Close()
+}
+
+// drainUntilClosed waits for the peer's close frame after our own.
+func (c *conn) drainUntilClosed() {
+	for {
+		if _, r, err := c.ws.NextReader(); err != nil {
+			return
+		} else if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
+}
+
+func (c *conn) extendReadDeadline() {
+	o := c.srv.opts
+	if c.isClosing() {
+		return
+	}
+	if o.PingInterval <= 0 {
+		_ = c.ws.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout))
+}
+
+func (c *conn) onPing(data string) error {
+	c.extendReadDeadline()
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.srv.opts.WriteTimeout))
+	if errors.Is(err, websocket.ErrCloseSent) {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
+func (c *conn) scheduleKeepalive() {
+	interval := c.srv.opts.PingInterval
+	if interval <= 0 {
+		return
+	}
+	c.keepalive = time.AfterFunc(interval, func() {
+		if c.isClosing() {
+			return
+		}
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
+			return // the read loop notices the dead connection
+		}
+		c.keepalive.Reset(interval)
+	})
+}
+
+// Attach implements protocols.Outlet.
+func (c *conn) Attach(device string) error {
+	c.mu.Lock()
+	if c.device != "" {
+		c.mu.Unlock()
+		return errors.New("session already attached as " + c.device)
+	}
+	if c.closing {
+		c.mu.Unlock()
+		return protocols.ErrClosed
+	}
+	c.device = device
+	c.mu.Unlock()
+	dev := router.Device{ID: device, Protocol: c.info.Subprotocol, Session: c.info.ID, Since: time.Now().UTC()}
+	if err := c.srv.router.Attach(dev, c); err != nil {
+		c.mu.Lock()
+		c.device = ""
+		c.mu.Unlock()
+		return err
+	}
+	c.log = c.log.With("device", device)
+	return nil
+}
+
+// Send implements protocols.Outlet.
+func (c *conn) Send(m protocols.Message) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return protocols.ErrClosed
+	}
+	if len(c.queue) >= c.srv.opts.SendQueue {
+		c.mu.Unlock()
+		c.log.Warn("device does not read fast enough; closing", "queue", c.srv.opts.SendQueue)
+		c.writeClose(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")
+		_ = c.ws.NetConn().SetReadDeadline(time.Now())
+		return protocols.ErrSendQueueFull
+	}
+	c.enqueueLocked(outgoing{msg: m})
+	c.mu.Unlock()
+	return nil
+}
+
+// Close implements protocols.Outlet: the close frame is queued behind the
+// messages already sent, then the peer has CloseTimeout to answer it.
+func (c *conn) Close(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.enqueueLocked(outgoing{close: closePayload(code, reason)})
+}
+
+func (c *conn) enqueueLocked(o outgoing) {
+	c.queue = append(c.queue, o)
+	if !c.writing {
+		c.writing = true
+		c.writer.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// Publish implements protocols.Outlet.
+func (c *conn) Publish(f protocols.Frame) error {
+	c.mu.Lock()
+	f.Device = c.device
+	c.mu.Unlock()
+	if f.Device == "" {
+		return errors.New("publish before the session attached a device")
+	}
+	return c.srv.router.Publish(f)
+}
+
+// Command implements router.Endpoint.
+func (c *conn) Command(cmd protocols.Command) error {
+	c.sessionMu.Lock()
+	defer c.sessionMu.Unlock()
+	if c.ended {
+		return protocols.ErrDeviceOffline
+	}
+	return c.session.OnCommand(cmd)
+}
+
+// Evict implements router.Endpoint.
+func (c *conn) Evict(reason string) {
+	c.Close(protocols.CloseNormal, reason)
+}
+
+// writeLoop drains the queue and exits when it is empty.
+func (c *conn) writeLoop() {
+	defer c.writer.Done()
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for _, o := range batch {
+			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
+			if o.close != nil {
+				_ = c.ws.WriteControl(websocket.CloseMessage, o.close, deadline)
+				_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.opts.CloseTimeout))
+				continue
+			}
+			_ = c.ws.SetWriteDeadline(deadline)
+			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
+				c.log.Debug("write failed", "err", err)
+				_ = c.ws.NetConn().SetReadDeadline(time.Now()) // wake the read loop
+				c.mu.Lock()
+				c.closing = true
+				c.queue = nil
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// closePayload builds a close frame body; the reason is cut to fit the 125
+// byte control frame limit without splitting a UTF-8 sequence.
+func closePayload(code int, reason string) []byte {
+	const maxReason = 123
+	if len(reason) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
+	}
+	return websocket.FormatCloseMessage(code, reason)
+}
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // let the rare huge buffer go
+	}
+	*b = (*b)[:0]
+	bufferPool.Put(b)
+}

@@ -1,0 +1,149 @@
+// Package router connects endpoints that produce frames and accept commands
+// (WebSocket device sessions, local drivers) with the sink that carries
+// frames onward (the MQTT bridge) and the watchers that follow which devices
+// are present.
+//
+// It knows nothing of WebSocket, MQTT or any protocol's wire format.
+package router
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Sink carries frames onward. Deliver must not block: when its bounded
+// queue is full it returns an error wrapping protocols.ErrBusy.
+type Sink interface {
+	Deliver(protocols.Frame) error
+}
+
+// Endpoint is an attached device that accepts commands.
+type Endpoint interface {
+	// Command hands a downlink command to the device.
+	Command(protocols.Command) error
+	// Evict tells the endpoint that a newer session took over its device.
+	Evict(reason string)
+}
+
+// Watcher follows device presence. Its methods are called in order for each
+// device, under the router's lock: they must return quickly and must not
+// call back into the router.
+type Watcher interface {
+	Attached(Device)
+	Detached(Device)
+}
+
+// Device is the presence record of one attached device.
+type Device struct {
+	ID       string
+	Protocol string    // e.g. "done", or "driver:serial" for local drivers
+	Session  string    // the session or driver instance id
+	Since    time.Time // when it attached
+}
+
+// ErrInvalidDevice is returned for device ids that cannot be a topic level.
+var ErrInvalidDevice = errors.New("invalid device id")
+
+// Router is safe for concurrent use.
+type Router struct {
+	log      *slog.Logger
+	sink     Sink
+	watchers []Watcher
+
+	mu      sync.Mutex
+	devices map[string]attachment
+}
+
+type attachment struct {
+	device   Device
+	endpoint Endpoint
+}
+
+// New returns a router that delivers every frame to sink.
+func New(sink Sink, log *slog.Logger) *Router {
+	return &Router{log: log, sink: sink, devices: make(map[string]attachment)}
+}
+
+// Watch adds a presence watcher. Call it before the router is in use.
+func (r *Router) Watch(w Watcher) { r.watchers = append(r.watchers, w) }
+
+// ValidDeviceID reports whether id can name a device: a single, non-empty
+// MQTT topic level without wildcards, NUL or a leading '$'.
+func ValidDeviceID(id string) bool {
+	return id != "" && len(id) <= 128 && !strings.HasPrefix(id, "$") &&
+		!strings.ContainsAny(id, "/+#\x00")
+}
+
+// Attach makes ep the endpoint of dev.ID. An endpoint already attached
+// under that id is evicted: the newest session wins.
+func (r *Router) Attach(dev Device, ep Endpoint) error {
+	if !ValidDeviceID(dev.ID) {
+		return fmt.Errorf("attach %q: %w", dev.ID, ErrInvalidDevice)
+	}
+	r.mu.Lock()
+	old, replaced := r.devices[dev.ID]
+	r.devices[dev.ID] = attachment{device: dev, endpoint: ep}
+	for _, w := range r.watchers {
+		w.Attached(dev)
+	}
+	r.mu.Unlock()
+	if replaced && old.endpoint != ep {
+		r.log.Info("device session replaced", "device", dev.ID, "old_session", old.device.Session, "session", dev.Session)
+		old.endpoint.Evict("replaced by a newer session of the same device")
+	}
+	return nil
+}
+
+// Detach removes ep as the endpoint of id. It does nothing when another
+// endpoint has taken the id over in the meantime, so a replaced session
+// never marks its device offline.
+func (r *Router) Detach(id string, ep Endpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.devices[id]
+	if !ok || a.endpoint != ep {
+		return
+	}
+	delete(r.devices, id)
+	for _, w := range r.watchers {
+		w.Detached(a.device)
+	}
+}
+
+// Publish hands a frame from an attached device to the sink.
+func (r *Router) Publish(f protocols.Frame) error {
+	if err := r.sink.Deliver(f); err != nil {
+		return fmt.Errorf("route frame from %s/%s: %w", f.Device, f.Channel, err)
+	}
+	return nil
+}
+
+// Command delivers cmd to the endpoint attached as cmd.Device.
+func (r *Router) Command(cmd protocols.Command) error {
+	r.mu.Lock()
+	a, ok := r.devices[cmd.Device]
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("command %q to %q: %w", cmd.Name, cmd.Device, protocols.ErrDeviceOffline)
+	}
+	return a.endpoint.Command(cmd)
+}
+
+// Devices lists the attached devices sorted by id.
+func (r *Router) Devices() []Device {
+	r.mu.Lock()
+	list := make([]Device, 0, len(r.devices))
+	for _, a := range r.devices {
+		list = append(list, a.device)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(list, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return list
+}

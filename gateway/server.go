@@ -1,0 +1,339 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Options configure the WebSocket side of the gateway.
+type Options struct {
+	GatewayID        string
+	Listeners        []Listener
+	Policy           protocols.Policy
+	PingInterval     time.Duration // 0 disables keepalive pings
+	PongTimeout      time.Duration // extra time a peer has to answer a ping
+	CloseTimeout     time.Duration // time the peer has to answer our close frame
+	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
+	MaxMessage       int64 // bytes per message, after decompression
+	SendQueue        int   // messages queued to one device before it counts as too slow
+	// AllowedOrigins lists the Origin values browsers may connect from; "*"
+	// allows any. Empty allows only requests without Origin or from the
+	// same host. Devices send no Origin.
+	AllowedOrigins []string
+}
+
+// Listener is one address and path devices connect to.
+type Listener struct {
+	Address     string
+	Path        string
+	Protocols   []string // empty serves every enabled protocol
+	Fallback    string   // protocol for clients that offer none
+	TLSCert     string   // PEM files; both set means wss://
+	TLSKey      string
+	Compression bool // offer permessage-deflate when the client asks
+}
+
+// Server accepts WebSocket connections and runs their sessions.
+type Server struct {
+	opts     Options
+	registry *protocols.Registry
+	router   *router.Router
+	log      *slog.Logger
+
+	httpServers []*http.Server
+	listeners   []net.Listener
+	serving     sync.WaitGroup
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining bool
+	active   sync.WaitGroup
+}
+
+// New checks opts and prepares a server; Start binds the addresses.
+func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slog.Logger) (*Server, error) {
+	if len(opts.Listeners) == 0 {
+		return nil, errors.New("no listeners configured")
+	}
+	if opts.SendQueue <= 0 {
+		opts.SendQueue = 64
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 5 * time.Second
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
+	if !opts.Policy.Valid() {
+		opts.Policy = protocols.PolicyClient
+	}
+	return &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{})}, nil
+}
+
+// Start binds every listener address and serves in the background until
+// Shutdown.
+func (s *Server) Start() error {
+	byAddr := map[string][]Listener{}
+	var addrs []string
+	for _, l := range s.opts.Listeners {
+		if _, ok := byAddr[l.Address]; !ok {
+			addrs = append(addrs, l.Address)
+		}
+		byAddr[l.Address] = append(byAddr[l.Address], l)
+	}
+	for _, addr := range addrs {
+		group := byAddr[addr]
+		mux := http.NewServeMux()
+		for _, l := range group {
+			path := l.Path
+			if path == "" {
+				path = "/"
+			}
+			mux.Handle(path, s.handler(l))
+		}
+		hs := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: s.opts.HandshakeTimeout,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		if group[0].TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(group[0].TLSCert, group[0].TLSKey)
+			if err != nil {
+				ln.Close()
+				s.closeListeners()
+				return fmt.Errorf("listener %s: load TLS key pair: %w", addr, err)
+			}
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		}
+		s.httpServers = append(s.httpServers, hs)
+		s.listeners = append(s.listeners, ln)
+	}
+	for i, hs := range s.httpServers {
+		ln := s.listeners[i]
+		s.log.Info("listening", "address", ln.Addr().String())
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", "address", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = nil
+	s.httpServers = nil
+}
+
+// Addrs returns the bound addresses, in the order of first appearance in
+// the listener list.
+func (s *Server) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		addrs[i] = ln.Addr()
+	}
+	return addrs
+}
+
+// Shutdown stops accepting, closes every session with 1001 and waits for
+// them until ctx ends; connections still open then are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	var errs []error
+	for _, hs := range s.httpServers {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.serving.Wait()
+	for _, c := range conns {
+		c.Close(protocols.CloseGoingAway, "gateway shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			_ = c.ws.NetConn().Close()
+		}
+		s.mu.Unlock()
+		s.log.Warn("grace period over; cut remaining connections", "connections", n)
+		<-done
+		errs = append(errs, fmt.Errorf("shutdown: %d connections cut: %w", n, ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// Connections returns the number of open WebSocket connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) handler(l Listener) http.Handler {
+	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
+	upgrader := &websocket.Upgrader{
+		HandshakeTimeout:  s.opts.HandshakeTimeout,
+		WriteBufferPool:   &sync.Pool{},
+		EnableCompression: l.Compression,
+		CheckOrigin:       func(*http.Request) bool { return true }, // checked before
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		offered, herr := checkHandshake(r)
+		if herr == nil && !s.originAllowed(r) {
+			herr = refuse(http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
+		}
+		if herr != nil {
+			s.log.Debug("handshake refused", "remote", r.RemoteAddr, "status", herr.Status, "reason", herr.Reason)
+			writeRefusal(w, herr)
+			return
+		}
+		p, err := s.registry.Negotiate(offered, negotiation)
+		if err != nil {
+			supported := strings.Join(s.registry.Supported(negotiation), ", ")
+			s.log.Debug("negotiation failed", "remote", r.RemoteAddr, "offered", offered, "supported", supported)
+			writeRefusal(w, refuse(http.StatusBadRequest, "no supported subprotocol offered; this endpoint serves: %s", supported))
+			return
+		}
+		s.mu.Lock()
+		draining := s.draining
+		if !draining {
+			s.active.Add(1)
+		}
+		s.mu.Unlock()
+		if draining {
+			w.Header().Set("Retry-After", "5")
+			writeRefusal(w, refuse(http.StatusServiceUnavailable, "gateway shutting down"))
+			return
+		}
+		var header http.Header
+		if len(offered) > 0 {
+			header = http.Header{"Sec-Websocket-Protocol": {p.Name()}}
+		}
+		ws, err := upgrader.Upgrade(w, r, header)
+		if err != nil {
+			s.active.Done()
+			s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+			return
+		}
+		s.serve(ws, p, r, l)
+	})
+}
+
+func writeRefusal(w http.ResponseWriter, e *HandshakeError) {
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	http.Error(w, e.Reason, e.Status)
+}
+
+// originAllowed applies the Origin policy; devices send no Origin.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(s.opts.AllowedOrigins) > 0 {
+		return slices.Contains(s.opts.AllowedOrigins, "*") || slices.Contains(s.opts.AllowedOrigins, origin)
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// serve runs an upgraded connection on the calling goroutine.
+func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r *http.Request, l Listener) {
+	ctx, cancel := context.WithCancel(context.Background())
+	id := newSessionID()
+	c := &conn{
+		srv:     s,
+		ws:      ws,
+		ctx:     ctx,
+		cancel:  cancel,
+		started: time.Now(),
+		info: protocols.SessionInfo{
+			ID:          id,
+			Subprotocol: p.Name(),
+			RemoteAddr:  r.RemoteAddr,
+			Path:        r.URL.Path,
+			MaxMessage:  s.opts.MaxMessage,
+			Heartbeat:   s.opts.PingInterval,
+			Gateway:     s.opts.GatewayID,
+			TLS:         r.TLS,
+		},
+		log: s.log.With("session", id, "protocol", p.Name(), "remote", r.RemoteAddr),
+	}
+	if s.opts.MaxMessage > 0 {
+		// gorilla counts wire bytes; readMessage counts decompressed ones.
+		ws.SetReadLimit(s.opts.MaxMessage)
+	}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	draining := s.draining
+	s.mu.Unlock()
+	if draining { // Shutdown began while this connection was upgrading
+		c.Close(protocols.CloseGoingAway, "gateway shutting down")
+	}
+	c.log.Debug("connection open", "path", r.URL.Path)
+	c.run(p)
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.active.Done()
+}
+
+func newSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,420 @@
+// Package done implements wsgate's own JSON device protocol (subprotocol
+// token "done"), specified in README.md beside this file.
+//
+// It depends only on the protocols contract.
+package done
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Name is the subprotocol token.
+const Name = "done"
+
+// Error and nack codes of the spec.
+const (
+	CodeBadRequest   = "bad-request"
+	CodeUnauthorized = "unauthorized"
+	CodeNotFound     = "not-found"
+	CodeTooLarge     = "too-large"
+	CodeInternal     = "internal"
+	// CodeBusy is the nack code for a pub the gateway cannot take right now
+	// (queue or spool full, too many unacknowledged pubs); retry later.
+	CodeBusy = "busy"
+)
+
+// Config is the [protocols.done] section.
+type Config struct {
+	// Tokens maps device ids to their tokens. When it is not empty, every
+	// hello must carry the token of its id.
+	Tokens map[string]string `toml:"tokens"`
+	// Envelope publishes {"seq":..,"ts":..,"data":..} instead of data alone.
+	Envelope bool `toml:"envelope"`
+	// MaxInflight bounds the QoS 1 pubs of one session awaiting their ack.
+	MaxInflight int `toml:"max_inflight"`
+	// MaxPendingCommands bounds the commands awaiting a device's res.
+	MaxPendingCommands int `toml:"max_pending_commands"`
+	// CommandTimeout is how long a command waits for its res before its
+	// result is published as failed with "timeout".
+	CommandTimeout time.Duration `toml:"command_timeout"`
+}
+
+// DefaultConfig returns the defaults documented in config/example.toml.
+func DefaultConfig() Config {
+	return Config{MaxInflight: 1024, MaxPendingCommands: 64, CommandTimeout: 30 * time.Second}
+}
+
+// Validate checks the config; errors name the offending key.
+func (c Config) Validate() error {
+	var errs []error
+	for id := range c.Tokens {
+		if !ValidDeviceID(id) {
+			errs = append(errs, fmt.Errorf("tokens: %q is not a valid device id (1-128 of A-Z a-z 0-9 . _ -)", id))
+		}
+	}
+	if c.MaxInflight < 1 {
+		errs = append(errs, errors.New("max_inflight: must be at least 1"))
+	}
+	if c.MaxPendingCommands < 1 {
+		errs = append(errs, errors.New("max_pending_commands: must be at least 1"))
+	}
+	if c.CommandTimeout <= 0 {
+		errs = append(errs, errors.New("command_timeout: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Protocol is the done protocol with its configuration.
+type Protocol struct {
+	cfg Config
+}
+
+// New returns the protocol; cfg must be valid.
+func New(cfg Config) *Protocol { return &Protocol{cfg: cfg} }
+
+// Name implements protocols.Protocol.
+func (*Protocol) Name() string { return Name }
+
+// NewSession implements protocols.Protocol.
+func (p *Protocol) NewSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
+	return &session{cfg: &p.cfg, info: info, out: out, inflight: make(map[uint64]int)}, nil
+}
+
+var _ protocols.Protocol = (*Protocol)(nil)
+
+// ValidDeviceID reports whether id is 1-128 characters of [A-Za-z0-9._-].
+func ValidDeviceID(id string) bool {
+	return len(id) >= 1 && len(id) <= 128 && validChars(id)
+}
+
+// ValidChannel reports whether ch is "/"-separated non-empty segments of
+// the device id charset. The first segments "cmd" and "status" are the
+// gateway's own and not available to devices.
+func ValidChannel(ch string) bool {
+	if ch == "" || len(ch) > 256 {
+		return false
+	}
+	first := true
+	for seg := range strings.SplitSeq(ch, "/") {
+		if seg == "" || !validChars(seg) {
+			return false
+		}
+		if first && (seg == "cmd" || seg == "status") {
+			return false
+		}
+		first = false
+	}
+	return true
+}
+
+func validChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// session is one device connection. The gateway serialises OnMessage,
+// OnCommand and Close; mu guards what acks and command timers, which run
+// elsewhere, share with them.
+type session struct {
+	cfg  *Config
+	info protocols.SessionInfo
+	out  protocols.Outlet
+
+	device string // set by hello
+	msg    inbound
+
+	mu       sync.Mutex
+	window   seqWindow
+	inflight map[uint64]int // seq -> copies received while awaiting the ack
+	pending  map[string]*pendingCommand
+	nextCmd  uint64
+	closed   bool
+}
+
+type pendingCommand struct {
+	name  string
+	timer *time.Timer
+}
+
+func (s *session) OnMessage(m protocols.Message) error {
+	if m.Type != protocols.Text {
+		return &protocols.CloseError{Code: protocols.CloseUnsupportedData, Reason: "binary (CBOR) messages are not supported"}
+	}
+	if err := decode(m.Data, &s.msg); err != nil {
+		if errors.Is(err, errSyntax) {
+			return &protocols.CloseError{Code: protocols.CloseInvalidPayload, Reason: "invalid JSON"}
+		}
+		if s.device == "" {
+			return s.refuse(CodeBadRequest, err.Error())
+		}
+		s.sendError(CodeBadRequest, err.Error())
+		return nil
+	}
+	msg := &s.msg
+	if s.device == "" {
+		if msg.Op != "hello" {
+			return s.refuse(CodeBadRequest, "the first message must be a hello")
+		}
+		return s.hello(msg)
+	}
+	switch msg.Op {
+	case "pub":
+		s.pub(msg)
+	case "res":
+		s.res(msg)
+	case "bye":
+		s.out.Close(protocols.CloseNormal, "bye")
+	case "hello":
+		s.sendError(CodeBadRequest, "hello was already accepted")
+	case "":
+		s.sendError(CodeBadRequest, `missing "op"`)
+	default:
+		s.sendError(CodeBadRequest, "unknown op "+strconv.Quote(msg.Op))
+	}
+	return nil
+}
+
+// refuse answers a hello-stage failure with an error and close 1008.
+func (s *session) refuse(code, reason string) error {
+	s.sendError(code, reason)
+	return &protocols.CloseError{Code: protocols.ClosePolicyViolation, Reason: reason}
+}
+
+func (s *session) hello(msg *inbound) error {
+	if !ValidDeviceID(msg.ID) {
+		return s.refuse(CodeBadRequest, "hello: id must be 1-128 characters of A-Z a-z 0-9 . _ -")
+	}
+	if len(s.cfg.Tokens) > 0 {
+		want, ok := s.cfg.Tokens[msg.ID]
+		if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(msg.Token)) != 1 {
+			return s.refuse(CodeUnauthorized, "hello: unknown device or wrong token")
+		}
+	}
+	if err := s.out.Attach(msg.ID); err != nil {
+		s.sendError(CodeInternal, "cannot attach the device")
+		return fmt.Errorf("attach %q: %w", msg.ID, err)
+	}
+	s.device = msg.ID
+	heartbeat := int(s.info.Heartbeat / time.Second)
+	s.send(appendWelcome(nil, s.info.ID, heartbeat, s.info.MaxMessage))
+	return nil
+}
+
+func (s *session) pub(msg *inbound) {
+	reject := func(code, reason string) {
+		if msg.Seq != nil {
+			s.send(appendNack(nil, *msg.Seq, code, reason))
+		} else {
+			s.sendError(code, reason)
+		}
+	}
+	qos := 1
+	if msg.QoS != nil {
+		qos = *msg.QoS
+	}
+	switch {
+	case !ValidChannel(msg.Ch):
+		reject(CodeBadRequest, "pub: ch must be /-separated segments of A-Z a-z 0-9 . _ -, not starting with cmd or status")
+		return
+	case len(msg.Data) == 0:
+		reject(CodeBadRequest, "pub: data is missing")
+		return
+	case qos != 0 && qos != 1:
+		reject(CodeBadRequest, "pub: qos must be 0 or 1")
+		return
+	}
+	payload := msg.Data
+	if s.cfg.Envelope {
+		payload = appendEnvelope(nil, msg)
+	} else {
+		payload = append([]byte(nil), payload...) // msg.Data aliases the read buffer
+	}
+	frame := protocols.Frame{Channel: msg.Ch, Payload: payload, QoS: byte(qos), Retain: msg.Retain}
+
+	if msg.Seq == nil {
+		if err := s.out.Publish(frame); err != nil {
+			s.sendError(CodeBusy, "pub not accepted: "+err.Error())
+		}
+		return
+	}
+	seq := *msg.Seq
+	s.mu.Lock()
+	if s.window.seen(seq) {
+		if _, waiting := s.inflight[seq]; waiting {
+			s.inflight[seq]++ // acked (or nacked) with the original
+		} else if qos == 1 {
+			s.send(appendAck(nil, seq)) // delivered before: ack again, publish once
+		}
+		s.mu.Unlock()
+		return
+	}
+	if qos == 1 && len(s.inflight) >= s.cfg.MaxInflight {
+		s.mu.Unlock()
+		s.send(appendNack(nil, seq, CodeBusy, "too many pubs awaiting their ack"))
+		return
+	}
+	s.window.add(seq)
+	if qos == 1 {
+		s.inflight[seq] = 1
+		frame.Ack = func(err error) { s.acked(seq, err) }
+	}
+	s.mu.Unlock()
+
+	if err := s.out.Publish(frame); err != nil {
+		if qos == 1 {
+			s.acked(seq, err) // Publish failed: the ack callback never runs
+		} else {
+			s.mu.Lock()
+			s.window.remove(seq)
+			s.mu.Unlock()
+			s.sendError(CodeBusy, "pub not accepted: "+err.Error())
+		}
+	}
+}
+
+// acked settles a QoS 1 pub: every copy received gets the ack, or the nack
+// and the seq may be sent again.
+func (s *session) acked(seq uint64, err error) {
+	s.mu.Lock()
+	copies := s.inflight[seq]
+	delete(s.inflight, seq)
+	if err != nil {
+		s.window.remove(seq)
+	}
+	s.mu.Unlock()
+	var msg []byte
+	if err == nil {
+		msg = appendAck(nil, seq)
+	} else {
+		code := CodeInternal
+		if errors.Is(err, protocols.ErrBusy) {
+			code = CodeBusy
+		}
+		msg = appendNack(nil, seq, code, err.Error())
+	}
+	for range max(copies, 1) {
+		s.send(msg)
+	}
+}
+
+func (s *session) res(msg *inbound) {
+	if msg.OK == nil {
+		s.sendError(CodeBadRequest, `res: "ok" (true or false) is required`)
+		return
+	}
+	s.mu.Lock()
+	pc, ok := s.pending[msg.ID]
+	if ok {
+		delete(s.pending, msg.ID)
+		pc.timer.Stop()
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.sendError(CodeNotFound, "res: no pending command with id "+strconv.Quote(msg.ID))
+		return
+	}
+	result := protocols.Result{ID: msg.ID, OK: *msg.OK, Error: msg.Error}
+	if len(msg.Data) > 0 {
+		result.Data = append(json.RawMessage(nil), msg.Data...)
+	}
+	s.publishResult(pc.name, result)
+}
+
+func (s *session) publishResult(command string, r protocols.Result) {
+	frame, err := protocols.ResultFrame(command, r)
+	if err == nil {
+		err = s.out.Publish(frame)
+	}
+	if err != nil {
+		s.sendError(CodeInternal, "result of command "+strconv.Quote(r.ID)+" could not be published")
+	}
+}
+
+// OnCommand sends a downlink command and remembers it until its res.
+func (s *session) OnCommand(cmd protocols.Command) error {
+	if len(cmd.Args) > 0 && !json.Valid(cmd.Args) {
+		return errors.New("command arguments are not valid JSON")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return protocols.ErrDeviceOffline
+	}
+	if len(s.pending) >= s.cfg.MaxPendingCommands {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %d commands await the device's answer", protocols.ErrBusy, len(s.pending))
+	}
+	id := cmd.ID
+	if id == "" {
+		s.nextCmd++
+		id = "c" + strconv.FormatUint(s.nextCmd, 10)
+	}
+	if _, dup := s.pending[id]; dup {
+		s.mu.Unlock()
+		return fmt.Errorf("command id %q is already pending", id)
+	}
+	if s.pending == nil {
+		s.pending = make(map[string]*pendingCommand)
+	}
+	pc := &pendingCommand{name: cmd.Name}
+	pc.timer = time.AfterFunc(s.cfg.CommandTimeout, func() { s.expire(id, pc) })
+	s.pending[id] = pc
+	s.mu.Unlock()
+
+	if err := s.out.Send(protocols.Message{Type: protocols.Text, Data: appendCommand(nil, id, cmd.Name, cmd.Args)}); err != nil {
+		s.mu.Lock()
+		delete(s.pending, id)
+		pc.timer.Stop()
+		s.mu.Unlock()
+		return fmt.Errorf("send command %q: %w", cmd.Name, err)
+	}
+	return nil
+}
+
+func (s *session) expire(id string, pc *pendingCommand) {
+	s.mu.Lock()
+	if s.pending[id] != pc {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, id)
+	s.mu.Unlock()
+	s.publishResult(pc.name, protocols.Result{ID: id, OK: false, Error: "timeout"})
+}
+
+// Close fails the commands still waiting for an answer.
+func (s *session) Close(error) {
+	s.mu.Lock()
+	s.closed = true
+	pending := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	for id, pc := range pending {
+		pc.timer.Stop()
+		s.publishResult(pc.name, protocols.Result{ID: id, OK: false, Error: "device disconnected"})
+	}
+}
+
+func (s *session) sendError(code, reason string) {
+	s.send(appendError(nil, code, reason))
+}
+
+func (s *session) send(data []byte) {
+	// A failed send means the connection is closing; nothing left to tell.
+	_ = s.out.Send(protocols.Message{Type: protocols.Text, Data: data})
+}

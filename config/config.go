@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,62 @@ type Config struct {
 	WebSocket WebSocket  `toml:"websocket"`
 	Listeners []Listener `toml:"listeners"`
 	Protocols Protocols  `toml:"protocols"`
+	MQTT      MQTT       `toml:"mqtt"`
+	Spool     Spool      `toml:"spool"`
+}
+
+// MQTT is the [mqtt] section: the broker the bridge talks to.
+type MQTT struct {
+	// URL of an external broker; empty runs the embedded one.
+	URL                string        `toml:"url"`
+	ClientID           string        `toml:"client_id"`
+	Username           string        `toml:"username"`
+	Password           string        `toml:"password"`
+	CAFile             string        `toml:"ca_file"`
+	CertFile           string        `toml:"cert_file"`
+	KeyFile            string        `toml:"key_file"`
+	InsecureSkipVerify bool          `toml:"insecure_skip_verify"`
+	KeepAlive          time.Duration `toml:"keepalive"`
+	ConnectTimeout     time.Duration `toml:"connect_timeout"`
+	ReconnectMin       time.Duration `toml:"reconnect_min"`
+	ReconnectMax       time.Duration `toml:"reconnect_max"`
+	PublishTimeout     time.Duration `toml:"publish_timeout"`
+	TopicPrefix        string        `toml:"topic_prefix"`
+	UplinkTopic        string        `toml:"uplink_topic"`
+	Queue              int           `toml:"queue"`
+	MaxInflight        int           `toml:"max_inflight"`
+	OfflineResults     bool          `toml:"offline_results"`
+	Embedded           Embedded      `toml:"embedded"`
+}
+
+// Embedded is [mqtt.embedded], used when mqtt.url is empty.
+type Embedded struct {
+	Address string            `toml:"address"`
+	Users   map[string]string `toml:"users"`
+}
+
+// Spool is the [spool] section: the on-disk queue for broker outages.
+type Spool struct {
+	Dir        string `toml:"dir"`
+	MaxFrames  int    `toml:"max_frames"`
+	MaxBytes   int64  `toml:"max_bytes"`
+	FullPolicy string `toml:"full_policy"`
+}
+
+// StateDir is where the spool lives when spool.dir is empty:
+// $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/wsgate, else
+// ~/.local/state/wsgate.
+func StateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "wsgate")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "wsgate")
+	}
+	return "wsgate-state"
 }
 
 // Gateway identifies this instance.
@@ -96,6 +153,19 @@ func Default() Config {
 		},
 		Listeners: []Listener{{Address: ":8080", Path: "/"}},
 		Protocols: Protocols{Order: []string{done.Name}, Policy: string(protocols.PolicyClient), Done: done.DefaultConfig()},
+		MQTT: MQTT{
+			KeepAlive:      30 * time.Second,
+			ConnectTimeout: 10 * time.Second,
+			ReconnectMin:   time.Second,
+			ReconnectMax:   time.Minute,
+			PublishTimeout: 30 * time.Second,
+			TopicPrefix:    "wsgate",
+			UplinkTopic:    "{prefix}/{device}/{channel}",
+			Queue:          4096,
+			MaxInflight:    1024,
+			Embedded:       Embedded{Address: ":1883"},
+		},
+		Spool: Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 	}
 }
 
@@ -255,6 +325,9 @@ func (c *Config) validate() []fault {
 			add("protocols.done."+key, "%s", msg)
 		}
 	}
+
+	fs = append(fs, c.MQTT.validate()...)
+	fs = append(fs, c.Spool.validate()...)
 
 	type route struct{ address, path string }
 	seen := map[route]int{}

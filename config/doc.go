@@ -2,6 +2,7 @@
 // defaults, strict decoding (an unknown key is an error) and validation.
 // Every problem is reported with the file, line and key it concerns.
 //
-// It may import the config types of built-in modules (protocols, drivers)
-// but never the gateway or the MQTT bridge.
+// It imports the modules whose sections it holds, for their config types
+// and validation rules (topic templates, spool policies); they never import
+// it.
 package config

@@ -125,4 +125,7 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrDeviceOffline: a command names a device that has no session here.
 	ErrDeviceOffline = errors.New("device offline")
+	// ErrInvalidFrame: a frame cannot be routed (e.g. its channel is not a
+	// valid topic); sending it again will not help.
+	ErrInvalidFrame = errors.New("invalid frame")
 )

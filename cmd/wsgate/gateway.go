@@ -2,12 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
+	"github.com/wsgate/wsgate/gateway/broker"
+	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 )
@@ -44,29 +55,129 @@ func gatewayOptions(cfg config.Config) gateway.Options {
 	return opts
 }
 
+func bridgeConfig(cfg config.Config, url string) (mqttbridge.Config, error) {
+	m := cfg.MQTT
+	topics, err := mqttbridge.NewTopics(m.TopicPrefix, cfg.Gateway.ID, m.UplinkTopic)
+	if err != nil {
+		return mqttbridge.Config{}, err
+	}
+	tlsConfig, err := brokerTLS(m)
+	if err != nil {
+		return mqttbridge.Config{}, err
+	}
+	clientID := m.ClientID
+	if clientID == "" {
+		clientID = "wsgate-" + cfg.Gateway.ID
+	}
+	return mqttbridge.Config{
+		URL: url, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: tlsConfig,
+		KeepAlive: m.KeepAlive, ConnectTimeout: m.ConnectTimeout, ReconnectMin: m.ReconnectMin,
+		ReconnectMax: m.ReconnectMax, PublishTimeout: m.PublishTimeout, GatewayID: cfg.Gateway.ID,
+		Topics: topics, Queue: m.Queue, MaxInflight: m.MaxInflight, OfflineResults: m.OfflineResults,
+		Version: versionString(),
+	}, nil
+}
+
+func brokerTLS(m config.MQTT) (*tls.Config, error) {
+	if m.CAFile == "" && m.CertFile == "" && !m.InsecureSkipVerify {
+		return nil, nil // paho's defaults: system roots for ssl:// and wss://
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.InsecureSkipVerify}
+	if m.CAFile != "" {
+		pem, err := os.ReadFile(m.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.ca_file: no PEM certificates in %s", m.CAFile)
+		}
+	}
+	if m.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.cert_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// loopbackURL is how the bridge reaches the embedded broker.
+func loopbackURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "tcp://" + net.JoinHostPort(host, port)
+}
+
 // runGateway serves until ctx is cancelled, then shuts down within the
 // configured grace period.
-func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
 	registry, err := buildRegistry(cfg)
 	if err != nil {
 		return err
 	}
-	rt := router.New(sink, log)
-	srv, err := gateway.New(gatewayOptions(cfg), registry, rt, log)
+	dir := cfg.Spool.Dir
+	if dir == "" {
+		dir = config.StateDir()
+	}
+	sp, err := spool.Open(filepath.Join(dir, "spool.db"), spool.Limits{MaxRecords: cfg.Spool.MaxFrames, MaxBytes: cfg.Spool.MaxBytes}, spool.Policy(cfg.Spool.FullPolicy))
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
+	defer func() { err = errors.Join(err, sp.Close()) }()
+
+	url := cfg.MQTT.URL
+	var bridgeUser, bridgePassword string
+	if url == "" {
+		users := cfg.MQTT.Embedded.Users
+		if len(users) > 0 { // the bridge is a client of its own broker
+			users = maps.Clone(users)
+			bridgeUser, bridgePassword = "wsgate-bridge-"+cfg.Gateway.ID, rand.Text()
+			users[bridgeUser] = bridgePassword
+		}
+		b, err := broker.Start(broker.Options{Address: cfg.MQTT.Embedded.Address, Users: users}, log)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		url = loopbackURL(b.Address())
+		log.Info("embedded MQTT broker running", "address", b.Address())
+	}
+	bcfg, err := bridgeConfig(cfg, url)
+	if err != nil {
 		return err
 	}
-	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", registry.Order())
+	if bridgeUser != "" {
+		bcfg.Username, bcfg.Password = bridgeUser, bridgePassword
+	}
+	bridge := mqttbridge.New(bcfg, sp, log)
+	rt := router.New(bridge, log)
+	rt.Watch(bridge)
+	bridge.Start(rt)
+
+	srv, err := gateway.New(gatewayOptions(cfg), registry, rt, log)
+	if err == nil {
+		err = srv.Start()
+	}
+	if err != nil {
+		_ = bridge.Close(context.Background())
+		return err
+	}
+	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", registry.Order(), "mqtt", url)
 	<-ctx.Done()
 	log.Info("shutting down", "grace", cfg.Gateway.ShutdownGrace, "connections", srv.Connections())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	defer cancel()
+	var errs []error
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	if err := bridge.Close(shutdownCtx); err != nil {
+		errs = append(errs, err)
 	}
 	log.Info("stopped")
-	return nil
+	return errors.Join(errs...)
 }

@@ -136,6 +136,25 @@ func (r *Router) Command(cmd protocols.Command) error {
 	return a.endpoint.Command(cmd)
 }
 
+// Attached returns the presence record of an attached device.
+func (r *Router) Attached(id string) (Device, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.devices[id]
+	return a.device, ok
+}
+
+// Evict closes the session of an attached device, e.g. because the device
+// connected again through another gateway instance.
+func (r *Router) Evict(id, reason string) {
+	r.mu.Lock()
+	a, ok := r.devices[id]
+	r.mu.Unlock()
+	if ok {
+		a.endpoint.Evict(reason)
+	}
+}
+
 // Devices lists the attached devices sorted by id.
 func (r *Router) Devices() []Device {
 	r.mu.Lock()

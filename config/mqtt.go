@@ -1,0 +1,89 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wsgate/wsgate/gateway/mqttbridge"
+	"github.com/wsgate/wsgate/gateway/spool"
+)
+
+func (m MQTT) validate() []fault {
+	var fs []fault
+	add := func(key, format string, args ...any) {
+		fs = append(fs, fault{path: "mqtt." + key, msg: fmt.Sprintf(format, args...)})
+	}
+	if m.URL == "" {
+		if _, _, err := net.SplitHostPort(m.Embedded.Address); err != nil {
+			add("embedded.address", "%q is not host:port (e.g. \":1883\")", m.Embedded.Address)
+		}
+	} else if u, err := url.Parse(m.URL); err != nil || u.Host == "" {
+		add("url", "%q is not a broker URL such as tcp://broker:1883", m.URL)
+	} else if !slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme) {
+		add("url", "scheme %q is not tcp, ssl, ws or wss", u.Scheme)
+	}
+	if m.ClientID != "" && len(m.ClientID) > 64 {
+		add("client_id", "longer than 64 characters")
+	}
+	if (m.CertFile == "") != (m.KeyFile == "") {
+		add("cert_file", "cert_file and key_file go together")
+	}
+	for _, f := range [][2]string{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
+		if f[1] != "" {
+			if _, err := os.Stat(f[1]); err != nil {
+				add(f[0], "%v", err)
+			}
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"keepalive", m.KeepAlive}, {"connect_timeout", m.ConnectTimeout}, {"reconnect_min", m.ReconnectMin},
+		{"reconnect_max", m.ReconnectMax}, {"publish_timeout", m.PublishTimeout},
+	} {
+		if d.value <= 0 {
+			add(d.key, "must be a positive duration such as \"10s\"")
+		}
+	}
+	if m.ReconnectMax < m.ReconnectMin {
+		add("reconnect_max", "must not be shorter than reconnect_min")
+	}
+	if err := mqttbridge.ValidateTopicLevels(m.TopicPrefix); err != nil {
+		add("topic_prefix", "%q: %v", m.TopicPrefix, err)
+	}
+	if err := mqttbridge.ValidateTemplate(m.UplinkTopic); err != nil {
+		add("uplink_topic", "%v", err)
+	}
+	if m.Queue < 1 {
+		add("queue", "must be at least 1")
+	}
+	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
+		add("max_inflight", "%d is outside 1 to 65535 (MQTT packet ids)", m.MaxInflight)
+	}
+	for user := range m.Embedded.Users {
+		if strings.TrimSpace(user) == "" {
+			add("embedded.users", "empty user name")
+		}
+	}
+	return fs
+}
+
+func (s Spool) validate() []fault {
+	var fs []fault
+	if s.MaxFrames < 1 {
+		fs = append(fs, fault{path: "spool.max_frames", msg: "must be at least 1"})
+	}
+	if s.MaxBytes < 1<<10 {
+		fs = append(fs, fault{path: "spool.max_bytes", msg: "must be at least 1024"})
+	}
+	if p := spool.Policy(s.FullPolicy); p != spool.Reject && p != spool.DropOldest {
+		fs = append(fs, fault{path: "spool.full_policy", msg: fmt.Sprintf("%q is not reject or drop-oldest", s.FullPolicy)})
+	}
+	return fs
+}

@@ -1,0 +1,480 @@
+package mqttbridge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/gateway/spool"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Config configures the bridge.
+type Config struct {
+	URL            string // tcp://, ssl://, ws://, wss://
+	ClientID       string
+	Username       string
+	Password       string
+	TLS            *tls.Config
+	KeepAlive      time.Duration
+	ConnectTimeout time.Duration
+	ReconnectMin   time.Duration // first delay after a failed connect
+	ReconnectMax   time.Duration // the delay doubles up to this, with jitter
+	PublishTimeout time.Duration // a PUBACK not seen by then spools the frame
+	GatewayID      string
+	Topics         Topics
+	Queue          int  // frames waiting for the publisher
+	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
+	OfflineResults bool // answer commands to absent devices with "offline"
+	Version        string
+}
+
+// Commander delivers commands to attached devices; the router is one.
+type Commander interface {
+	Command(protocols.Command) error
+	Evict(device, reason string)
+	Attached(device string) (router.Device, bool)
+}
+
+// Stats are the bridge's counters, read with Stats.
+type Stats struct {
+	Published      uint64 // frames confirmed by the broker (direct)
+	Spooled        uint64 // frames written to the spool
+	Replayed       uint64 // spooled frames confirmed by the broker
+	SpoolRejected  uint64 // frames refused because the spool was full
+	SpoolDropped   uint64 // spooled frames discarded by drop-oldest
+	SpoolRecords   int
+	SpoolBytes     int64
+	QoS0Dropped    uint64 // QoS 0 frames dropped while disconnected
+	Busy           uint64 // frames refused because the queue was full
+	Commands       uint64 // commands handed to devices
+	CommandsFailed uint64
+	Connected      bool
+}
+
+type queued struct {
+	frame protocols.Frame
+	topic string
+}
+
+// item is a QoS 1+ frame in the ordered pipeline between publisher and
+// acker: published with a token, or bound for the spool (token nil).
+type item struct {
+	queued
+	token mqtt.Token
+}
+
+// Bridge is the MQTT side of the gateway.
+type Bridge struct {
+	cfg    Config
+	topics Topics
+	log    *slog.Logger
+	client mqtt.Client
+	spool  *spool.Spool
+
+	inMu   sync.RWMutex
+	in     chan queued
+	closed bool
+
+	pipeline chan item
+
+	// modeMu orders the switch between direct publishing and spooling:
+	// while spooling (or while frames decided for the spool are not yet in
+	// it) every QoS 1+ frame goes to the spool, behind those before it.
+	modeMu     sync.Mutex
+	spooling   bool
+	spoolBound int
+
+	replayWake  chan struct{}
+	controlWake chan struct{}
+	lost        chan struct{}
+	connected   chan struct{} // signalled by the OnConnect handler
+
+	commander Commander
+	presence  presenceTable
+	remote    remoteStatuses
+	cmdSeq    atomic.Uint64
+
+	published, spooled, replayed, rejected, qos0Dropped, busy, commands, commandsFailed atomic.Uint64
+
+	cancel  context.CancelFunc
+	workers sync.WaitGroup // connect, replay, control loops
+	drain   sync.WaitGroup // publisher and acker
+}
+
+// New prepares a bridge that spools to sp. Start connects it.
+func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 1024
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 30 * time.Second
+	}
+	if cfg.ReconnectMin <= 0 {
+		cfg.ReconnectMin = time.Second
+	}
+	if cfg.ReconnectMax < cfg.ReconnectMin {
+		cfg.ReconnectMax = cfg.ReconnectMin
+	}
+	b := &Bridge{
+		cfg:         cfg,
+		topics:      cfg.Topics,
+		log:         log.With("component", "mqtt"),
+		spool:       sp,
+		in:          make(chan queued, cfg.Queue),
+		pipeline:    make(chan item, cfg.MaxInflight),
+		replayWake:  make(chan struct{}, 1),
+		controlWake: make(chan struct{}, 1),
+		lost:        make(chan struct{}, 1),
+		connected:   make(chan struct{}, 1),
+		presence:    presenceTable{devices: make(map[string]*presenceEntry)},
+		remote:      remoteStatuses{devices: make(map[string]deviceStatus)},
+	}
+	b.spooling = sp.Len() > 0
+	b.client = mqtt.NewClient(b.clientOptions())
+	return b
+}
+
+// clientOptions sets every paho option deliberately; docs/MQTT.md explains
+// the choices.
+func (b *Bridge) clientOptions() *mqtt.ClientOptions {
+	c := b.cfg
+	will, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: c.GatewayID})
+	return mqtt.NewClientOptions().
+		AddBroker(c.URL).
+		SetClientID(c.ClientID).
+		SetUsername(c.Username).
+		SetPassword(c.Password).
+		SetTLSConfig(c.TLS).
+		// A clean session: uplink durability comes from the spool, and
+		// in-flight publishes must fail on connection loss (paho completes
+		// their tokens) so they can be spooled in order. Subscriptions are
+		// renewed on every connect.
+		SetCleanSession(true).
+		// Our handler never blocks (commands are queued to devices), so
+		// commands keep their order without stalling the client.
+		SetOrderMatters(true).
+		SetKeepAlive(c.KeepAlive).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetWriteTimeout(10*time.Second).
+		// paho's own reconnect has no jitter; connectLoop reconnects with
+		// full jitter so a fleet does not stampede a recovering broker.
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetBinaryWill(b.topics.GatewayStatus(), will, 1, true).
+		SetDefaultPublishHandler(b.onMessage).
+		SetOnConnectHandler(func(mqtt.Client) { signal(b.connected) }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.log.Warn("broker connection lost", "err", err)
+			signal(b.lost)
+		})
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Start connects to the broker in the background and starts the workers.
+// Frames are accepted (and spooled) even before the first connection.
+func (b *Bridge) Start(commander Commander) {
+	b.commander = commander
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.workers.Add(3)
+	go func() { defer b.workers.Done(); b.connectLoop(ctx) }()
+	go func() { defer b.workers.Done(); b.replayLoop(ctx) }()
+	go func() { defer b.workers.Done(); b.controlLoop(ctx) }()
+	b.drain.Add(2)
+	go func() { defer b.drain.Done(); b.publishLoop() }()
+	go func() { defer b.drain.Done(); b.ackLoop() }()
+	if b.spool.Len() > 0 {
+		b.log.Info("spool holds frames from before; they go first", "frames", b.spool.Len())
+	}
+}
+
+// Close stops taking frames, settles every accepted frame (broker or
+// spool), publishes the final statuses and disconnects. ctx bounds the wait
+// for the broker; frames are never dropped by Close.
+func (b *Bridge) Close(ctx context.Context) error {
+	b.inMu.Lock()
+	if b.closed {
+		b.inMu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.in)
+	b.inMu.Unlock()
+	b.drain.Wait() // publisher and acker have settled every frame
+
+	if b.client.IsConnectionOpen() {
+		b.reconcile(ctx, false)
+		payload, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: b.cfg.GatewayID, Since: now()})
+		b.wait(ctx, b.client.Publish(b.topics.GatewayStatus(), 1, true, payload))
+	}
+	b.cancel()
+	b.workers.Wait()
+	b.client.Disconnect(250)
+	return nil
+}
+
+// Deliver implements router.Sink.
+func (b *Bridge) Deliver(f protocols.Frame) error {
+	topic, err := b.topics.Uplink(f.Device, f.Channel)
+	if err != nil {
+		return fmt.Errorf("%w: %w", protocols.ErrInvalidFrame, err)
+	}
+	b.inMu.RLock()
+	defer b.inMu.RUnlock()
+	if b.closed {
+		return protocols.ErrClosed
+	}
+	select {
+	case b.in <- queued{frame: f, topic: topic}:
+		return nil
+	default:
+		b.busy.Add(1)
+		return protocols.ErrBusy
+	}
+}
+
+// publishLoop takes frames in arrival order and either publishes them or
+// marks them for the spool; the acker settles them in the same order.
+func (b *Bridge) publishLoop() {
+	defer close(b.pipeline)
+	for q := range b.in {
+		f := q.frame
+		if f.QoS == 0 {
+			if b.client.IsConnectionOpen() {
+				b.client.Publish(q.topic, 0, f.Retain, f.Payload)
+			} else {
+				b.qos0Dropped.Add(1)
+			}
+			if f.Ack != nil {
+				f.Ack(nil)
+			}
+			continue
+		}
+		b.modeMu.Lock()
+		toSpool := b.spooling || !b.client.IsConnectionOpen()
+		if toSpool {
+			b.spooling = true
+			b.spoolBound++
+		}
+		b.modeMu.Unlock()
+		it := item{queued: q}
+		if !toSpool {
+			it.token = b.client.Publish(q.topic, f.QoS, f.Retain, f.Payload)
+		}
+		b.pipeline <- it // blocks at MaxInflight: the queue fills, Deliver says busy
+	}
+}
+
+// ackLoop settles frames in order: an ack after the PUBACK, or the spool
+// when the publish failed or the frame was bound for it.
+func (b *Bridge) ackLoop() {
+	var batch []item
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		b.appendToSpool(batch)
+		batch = batch[:0]
+	}
+	for it := range b.pipeline {
+		if it.token == nil {
+			batch = append(batch, it)
+			if len(b.pipeline) == 0 || len(batch) >= 256 {
+				flush()
+			}
+			continue
+		}
+		flush()
+		if err := b.waitToken(it.token); err == nil {
+			b.published.Add(1)
+			if it.frame.Ack != nil {
+				it.frame.Ack(nil)
+			}
+			continue
+		} else {
+			b.log.Debug("publish failed; spooling", "topic", it.topic, "err", err)
+		}
+		b.modeMu.Lock()
+		b.spooling = true
+		b.spoolBound++
+		b.modeMu.Unlock()
+		batch = append(batch, it)
+		if len(b.pipeline) == 0 {
+			flush()
+		}
+	}
+	flush()
+}
+
+func (b *Bridge) waitToken(t mqtt.Token) error {
+	if !t.WaitTimeout(b.cfg.PublishTimeout) {
+		return errors.New("no PUBACK within the publish timeout")
+	}
+	return t.Error()
+}
+
+// appendToSpool writes a batch in one durable transaction and settles it.
+func (b *Bridge) appendToSpool(batch []item) {
+	records := make([]spool.Record, len(batch))
+	for i, it := range batch {
+		records[i] = spool.Record{Topic: it.topic, Payload: it.frame.Payload, QoS: it.frame.QoS, Retain: it.frame.Retain, Time: time.Now()}
+	}
+	results, err := b.spool.Append(records)
+	for i, it := range batch {
+		var ackErr error
+		switch {
+		case err != nil:
+			b.log.Error("spool write failed; frames refused", "err", err, "frames", len(batch))
+			ackErr = fmt.Errorf("%w: %w", protocols.ErrBusy, err)
+		case results[i] != nil:
+			b.rejected.Add(1)
+			ackErr = fmt.Errorf("%w: %w", protocols.ErrBusy, results[i])
+		default:
+			b.spooled.Add(1)
+		}
+		if it.frame.Ack != nil {
+			it.frame.Ack(ackErr)
+		}
+	}
+	b.modeMu.Lock()
+	b.spoolBound -= len(batch)
+	b.modeMu.Unlock()
+	signal(b.replayWake)
+}
+
+// replayLoop publishes spooled frames, oldest first, whenever the broker is
+// reachable, and removes them once the broker has them.
+func (b *Bridge) replayLoop(ctx context.Context) {
+	const batchSize = 256
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.replayWake:
+		}
+		for b.client.IsConnectionOpen() && ctx.Err() == nil {
+			entries, err := b.spool.Peek(batchSize)
+			if err != nil {
+				b.log.Error("spool read failed", "err", err)
+				break
+			}
+			if len(entries) == 0 {
+				b.modeMu.Lock()
+				if b.spoolBound == 0 && b.spool.Len() == 0 && b.spooling {
+					b.spooling = false
+					b.log.Info("spool drained; publishing directly")
+				}
+				b.modeMu.Unlock()
+				break
+			}
+			tokens := make([]mqtt.Token, len(entries))
+			for i, e := range entries {
+				tokens[i] = b.client.Publish(e.Topic, e.QoS, e.Retain, e.Payload)
+			}
+			var done []uint64
+			for i, t := range tokens {
+				if err := b.waitToken(t); err != nil {
+					b.log.Debug("replay interrupted", "err", err)
+					break
+				}
+				done = append(done, entries[i].ID)
+			}
+			if err := b.spool.Remove(done); err != nil {
+				b.log.Error("spool remove failed", "err", err)
+			}
+			b.replayed.Add(uint64(len(done)))
+			if len(done) < len(entries) {
+				break // wait for the next connection
+			}
+		}
+	}
+}
+
+// connectLoop keeps the client connected, retrying with exponential backoff
+// and full jitter.
+func (b *Bridge) connectLoop(ctx context.Context) {
+	delay := b.cfg.ReconnectMin
+	for {
+		select {
+		case <-b.lost: // drop a stale signal
+		default:
+		}
+		token := b.client.Connect()
+		select {
+		case <-token.Done():
+		case <-ctx.Done():
+			return
+		}
+		if err := token.Error(); err != nil {
+			wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+			b.log.Warn("cannot reach the broker; retrying", "url", b.cfg.URL, "err", err, "in", wait.Round(time.Millisecond))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+			delay = min(delay*2, b.cfg.ReconnectMax)
+			continue
+		}
+		delay = b.cfg.ReconnectMin
+		b.log.Info("connected to the broker", "url", b.cfg.URL)
+		select {
+		case <-b.lost:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (b *Bridge) Stats() Stats {
+	records, bytes, dropped := b.spool.Stats()
+	return Stats{
+		Published: b.published.Load(), Spooled: b.spooled.Load(), Replayed: b.replayed.Load(),
+		SpoolRejected: b.rejected.Load(), SpoolDropped: dropped, SpoolRecords: records, SpoolBytes: bytes,
+		QoS0Dropped: b.qos0Dropped.Load(), Busy: b.busy.Load(), Commands: b.commands.Load(),
+		CommandsFailed: b.commandsFailed.Load(), Connected: b.client.IsConnectionOpen(),
+	}
+}
+
+// wait waits for a control-plane token, bounded by ctx and PublishTimeout.
+func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
+	timer := time.NewTimer(b.cfg.PublishTimeout)
+	defer timer.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return errors.New("broker did not answer in time")
+	}
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+func (b *Bridge) nextCommandID() string {
+	return "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10)
+}

@@ -1,0 +1,191 @@
+package mqttbridge
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Topics builds the topics of one gateway from its prefix and uplink
+// template. Every level that comes from device input is validated, so a
+// device can never publish outside its own subtree.
+type Topics struct {
+	prefix  string
+	gateway string
+	uplink  []string // template split into parts around {placeholders}
+}
+
+// Placeholders an uplink template may use.
+const (
+	phPrefix  = "{prefix}"
+	phDevice  = "{device}"
+	phChannel = "{channel}"
+	phGateway = "{gateway}"
+)
+
+// DefaultUplinkTemplate is the topic of a device frame.
+const DefaultUplinkTemplate = "{prefix}/{device}/{channel}"
+
+// NewTopics checks prefix and template.
+func NewTopics(prefix, gateway, template string) (Topics, error) {
+	if err := ValidateTopicLevels(prefix); err != nil {
+		return Topics{}, fmt.Errorf("prefix %q: %w", prefix, err)
+	}
+	if err := validateLevel(gateway); err != nil {
+		return Topics{}, fmt.Errorf("gateway id %q: %w", gateway, err)
+	}
+	if err := ValidateTemplate(template); err != nil {
+		return Topics{}, err
+	}
+	return Topics{prefix: prefix, gateway: gateway, uplink: splitTemplate(template)}, nil
+}
+
+// ValidateTemplate checks an uplink template: {device} and {channel} must
+// each appear once as whole levels, and literal levels must be valid.
+func ValidateTemplate(template string) error {
+	for _, ph := range []string{phDevice, phChannel} {
+		if strings.Count(template, ph) != 1 {
+			return fmt.Errorf("template %q must contain %s exactly once", template, ph)
+		}
+	}
+	for level := range strings.SplitSeq(template, "/") {
+		switch level {
+		case phPrefix, phDevice, phChannel, phGateway:
+			continue
+		}
+		if strings.ContainsAny(level, "{}") {
+			return fmt.Errorf("template %q: placeholders must be whole levels, not %q", template, level)
+		}
+		if err := validateLevel(level); err != nil {
+			return fmt.Errorf("template %q: level %q: %w", template, level, err)
+		}
+	}
+	return nil
+}
+
+func splitTemplate(t string) []string {
+	var parts []string
+	for t != "" {
+		i := strings.IndexByte(t, '{')
+		if i < 0 {
+			parts = append(parts, t)
+			break
+		}
+		if i > 0 {
+			parts = append(parts, t[:i])
+		}
+		j := strings.IndexByte(t[i:], '}')
+		parts = append(parts, t[i:i+j+1])
+		t = t[i+j+1:]
+	}
+	return parts
+}
+
+// Uplink returns the topic of a frame. Channels under "cmd/" are command
+// results and always go to {prefix}/{device}/cmd/...
+func (t Topics) Uplink(device, channel string) (string, error) {
+	if err := validateLevel(device); err != nil {
+		return "", fmt.Errorf("device %q: %w", device, err)
+	}
+	if err := ValidateTopicLevels(channel); err != nil {
+		return "", fmt.Errorf("channel %q: %w", channel, err)
+	}
+	if strings.HasPrefix(channel, "cmd/") {
+		return t.prefix + "/" + device + "/" + channel, nil
+	}
+	n := 0
+	for _, p := range t.uplink {
+		n += len(p)
+	}
+	var b strings.Builder
+	b.Grow(n + len(t.prefix) + len(device) + len(channel))
+	for _, p := range t.uplink {
+		switch p {
+		case phPrefix:
+			b.WriteString(t.prefix)
+		case phDevice:
+			b.WriteString(device)
+		case phChannel:
+			b.WriteString(channel)
+		case phGateway:
+			b.WriteString(t.gateway)
+		default:
+			b.WriteString(p)
+		}
+	}
+	return b.String(), nil
+}
+
+// Status is the retained status topic of a device.
+func (t Topics) Status(device string) string { return t.prefix + "/" + device + "/status" }
+
+// StatusFilter matches the status topics of all devices.
+func (t Topics) StatusFilter() string { return t.prefix + "/+/status" }
+
+// Commands is the filter a device's commands arrive on.
+func (t Topics) Commands(device string) string { return t.prefix + "/" + device + "/cmd/#" }
+
+// AllCommands matches the commands of every device.
+func (t Topics) AllCommands() string { return t.prefix + "/+/cmd/+" }
+
+// Result is the topic of a command's result.
+func (t Topics) Result(device, command string) string {
+	return t.prefix + "/" + device + "/cmd/" + command + "/result"
+}
+
+// GatewayStatus is this gateway's own retained status topic.
+func (t Topics) GatewayStatus() string { return t.prefix + "/$gateway/" + t.gateway + "/status" }
+
+// incoming is a message topic split into what the bridge acts on.
+type incoming struct {
+	device  string
+	command string // set for {prefix}/{device}/cmd/{name}
+	status  bool   // {prefix}/{device}/status
+}
+
+// parse classifies a topic received on one of the bridge's subscriptions.
+func (t Topics) parse(topic string) (incoming, bool) {
+	rest, ok := strings.CutPrefix(topic, t.prefix+"/")
+	if !ok {
+		return incoming{}, false
+	}
+	levels := strings.Split(rest, "/")
+	switch {
+	case len(levels) == 2 && levels[1] == "status":
+		return incoming{device: levels[0], status: true}, true
+	case len(levels) == 3 && levels[1] == "cmd" && levels[2] != "":
+		return incoming{device: levels[0], command: levels[2]}, true
+	}
+	return incoming{}, false // results and deeper levels are not commands
+}
+
+var (
+	errEmptyLevel = errors.New("empty topic level")
+	errWildcard   = errors.New("wildcards + and # are not allowed")
+	errNUL        = errors.New("NUL is not allowed")
+	errDollar     = errors.New("levels starting with $ are reserved")
+)
+
+// ValidateTopicLevels checks a "/"-separated topic fragment.
+func ValidateTopicLevels(s string) error {
+	for level := range strings.SplitSeq(s, "/") {
+		if err := validateLevel(level); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateLevel(level string) error {
+	switch {
+	case level == "":
+		return errEmptyLevel
+	case strings.ContainsAny(level, "+#"):
+		return errWildcard
+	case strings.IndexByte(level, 0) >= 0:
+		return errNUL
+	case level[0] == '$':
+		return errDollar
+	}
+	return nil
+}

@@ -262,8 +262,17 @@ func (s *Server) handler(l Listener) http.Handler {
 			s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 			return
 		}
-		s.serve(ws, p, r, l)
+		// The connection gets a goroutine of its own so that this handler
+		// returns and net/http frees its per-request buffers (about 6 KiB
+		// an idle connection would otherwise keep).
+		go s.serve(ws, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS})
 	})
+}
+
+// requestInfo is what a connection keeps of its upgrade request.
+type requestInfo struct {
+	remote, path string
+	tls          *tls.ConnectionState
 }
 
 func writeRefusal(w http.ResponseWriter, e *HandshakeError) {
@@ -277,6 +286,10 @@ func writeRefusal(w http.ResponseWriter, e *HandshakeError) {
 
 // originAllowed applies the Origin policy; devices send no Origin.
 func (s *Server) originAllowed(r *http.Request) bool {
+	origins := r.Header.Values("Origin")
+	if len(origins) > 1 {
+		return false // RFC 6454 section 7.3: at most one; which would we check?
+	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -288,8 +301,8 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-// serve runs an upgraded connection on the calling goroutine.
-func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r *http.Request, l Listener) {
+// serve runs an upgraded connection until it ends.
+func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r requestInfo) {
 	ctx, cancel := context.WithCancel(context.Background())
 	id := newSessionID()
 	c := &conn{
@@ -301,14 +314,14 @@ func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r *http.Request
 		info: protocols.SessionInfo{
 			ID:          id,
 			Subprotocol: p.Name(),
-			RemoteAddr:  r.RemoteAddr,
-			Path:        r.URL.Path,
+			RemoteAddr:  r.remote,
+			Path:        r.path,
 			MaxMessage:  s.opts.MaxMessage,
 			Heartbeat:   s.opts.PingInterval,
 			Gateway:     s.opts.GatewayID,
-			TLS:         r.TLS,
+			TLS:         r.tls,
 		},
-		log: s.log.With("session", id, "protocol", p.Name(), "remote", r.RemoteAddr),
+		log: s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
 	}
 	if s.opts.MaxMessage > 0 {
 		// gorilla counts wire bytes; readMessage counts decompressed ones.
@@ -321,7 +334,7 @@ func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r *http.Request
 	if draining { // Shutdown began while this connection was upgrading
 		c.Close(protocols.CloseGoingAway, "gateway shutting down")
 	}
-	c.log.Debug("connection open", "path", r.URL.Path)
+	c.log.Debug("connection open", "path", r.path)
 	c.run(p)
 }
 

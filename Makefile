@@ -1,0 +1,79 @@
+# wsgate build and test entry points. `make run` and `make test` are all the
+# set-up a fresh Debian machine needs: test-deps installs what tests use.
+
+GO          ?= go
+BIN         ?= bin/wsgate
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+CONFIG      ?=
+FUZZTIME    ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Debian packages the integration tests run: a real broker and its clients,
+# a non-Go WebSocket client, and socat for serial-port pairs.
+TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat
+CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
+
+.PHONY: all build run test test-deps unit cover fuzz cross lint clean
+
+all: lint build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wsgate
+
+# The gateway on its embedded defaults (WebSocket :8080, MQTT broker :1883),
+# or on CONFIG=path/to/wsgate.toml.
+run: build
+	./$(BIN) run $(if $(CONFIG),-config $(CONFIG))
+
+# The whole suite, race detector on, after the static checks.
+test: test-deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Unit and integration tests only, without installing anything.
+unit:
+	$(GO) test -race -count=1 ./...
+
+test-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing="$$missing python3-websockets"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing test dependencies:$$missing"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(TEST_DEBS); \
+	fi
+
+cover:
+	$(GO) test -count=1 -coverprofile=coverage.out ./...
+	$(GO) tool cover -func=coverage.out | tail -1
+
+# A short bounded run of every fuzz target (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+# Static binaries for the usual gateway hardware, into dist/.
+cross:
+	@set -e; mkdir -p dist; for target in $(CROSS); do \
+		os=$${target%%/*}; rest=$${target#*/}; arch=$${rest%%/*}; arm=""; suffix=$$arch; \
+		case $$rest in arm/*) arm=$${rest#arm/}; suffix=armv$$arm;; esac; \
+		echo "build dist/wsgate-$$os-$$suffix"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
+			-o dist/wsgate-$$os-$$suffix ./cmd/wsgate; \
+	done; ls -l dist/
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin dist coverage.out

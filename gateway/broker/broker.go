@@ -62,4 +62,3 @@ func (b *Broker) Address() string { return b.listener.Address() }
 
 // Close stops the broker and disconnects its clients.
 func (b *Broker) Close() error { return b.server.Close() }
-

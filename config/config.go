@@ -4,9 +4,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,39 +220,193 @@ func Parse(name, doc string) (Config, error) {
 	cfg := Default()
 	cfg.Listeners = nil // a file that lists none gets the default below
 	md, err := toml.Decode(doc, &cfg)
+	lines := locateKeys(doc)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return Config{}, Problems{{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}
-		}
-		return Config{}, Problems{{File: name, Msg: err.Error()}}
+		return Config{}, Problems{decodeProblem(name, lines, err)}
 	}
 	if len(cfg.Listeners) == 0 {
 		cfg.Listeners = Default().Listeners
 	}
-	lines := locateKeys(doc)
 	var ps Problems
+	unknown := map[string]bool{}
 	for _, key := range md.Undecoded() {
-		ps = append(ps, Problem{File: name, Line: lines.takeUnindexed(key.String()), Key: key.String(), Msg: "unknown key"})
+		k := key.String()
+		unknown[k] = true
+		line, at := lines.takeUnindexed(k)
+		if underUnknown(key, unknown) {
+			continue // the unknown table is reported, not each of its keys
+		}
+		msg := "unknown key"
+		if t := md.Type(key...); t == "Hash" || t == "ArrayHash" {
+			msg = "unknown table"
+		}
+		ps = append(ps, Problem{File: name, Line: line, Key: displayKey(at), Msg: msg})
+	}
+	for _, key := range md.Keys() {
+		// A bare integer decodes into a time.Duration as nanoseconds: 30
+		// would be 30ns, never what anyone means.
+		if md.Type(key...) == "Integer" && fieldType(key) == durationType {
+			line, at := lines.takeUnindexed(key.String())
+			ps = append(ps, Problem{File: name, Line: line, Key: displayKey(at), Msg: `must be a duration string such as "30s" (a bare number would be nanoseconds)`})
+		}
 	}
 	for _, f := range cfg.validate() {
-		ps = append(ps, Problem{File: name, Line: lines.line(f.path), Key: f.display(), Msg: f.msg})
+		at := f.path
+		if f.at != "" {
+			at = f.at
+		}
+		ps = append(ps, Problem{File: name, Line: lines.line(at), Key: displayKey(f.path), Msg: f.msg})
 	}
 	if len(ps) > 0 {
+		// In file order; problems of keys the file does not set come last.
+		slices.SortStableFunc(ps, func(a, b Problem) int {
+			if (a.Line == 0) != (b.Line == 0) {
+				return b.Line - a.Line
+			}
+			return a.Line - b.Line
+		})
 		return Config{}, ps
 	}
 	return cfg, nil
+}
+
+// underUnknown reports whether a parent of key is an unknown key.
+func underUnknown(key toml.Key, unknown map[string]bool) bool {
+	for i := 1; i < len(key); i++ {
+		if unknown[key[:i].String()] {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	// typeErr matches the decoder's type mismatch errors, which are not
+	// ParseErrors: `toml: line 3 (last key "websocket.max_message"):
+	// incompatible types: TOML value has type string; destination has type
+	// integer`.
+	typeErr = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+	typeMsg = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+)
+
+// decodeProblem turns a decoding error into a problem with a line and key
+// where the decoder tells them.
+func decodeProblem(name string, lines *keyLines, err error) Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if d, ok := strings.CutPrefix(msg, "invalid duration: "); ok {
+			msg = d + ` is not a duration such as "500ms", "10s" or "5m"`
+		}
+		key := pe.LastKey
+		if key != "" {
+			key = displayKey(lines.indexedAt(key, pe.Position.Line))
+		}
+		return Problem{File: name, Line: pe.Position.Line, Key: key, Msg: msg}
+	}
+	m := typeErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return Problem{File: name, Msg: err.Error()}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		key = m[2]
+	}
+	msg := m[3]
+	if t := typeMsg.FindStringSubmatch(msg); t != nil {
+		want := t[2]
+		if ft := fieldType(strings.Split(key, ".")); ft != nil {
+			want = describeType(ft)
+		}
+		msg = fmt.Sprintf("must be %s, not %s", want, describeTOML(t[1]))
+	}
+	return Problem{File: name, Line: line, Key: displayKey(lines.indexedAt(key, line)), Msg: msg}
+}
+
+// fieldType is the Go type a key decodes into, or nil when Config has no
+// such key.
+func fieldType(key []string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for _, part := range key {
+		for t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
+			t = t.Elem() // an array of tables: its elements' keys
+		}
+		switch t.Kind() {
+		case reflect.Map:
+			t = t.Elem()
+		case reflect.Struct:
+			var found bool
+			for i := range t.NumField() {
+				f := t.Field(i)
+				if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == part {
+					t, found = f.Type, true
+					break
+				}
+			}
+			if !found {
+				return nil
+			}
+		default:
+			return nil
+		}
+	}
+	return t
+}
+
+// describeType names what a key of Go type t takes, in TOML words.
+func describeType(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return `a duration string such as "10s"`
+	case t.Kind() == reflect.String:
+		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "an integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return "an array of strings"
+	case t.Kind() == reflect.Slice:
+		return "an array"
+	}
+	return "a table"
+}
+
+// describeTOML names the Go type the decoder reports for a TOML value.
+func describeTOML(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "int64":
+		return "an integer"
+	case goType == "float64":
+		return "a float"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map["):
+		return "a table"
+	case strings.Contains(goType, "time.") || strings.Contains(goType, "Local"):
+		return "a date or time"
+	}
+	return goType
 }
 
 // fault is a validation failure at a key path such as "listeners.1.path".
 type fault struct {
 	path string
 	msg  string
+	at   string // where to point instead of path, e.g. one entry of a table
 }
 
-// display turns "listeners.1.path" into "listeners[1].path".
-func (f fault) display() string {
-	parts := strings.Split(f.path, ".")
+// displayKey turns "listeners.1.path" into "listeners[1].path".
+func displayKey(path string) string {
+	parts := strings.Split(path, ".")
 	var b strings.Builder
 	for i, p := range parts {
 		if _, err := strconv.Atoi(p); err == nil && i > 0 {
@@ -322,7 +479,13 @@ func (c *Config) validate() []fault {
 	if err := c.Protocols.Done.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			key, msg, _ := strings.Cut(e.Error(), ": ")
-			add("protocols.done."+key, "%s", msg)
+			f := fault{path: "protocols.done." + key, msg: msg}
+			if id, err := strconv.QuotedPrefix(msg); err == nil && key == "tokens" {
+				if u, err := strconv.Unquote(id); err == nil {
+					f.at = toml.Key{"protocols", "done", "tokens", u}.String() // the line of that entry
+				}
+			}
+			fs = append(fs, f)
 		}
 	}
 
@@ -362,13 +525,16 @@ func (c *Config) validate() []fault {
 			}
 		}
 		hasTLS := l.TLSCert != "" || l.TLSKey != ""
-		if hasTLS && (l.TLSCert == "" || l.TLSKey == "") {
-			add(at("tls_cert"), "tls_cert and tls_key go together")
+		switch {
+		case l.TLSCert != "" && l.TLSKey == "":
+			add(at("tls_cert"), "needs tls_key too (the certificate's private key)")
+		case l.TLSCert == "" && l.TLSKey != "":
+			add(at("tls_key"), "needs tls_cert too (the certificate of this key)")
 		}
 		for _, f := range [][2]string{{"tls_cert", l.TLSCert}, {"tls_key", l.TLSKey}} {
 			if f[1] != "" {
 				if _, err := os.Stat(f[1]); err != nil {
-					add(at(f[0]), "%v", err)
+					add(at(f[0]), "%s", fileProblem(f[1], err))
 				}
 			}
 		}
@@ -378,6 +544,15 @@ func (c *Config) validate() []fault {
 		tlsByAddr[l.Address] = hasTLS
 	}
 	return fs
+}
+
+// fileProblem says why a file named in the config cannot be used.
+func fileProblem(path string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot read %q: %v", path, err)
 }
 
 func unjoin(err error) []error {

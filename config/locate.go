@@ -3,6 +3,8 @@ package config
 import (
 	"strconv"
 	"strings"
+
+	"github.com/BurntSushi/toml"
 )
 
 // keyLines maps the keys of a TOML document to the lines they are defined
@@ -12,11 +14,17 @@ import (
 // the same keys without indices, in document order.
 type keyLines struct {
 	indexed   map[string]int
-	unindexed map[string][]int
+	unindexed map[string][]occurrence
+}
+
+// occurrence is one place an unindexed key is defined.
+type occurrence struct {
+	line    int
+	indexed string // the key with its array indices
 }
 
 func locateKeys(doc string) *keyLines {
-	kl := &keyLines{indexed: map[string]int{}, unindexed: map[string][]int{}}
+	kl := &keyLines{indexed: map[string]int{}, unindexed: map[string][]occurrence{}}
 	arrays := map[string]int{} // unindexed array table path -> current index
 	var table, plain []string  // current table, with and without indices
 	lines := strings.Split(doc, "\n")
@@ -27,7 +35,7 @@ func locateKeys(doc string) *keyLines {
 		case line == "" || line[0] == '#':
 			continue
 		case strings.HasPrefix(line, "[["):
-			path, ok := parseKey(strings.TrimPrefix(line, "[["), "]]")
+			path, _, ok := parseKey(strings.TrimPrefix(line, "[["), "]]")
 			if !ok {
 				continue
 			}
@@ -37,34 +45,43 @@ func locateKeys(doc string) *keyLines {
 			} else {
 				arrays[name] = 0
 			}
+			// A new element starts its nested arrays of tables afresh.
+			for nested := range arrays {
+				if strings.HasPrefix(nested, name+".") {
+					delete(arrays, nested)
+				}
+			}
 			plain, table = path, indexPath(path, arrays)
 			kl.record(table, plain, lineNo)
 		case line[0] == '[':
-			path, ok := parseKey(line[1:], "]")
+			path, _, ok := parseKey(line[1:], "]")
 			if !ok {
 				continue
 			}
 			plain, table = path, indexPath(path, arrays)
 			kl.record(table, plain, lineNo)
 		default:
-			key, ok := parseKey(line, "=")
+			key, value, ok := parseKey(line, "=")
 			if !ok {
 				continue
 			}
 			kl.record(append(table[:len(table):len(table)], key...), append(plain[:len(plain):len(plain)], key...), lineNo)
-			i = skipValue(lines, i, line[strings.IndexByte(line, '=')+1:])
+			i = skipValue(lines, i, value)
 		}
 	}
 	return kl
 }
 
+// record notes a key defined on line. Keys are spelt as toml.Key.String
+// does, quoting parts that are not bare ("tokens.\"garage door\""), so that
+// the decoder's keys find them.
 func (kl *keyLines) record(indexed, plain []string, line int) {
-	k := strings.Join(indexed, ".")
+	k := toml.Key(indexed).String()
 	if _, ok := kl.indexed[k]; !ok {
 		kl.indexed[k] = line
 	}
-	p := strings.Join(plain, ".")
-	kl.unindexed[p] = append(kl.unindexed[p], line)
+	p := toml.Key(plain).String()
+	kl.unindexed[p] = append(kl.unindexed[p], occurrence{line: line, indexed: k})
 }
 
 // indexPath inserts the current index after every prefix that names an
@@ -95,23 +112,47 @@ func (kl *keyLines) line(key string) int {
 	}
 }
 
-// takeUnindexed returns the line of the next occurrence of an unindexed key.
-func (kl *keyLines) takeUnindexed(key string) int {
-	lines := kl.unindexed[key]
-	if len(lines) == 0 {
-		return 0
+// takeUnindexed returns the line of the next occurrence of an unindexed key
+// such as "listeners.path", and the key with its indices
+// ("listeners.1.path"). A key the scanner did not see (inside an inline
+// table) gets the line of its nearest parent; the line is 0, and the key
+// unchanged, when none is in the document.
+func (kl *keyLines) takeUnindexed(key string) (line int, indexed string) {
+	if occ := kl.unindexed[key]; len(occ) > 0 {
+		kl.unindexed[key] = occ[1:]
+		return occ[0].line, occ[0].indexed
 	}
-	kl.unindexed[key] = lines[1:]
-	return lines[0]
+	for parent := key; ; {
+		dot := strings.LastIndexByte(parent, '.')
+		if dot < 0 {
+			return 0, key
+		}
+		parent = parent[:dot]
+		if occ := kl.unindexed[parent]; len(occ) > 0 {
+			return occ[0].line, occ[0].indexed + key[len(parent):]
+		}
+	}
 }
 
-// parseKey reads a dotted key of bare and quoted parts up to end.
-func parseKey(s, end string) ([]string, bool) {
+// indexedAt returns the indexed form of an unindexed key defined on line,
+// or key itself when no such definition is known.
+func (kl *keyLines) indexedAt(key string, line int) string {
+	for _, occ := range kl.unindexed[key] {
+		if occ.line == line {
+			return occ.indexed
+		}
+	}
+	return key
+}
+
+// parseKey reads a dotted key of bare and quoted parts up to end, and
+// returns the parts and what follows end.
+func parseKey(s, end string) ([]string, string, bool) {
 	var parts []string
 	for {
 		s = strings.TrimLeft(s, " \t")
 		if s == "" {
-			return nil, false
+			return nil, "", false
 		}
 		var part string
 		switch s[0] {
@@ -125,7 +166,7 @@ func parseKey(s, end string) ([]string, bool) {
 				j++
 			}
 			if j >= len(s) {
-				return nil, false
+				return nil, "", false
 			}
 			raw := s[:j+1]
 			if q == '"' {
@@ -144,7 +185,7 @@ func parseKey(s, end string) ([]string, bool) {
 				j++
 			}
 			if j == 0 {
-				return nil, false
+				return nil, "", false
 			}
 			part, s = s[:j], s[j:]
 		}
@@ -152,11 +193,11 @@ func parseKey(s, end string) ([]string, bool) {
 		s = strings.TrimLeft(s, " \t")
 		switch {
 		case strings.HasPrefix(s, end):
-			return parts, true
+			return parts, s[len(end):], true
 		case strings.HasPrefix(s, "."):
 			s = s[1:]
 		default:
-			return nil, false
+			return nil, "", false
 		}
 	}
 }
@@ -175,6 +216,10 @@ func skipValue(lines []string, i int, value string) int {
 		for j := 0; j < len(text); j++ {
 			c := text[j]
 			if inString != 0 {
+				if inString == '"' && c == '\\' {
+					j++ // an escaped character, perhaps a quote
+					continue
+				}
 				if strings.HasPrefix(text[j:], strings.Repeat(string(inString), 3)) {
 					inString = 0
 					j += 2

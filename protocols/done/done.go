@@ -69,7 +69,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("max_pending_commands: must be at least 1"))
 	}
 	if c.CommandTimeout <= 0 {
-		errs = append(errs, errors.New("command_timeout: must be positive"))
+		errs = append(errs, errors.New(`command_timeout: must be a positive duration such as "30s"`))
 	}
 	return errors.Join(errs...)
 }
@@ -248,16 +248,19 @@ func (s *session) pub(msg *inbound) {
 
 	if msg.Seq == nil {
 		if err := s.out.Publish(frame); err != nil {
-			s.sendError(CodeBusy, "pub not accepted: "+err.Error())
+			s.sendError(publishCode(err), "pub not accepted: "+err.Error())
 		}
 		return
 	}
 	seq := *msg.Seq
 	s.mu.Lock()
+	if _, waiting := s.inflight[seq]; waiting {
+		s.inflight[seq]++ // acked (or nacked) with the original
+		s.mu.Unlock()
+		return
+	}
 	if s.window.seen(seq) {
-		if _, waiting := s.inflight[seq]; waiting {
-			s.inflight[seq]++ // acked (or nacked) with the original
-		} else if qos == 1 {
+		if qos == 1 {
 			s.send(appendAck(nil, seq)) // delivered before: ack again, publish once
 		}
 		s.mu.Unlock()
@@ -282,7 +285,7 @@ func (s *session) pub(msg *inbound) {
 			s.mu.Lock()
 			s.window.remove(seq)
 			s.mu.Unlock()
-			s.sendError(CodeBusy, "pub not accepted: "+err.Error())
+			s.sendError(publishCode(err), "pub not accepted: "+err.Error())
 		}
 	}
 }
@@ -301,15 +304,24 @@ func (s *session) acked(seq uint64, err error) {
 	if err == nil {
 		msg = appendAck(nil, seq)
 	} else {
-		code := CodeInternal
-		if errors.Is(err, protocols.ErrBusy) {
-			code = CodeBusy
-		}
-		msg = appendNack(nil, seq, code, err.Error())
+		msg = appendNack(nil, seq, publishCode(err), err.Error())
 	}
 	for range max(copies, 1) {
 		s.send(msg)
 	}
+}
+
+// publishCode is the nack or error code for a pub the router refused: busy
+// when retrying later may help, bad-request when the frame can never be
+// routed, else internal.
+func publishCode(err error) string {
+	switch {
+	case errors.Is(err, protocols.ErrBusy):
+		return CodeBusy
+	case errors.Is(err, protocols.ErrInvalidFrame):
+		return CodeBadRequest
+	}
+	return CodeInternal
 }
 
 func (s *session) res(msg *inbound) {

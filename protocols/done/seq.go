@@ -1,7 +1,9 @@
 package done
 
 // windowSize is how far behind the highest seq a repeated seq is still
-// recognised exactly; older ones count as delivered.
+// recognised. Older ones count as new: a device only sends one again after a
+// nack (or a lost ack), and publishing a duplicate is at-least-once delivery,
+// while acking a pub that was never published would lose it.
 const windowSize = 1024
 
 // seqWindow remembers which of the last windowSize seqs were accepted.
@@ -18,7 +20,7 @@ func (w *seqWindow) seen(seq uint64) bool {
 	}
 	age := w.high - seq
 	if age >= windowSize {
-		return true
+		return false
 	}
 	return w.bits[age/64]&(1<<(age%64)) != 0
 }

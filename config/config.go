@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
+	"github.com/wsgate/wsgate/protocols/echo"
 )
 
 // Example is config/example.toml: every key with its default, documented.
@@ -35,6 +36,14 @@ type Config struct {
 	Protocols Protocols  `toml:"protocols"`
 	MQTT      MQTT       `toml:"mqtt"`
 	Spool     Spool      `toml:"spool"`
+	Admin     Admin      `toml:"admin"`
+}
+
+// Admin is the [admin] section: the operator endpoints (/metrics,
+// /healthz, /readyz, /devices).
+type Admin struct {
+	// Address to serve them on; empty turns them off.
+	Address string `toml:"address"`
 }
 
 // MQTT is the [mqtt] section: the broker the bridge talks to.
@@ -134,7 +143,7 @@ type Protocols struct {
 }
 
 // BuiltinProtocols are the protocols compiled into wsgate.
-var BuiltinProtocols = []string{done.Name}
+var BuiltinProtocols = []string{done.Name, echo.Name}
 
 // Default returns the configuration `wsgate run` uses without a file.
 func Default() Config {
@@ -169,6 +178,7 @@ func Default() Config {
 			Embedded:       Embedded{Address: ":1883"},
 		},
 		Spool: Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
+		Admin: Admin{Address: "127.0.0.1:9180"},
 	}
 }
 
@@ -491,6 +501,7 @@ func (c *Config) validate() []fault {
 
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
+	fs = append(fs, c.Admin.validate()...)
 
 	type route struct{ address, path string }
 	seen := map[route]int{}

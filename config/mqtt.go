@@ -36,7 +36,7 @@ func (m MQTT) validate() []fault {
 	for _, f := range [][2]string{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
 		if f[1] != "" {
 			if _, err := os.Stat(f[1]); err != nil {
-				add(f[0], "%v", err)
+				add(f[0], "%s", fileProblem(f[1], err))
 			}
 		}
 	}
@@ -72,6 +72,16 @@ func (m MQTT) validate() []fault {
 		}
 	}
 	return fs
+}
+
+func (a Admin) validate() []fault {
+	if a.Address == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(a.Address); err != nil {
+		return []fault{{path: "admin.address", msg: fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:9180\"), or empty to turn the endpoints off", a.Address)}}
+	}
+	return nil
 }
 
 func (s Spool) validate() []fault {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -66,6 +67,28 @@ type Server struct {
 	conns    map[*conn]struct{}
 	draining bool
 	active   sync.WaitGroup
+	refused  map[int]uint64 // handshakes refused, by HTTP status
+	upgrades uint64
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	Connections int            // open now
+	Upgrades    uint64         // handshakes accepted since start
+	Refused     map[int]uint64 // handshakes refused, by HTTP status
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Connections: len(s.conns), Upgrades: s.upgrades, Refused: maps.Clone(s.refused)}
+}
+
+func (s *Server) countRefusal(status int) {
+	s.mu.Lock()
+	s.refused[status]++
+	s.mu.Unlock()
 }
 
 // New checks opts and prepares a server; Start binds the addresses.
@@ -88,7 +111,7 @@ func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slo
 	if !opts.Policy.Valid() {
 		opts.Policy = protocols.PolicyClient
 	}
-	return &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{})}, nil
+	return &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}), refused: make(map[int]uint64)}, nil
 }
 
 // Start binds every listener address and serves in the background until
@@ -231,6 +254,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		}
 		if herr != nil {
 			s.log.Debug("handshake refused", "remote", r.RemoteAddr, "status", herr.Status, "reason", herr.Reason)
+			s.countRefusal(herr.Status)
 			writeRefusal(w, herr)
 			return
 		}
@@ -238,6 +262,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		if err != nil {
 			supported := strings.Join(s.registry.Supported(negotiation), ", ")
 			s.log.Debug("negotiation failed", "remote", r.RemoteAddr, "offered", offered, "supported", supported)
+			s.countRefusal(http.StatusBadRequest)
 			writeRefusal(w, refuse(http.StatusBadRequest, "no supported subprotocol offered; this endpoint serves: %s", supported))
 			return
 		}
@@ -248,6 +273,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		}
 		s.mu.Unlock()
 		if draining {
+			s.countRefusal(http.StatusServiceUnavailable)
 			w.Header().Set("Retry-After", "5")
 			writeRefusal(w, refuse(http.StatusServiceUnavailable, "gateway shutting down"))
 			return
@@ -329,6 +355,7 @@ func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r requestInfo) 
 	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
+	s.upgrades++
 	draining := s.draining
 	s.mu.Unlock()
 	if draining { // Shutdown began while this connection was upgrading

@@ -15,12 +15,14 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
+	"github.com/wsgate/wsgate/gateway/admin"
 	"github.com/wsgate/wsgate/gateway/broker"
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
+	"github.com/wsgate/wsgate/protocols/echo"
 )
 
 // buildRegistry registers the built-in protocols in the configured order.
@@ -29,8 +31,10 @@ func buildRegistry(cfg config.Config) (*protocols.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := registry.Register(done.New(cfg.Protocols.Done), "builtin"); err != nil {
-		return nil, err
+	for _, p := range []protocols.Protocol{done.New(cfg.Protocols.Done), echo.Protocol{}} {
+		if err := registry.Register(p, "builtin"); err != nil {
+			return nil, err
+		}
 	}
 	return registry, nil
 }
@@ -165,6 +169,15 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	if err != nil {
 		_ = bridge.Close(context.Background())
 		return err
+	}
+	if cfg.Admin.Address != "" {
+		adm, err := admin.Start(cfg.Admin.Address, admin.Sources{Gateway: srv, Bridge: bridge, Router: rt}, log)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			_ = bridge.Close(context.Background())
+			return err
+		}
+		defer adm.Shutdown(context.Background())
 	}
 	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", registry.Order(), "mqtt", url)
 	<-ctx.Done()

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,13 +22,17 @@ import (
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 )
 
+// testSetup is a config file for one test gateway and where it listens.
+type testSetup struct {
+	path, wsURL, mqttURL, adminAddr string
+}
+
 // testConfig writes a config that runs the whole gateway on free loopback
-// ports with the embedded broker, and returns its path, the WebSocket URL
-// and the broker URL.
-func testConfig(t *testing.T, extra string) (path, wsURL, mqttURL string) {
+// ports with the embedded broker; extra is appended to it.
+func testConfig(t *testing.T, extra string) testSetup {
 	t.Helper()
 	dir := t.TempDir()
-	wsPort, mqttPort := brokertest.FreePort(t), brokertest.FreePort(t)
+	wsPort, mqttPort, adminPort := brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t)
 	doc := fmt.Sprintf(`
 [gateway]
 id = "test-gw"
@@ -43,12 +49,20 @@ address = "127.0.0.1:%d"
 
 [spool]
 dir = %q
-%s`, wsPort, mqttPort, dir, extra)
-	path = filepath.Join(dir, "wsgate.toml")
+
+[admin]
+address = "127.0.0.1:%d"
+%s`, wsPort, mqttPort, dir, adminPort, extra)
+	path := filepath.Join(dir, "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path, fmt.Sprintf("ws://127.0.0.1:%d/", wsPort), fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
+	return testSetup{
+		path:      path,
+		wsURL:     fmt.Sprintf("ws://127.0.0.1:%d/", wsPort),
+		mqttURL:   fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort),
+		adminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
+	}
 }
 
 // startInProcess runs `wsgate run -config path` in this process until the
@@ -138,7 +152,8 @@ func dialDone(t *testing.T, wsURL, device string) *websocket.Conn {
 
 func TestGracefulShutdownClosesSessionsWith1001(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	path, wsURL, _ := testConfig(t, "")
+	ts := testConfig(t, "")
+	path, wsURL := ts.path, ts.wsURL
 	stop := startInProcess(t, path, wsURL)
 
 	var clients []*websocket.Conn
@@ -174,7 +189,8 @@ func TestGracefulShutdownClosesSessionsWith1001(t *testing.T) {
 
 func TestGracefulShutdownCutsUnresponsiveClientsAfterGrace(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	path, wsURL, _ := testConfig(t, "")
+	ts := testConfig(t, "")
+	path, wsURL := ts.path, ts.wsURL
 	// A shorter grace and close timeout than the client's silence.
 	doc, _ := os.ReadFile(path)
 	doc = bytes.Replace(doc, []byte(`shutdown_grace = "5s"`), []byte(`shutdown_grace = "500ms"`), 1)
@@ -192,8 +208,9 @@ func TestGracefulShutdownCutsUnresponsiveClientsAfterGrace(t *testing.T) {
 
 func TestPythonDeviceEndToEnd(t *testing.T) {
 	python := pythonWithWebsockets(t)
-	path, wsURL, mqttURL := testConfig(t, "")
-	startInProcess(t, path, wsURL)
+	ts := testConfig(t, "")
+	wsURL, mqttURL := ts.wsURL, ts.mqttURL
+	startInProcess(t, ts.path, wsURL)
 	sub := brokertest.Subscribe(t, mqttURL, "wsgate/#")
 
 	cmd := exec.Command(python, "testdata/device.py", wsURL, "py-sensor", "20")
@@ -340,5 +357,53 @@ func TestVersionAndProtocols(t *testing.T) {
 	out.Reset()
 	if status := run(context.Background(), []string{"frobnicate"}, &out, &out); status != 2 || !strings.Contains(out.String(), "unknown command") {
 		t.Fatalf("unknown command: %d %q", status, out.String())
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	ts := testConfig(t, "")
+	startInProcess(t, ts.path, ts.wsURL)
+	c := dialDone(t, ts.wsURL, "metered")
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"pub","ch":"t","data":1,"seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.ReadMessage(); err != nil || string(msg) != `{"op":"ack","seq":1}` {
+		t.Fatalf("ack: %s %v", msg, err)
+	}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + ts.adminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	status, metrics := get("/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("/metrics: %d", status)
+	}
+	for _, want := range []string{
+		"wsgate_devices_attached 1",
+		"wsgate_websocket_connections 1",
+		"wsgate_mqtt_connected 1",
+		"wsgate_mqtt_published_total 1",
+		"wsgate_spool_frames 0",
+		"go_goroutines",
+	} {
+		if !strings.Contains(metrics, want+"\n") && !strings.Contains(metrics, want+" ") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if status, body := get("/devices"); status != http.StatusOK || !strings.Contains(body, `"id":"metered"`) {
+		t.Errorf("/devices: %d %s", status, body)
+	}
+	if status, _ := get("/readyz"); status != http.StatusOK {
+		t.Errorf("/readyz: %d", status)
+	}
+	if status, _ := get("/healthz"); status != http.StatusOK {
+		t.Errorf("/healthz: %d", status)
 	}
 }

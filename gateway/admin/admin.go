@@ -1,0 +1,174 @@
+// Package admin serves the gateway's operator endpoints on their own
+// listener: Prometheus metrics, health and readiness, and the list of
+// attached devices.
+//
+// Metrics are read from the components' counters at scrape time, so the
+// hot paths carry no instrumentation of their own. It depends on the
+// components it reports on, never the other way round.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wsgate/wsgate/gateway"
+	"github.com/wsgate/wsgate/gateway/mqttbridge"
+	"github.com/wsgate/wsgate/gateway/router"
+)
+
+// Sources are the components the endpoints report on.
+type Sources struct {
+	Gateway interface{ Stats() gateway.Stats }
+	Bridge  interface{ Stats() mqttbridge.Stats }
+	Router  interface{ Devices() []router.Device }
+}
+
+// Handler returns the admin endpoints.
+func Handler(src Sources) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&collector{src: src},
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !src.Bridge.Stats().Connected {
+			http.Error(w, "not connected to the MQTT broker (frames are spooled)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, _ *http.Request) {
+		type device struct {
+			ID       string    `json:"id"`
+			Protocol string    `json:"protocol"`
+			Session  string    `json:"session"`
+			Since    time.Time `json:"since"`
+		}
+		list := []device{}
+		for _, d := range src.Router.Devices() {
+			list = append(list, device(d))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
+	return mux
+}
+
+// Server is the admin HTTP listener.
+type Server struct {
+	http *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// Start binds addr and serves in the background.
+func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	s := &Server{
+		http: &http.Server{Handler: Handler(src), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", "/metrics /healthz /readyz /devices")
+	return s, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops the listener.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	<-s.done
+	return err
+}
+
+// collector turns the components' counters into metrics at scrape time.
+type collector struct{ src Sources }
+
+var (
+	descConnections = prometheus.NewDesc("wsgate_websocket_connections", "Open WebSocket connections.", nil, nil)
+	descUpgrades    = prometheus.NewDesc("wsgate_websocket_upgrades_total", "WebSocket handshakes accepted.", nil, nil)
+	descRefused     = prometheus.NewDesc("wsgate_websocket_handshakes_refused_total", "WebSocket handshakes refused, by HTTP status.", []string{"status"}, nil)
+	descDevices     = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
+	descConnected   = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
+	descPublished   = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
+	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped while the broker was unreachable.", nil, nil)
+	descBusy        = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
+	descSpooled     = prometheus.NewDesc("wsgate_spool_written_total", "Frames written to the on-disk spool.", nil, nil)
+	descReplayed    = prometheus.NewDesc("wsgate_spool_replayed_total", "Spooled frames confirmed by the broker.", nil, nil)
+	descRejected    = prometheus.NewDesc("wsgate_spool_rejected_total", "Frames refused because the spool was full (policy reject).", nil, nil)
+	descDropped     = prometheus.NewDesc("wsgate_spool_dropped_total", "Spooled frames discarded to make room (policy drop-oldest).", nil, nil)
+	descSpoolFrames = prometheus.NewDesc("wsgate_spool_frames", "Frames in the spool.", nil, nil)
+	descSpoolBytes  = prometheus.NewDesc("wsgate_spool_bytes", "Bytes of frames in the spool.", nil, nil)
+	descCommands    = prometheus.NewDesc("wsgate_commands_total", "Commands handed to devices.", nil, nil)
+	descCmdFailed   = prometheus.NewDesc("wsgate_commands_failed_total", "Commands that could not be handed to their device.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
+		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	g := c.src.Gateway.Stats()
+	gauge(descConnections, float64(g.Connections))
+	counter(descUpgrades, g.Upgrades)
+	for status, n := range g.Refused {
+		counter(descRefused, n, strconv.Itoa(status))
+	}
+	gauge(descDevices, float64(len(c.src.Router.Devices())))
+	b := c.src.Bridge.Stats()
+	connected := 0.0
+	if b.Connected {
+		connected = 1
+	}
+	gauge(descConnected, connected)
+	counter(descPublished, b.Published)
+	counter(descQoS0Dropped, b.QoS0Dropped)
+	counter(descBusy, b.Busy)
+	counter(descSpooled, b.Spooled)
+	counter(descReplayed, b.Replayed)
+	counter(descRejected, b.SpoolRejected)
+	counter(descDropped, b.SpoolDropped)
+	gauge(descSpoolFrames, float64(b.SpoolRecords))
+	gauge(descSpoolBytes, float64(b.SpoolBytes))
+	counter(descCommands, b.Commands)
+	counter(descCmdFailed, b.CommandsFailed)
+}

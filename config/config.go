@@ -161,7 +161,7 @@ func Default() Config {
 			WriteTimeout:     10 * time.Second,
 			HandshakeTimeout: 10 * time.Second,
 			MaxMessage:       64 << 10,
-			SendQueue:        64,
+			SendQueue:        256,
 		},
 		Listeners: []Listener{{Address: ":8080", Path: "/"}},
 		Protocols: Protocols{Order: []string{done.Name}, Policy: string(protocols.PolicyClient), Done: done.DefaultConfig()},
@@ -497,6 +497,9 @@ func (c *Config) validate() []fault {
 			}
 			fs = append(fs, f)
 		}
+	}
+	if n := c.Protocols.Done.MaxInflight; n > c.WebSocket.SendQueue/2 && c.WebSocket.SendQueue >= 1 {
+		add("protocols.done.max_inflight", "%d is more than half of websocket.send_queue (%d): a burst of acks would not fit the queue to the device", n, c.WebSocket.SendQueue)
 	}
 
 	fs = append(fs, c.MQTT.validate()...)

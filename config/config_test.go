@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wsgate/wsgate/protocols/done"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .want files of testdata/broken")
@@ -156,7 +158,7 @@ protocols.policy = "server"
 				t.Errorf("tokens = %v", c.Protocols.Done.Tokens)
 			}
 			// Keys the file does not set keep their defaults.
-			if c.Protocols.Done.MaxInflight != 1024 || c.WebSocket.PongTimeout != 10*time.Second {
+			if c.Protocols.Done.MaxInflight != done.DefaultConfig().MaxInflight || c.WebSocket.PongTimeout != 10*time.Second {
 				t.Errorf("defaults lost: %+v", c)
 			}
 		}},

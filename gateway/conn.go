@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -39,6 +41,7 @@ type conn struct {
 	queue   []outgoing
 	writing bool
 	closing bool
+	drained chan struct{} // signalled when the writer takes the queue
 
 	writer    sync.WaitGroup
 	keepalive *time.Timer
@@ -57,12 +60,15 @@ var _ router.Endpoint = (*conn)(nil)
 // that upgraded the connection.
 func (c *conn) run(p protocols.Protocol) {
 	defer c.srv.forget(c)
+	c.mu.Lock()
+	c.drained = make(chan struct{}, 1)
+	c.mu.Unlock()
 	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
 	c.extendReadDeadline()
 	c.scheduleKeepalive()
 
-	session, err := p.NewSession(c.ctx, c.info, c)
+	session, err := c.newSession(p)
 	if err != nil {
 		c.log.Error("protocol refused the session", "err", err)
 		c.Close(protocols.CloseInternalError, "protocol session could not start")
@@ -74,10 +80,16 @@ func (c *conn) run(p protocols.Protocol) {
 	c.teardown(c.readLoop())
 }
 
+func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error) {
+	defer c.recoverSession("NewSession", &err)
+	return p.NewSession(c.ctx, c.info, c)
+}
+
 // readLoop reads messages and hands them to the session until the
 // connection ends, and returns why it ended (nil for a clean close).
 func (c *conn) readLoop() error {
 	for {
+		c.waitForRoom()
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return c.readFailed(err)
@@ -101,10 +113,37 @@ func (c *conn) readLoop() error {
 			if errors.As(err, &ce) {
 				c.Close(ce.Code, ce.Reason)
 			} else {
-				c.log.Error("session failed", "err", err)
+				c.log.Error("session failed", "device", c.deviceID(), "err", err)
 				c.Close(protocols.CloseInternalError, "internal error")
 			}
 		}
+	}
+}
+
+// waitForRoom pauses reading while the send queue is half full, until the
+// writer has taken it. Otherwise a device that sends a burst of requests
+// gets the answers queued faster than the writer goroutine is scheduled,
+// and is cut off as too slow although it reads; this way TCP slows it down.
+// A writer stuck on a device that reads nothing fails after WriteTimeout
+// and wakes us.
+func (c *conn) waitForRoom() {
+	high := max(c.srv.opts.SendQueue/2, 1)
+	for {
+		c.mu.Lock()
+		full := !c.closing && len(c.queue) >= high
+		c.mu.Unlock()
+		if !full {
+			return
+		}
+		<-c.drained
+	}
+}
+
+// signalDrained wakes waitForRoom; c.mu is held.
+func (c *conn) signalDrained() {
+	select {
+	case c.drained <- struct{}{}: // a nil channel (before run) never is ready
+	default:
 	}
 }
 
@@ -147,13 +186,33 @@ func (c *conn) readMessage(mt int, r io.Reader) (*[]byte, error) {
 	return buf, nil
 }
 
-func (c *conn) deliver(m protocols.Message) error {
+func (c *conn) deliver(m protocols.Message) (err error) {
 	c.sessionMu.Lock()
 	defer c.sessionMu.Unlock()
 	if c.ended {
 		return nil
 	}
+	defer c.recoverSession("OnMessage", &err)
 	return c.session.OnMessage(m)
+}
+
+// recoverSession turns a panic in protocol code into an error, so that one
+// faulty session closes with 1011 instead of taking the gateway down.
+func (c *conn) recoverSession(method string, err *error) {
+	if r := recover(); r != nil {
+		c.log.Error("protocol session panicked", "method", method, "device", c.deviceID(), "panic", r, "stack", string(debug.Stack()))
+		*err = &sessionPanic{method: method, value: r}
+	}
+}
+
+// sessionPanic is the error a panicking session method turns into.
+type sessionPanic struct {
+	method string
+	value  any
+}
+
+func (p *sessionPanic) Error() string {
+	return fmt.Sprintf("protocol session panicked in %s: %v", p.method, p.value)
 }
 
 // readFailed classifies why reading stopped and returns the cause to report
@@ -216,7 +275,11 @@ func (c *conn) teardown(cause error) {
 	}
 	c.sessionMu.Lock()
 	if c.session != nil && !c.ended {
-		c.session.Close(cause)
+		var panicked error
+		func() {
+			defer c.recoverSession("Close", &panicked)
+			c.session.Close(cause)
+		}()
 	}
 	c.ended = true
 	c.sessionMu.Unlock()
@@ -252,7 +315,11 @@ func (c *conn) drainUntilClosed() {
 
 func (c *conn) extendReadDeadline() {
 	o := c.srv.opts
-	if c.isClosing() {
+	// Under mu: once closing is set, the writer's CloseTimeout deadline
+	// must be the last one, not overwritten by a check made just before.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
 		return
 	}
 	if o.PingInterval <= 0 {
@@ -311,8 +378,21 @@ func (c *conn) Attach(device string) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.log = c.log.With("device", device)
+	if c.ctx.Err() != nil {
+		// The connection ended meanwhile and teardown may have detached
+		// before the router had us: undo, or the device stays online.
+		c.srv.router.Detach(device, c)
+		return protocols.ErrClosed
+	}
 	return nil
+}
+
+// deviceID returns the attached device id, "" before Attach. Log lines name
+// it explicitly: c.log is shared with other goroutines and never replaced.
+func (c *conn) deviceID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.device
 }
 
 // Send implements protocols.Outlet.
@@ -323,10 +403,16 @@ func (c *conn) Send(m protocols.Message) error {
 		return protocols.ErrClosed
 	}
 	if len(c.queue) >= c.srv.opts.SendQueue {
+		// Drop what is queued and put the close frame next, in the queue
+		// rather than through WriteControl: the writer may be stuck on this
+		// very device and Send must not wait for it. WriteTimeout ends a
+		// device that reads nothing at all.
+		c.closing = true
+		c.queue = nil
+		c.enqueueLocked(outgoing{close: closePayload(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")})
+		device := c.device
 		c.mu.Unlock()
-		c.log.Warn("device does not read fast enough; closing", "queue", c.srv.opts.SendQueue)
-		c.writeClose(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")
-		_ = c.ws.NetConn().SetReadDeadline(time.Now())
+		c.log.Warn("device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
 		return protocols.ErrSendQueueFull
 	}
 	c.enqueueLocked(outgoing{msg: m})
@@ -367,12 +453,18 @@ func (c *conn) Publish(f protocols.Frame) error {
 }
 
 // Command implements router.Endpoint.
-func (c *conn) Command(cmd protocols.Command) error {
+func (c *conn) Command(cmd protocols.Command) (err error) {
 	c.sessionMu.Lock()
 	defer c.sessionMu.Unlock()
 	if c.ended {
 		return protocols.ErrDeviceOffline
 	}
+	defer func() {
+		if _, panicked := err.(*sessionPanic); panicked {
+			c.Close(protocols.CloseInternalError, "internal error")
+		}
+	}()
+	defer c.recoverSession("OnCommand", &err)
 	return c.session.OnCommand(cmd)
 }
 
@@ -388,6 +480,7 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = nil
+		c.signalDrained()
 		if len(batch) == 0 {
 			c.writing = false
 			c.mu.Unlock()
@@ -403,13 +496,14 @@ func (c *conn) writeLoop() {
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
 			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
-				c.log.Debug("write failed", "err", err)
-				_ = c.ws.NetConn().SetReadDeadline(time.Now()) // wake the read loop
+				c.log.Debug("write failed", "device", c.deviceID(), "err", err)
 				c.mu.Lock()
-				c.closing = true
+				c.closing = true // first, so that nothing extends the deadline below
 				c.queue = nil
 				c.writing = false
+				c.signalDrained()
 				c.mu.Unlock()
+				_ = c.ws.NetConn().SetReadDeadline(time.Now()) // wake the read loop
 				return
 			}
 		}

@@ -45,13 +45,13 @@ func checkHandshake(r *http.Request) ([]string, *HandshakeError) {
 	versions := r.Header.Values("Sec-WebSocket-Version")
 	if len(versions) == 0 {
 		e := refuse(http.StatusBadRequest, "missing Sec-WebSocket-Version header")
-		e.Header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		e.Header = versionHeader()
 		return nil, e
 	}
 	if !headerHasToken(r.Header, "Sec-WebSocket-Version", "13") {
 		e := refuse(http.StatusUpgradeRequired, "unsupported WebSocket version %q: this server speaks 13",
 			strings.Join(versions, ", "))
-		e.Header = http.Header{"Sec-WebSocket-Version": {"13"}}
+		e.Header = versionHeader()
 		return nil, e
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
@@ -68,6 +68,14 @@ func checkHandshake(r *http.Request) ([]string, *HandshakeError) {
 		return nil, refuse(http.StatusBadRequest, "Sec-WebSocket-Protocol: %v", err)
 	}
 	return offered, nil
+}
+
+// versionHeader tells a refused client the version this server speaks. Set
+// canonicalises the key, so that Header.Get finds it.
+func versionHeader() http.Header {
+	h := http.Header{}
+	h.Set("Sec-WebSocket-Version", "13")
+	return h
 }
 
 func validKey(key string) bool {

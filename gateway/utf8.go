@@ -75,21 +75,22 @@ func validPrefix(p []byte) bool {
 	if seqLen(p[0]) == 1 {
 		return false
 	}
-	if len(p) >= 2 {
-		lo, hi := byte(0x80), byte(0xBF)
-		switch p[0] {
-		case 0xE0:
-			lo = 0xA0
-		case 0xED:
-			hi = 0x9F
-		case 0xF0:
-			lo = 0x90
-		case 0xF4:
-			hi = 0x8F
-		}
-		if p[1] < lo || p[1] > hi {
-			return false
-		}
+	if len(p) == 1 {
+		return true
+	}
+	lo, hi := byte(0x80), byte(0xBF)
+	switch p[0] {
+	case 0xE0:
+		lo = 0xA0
+	case 0xED:
+		hi = 0x9F
+	case 0xF0:
+		lo = 0x90
+	case 0xF4:
+		hi = 0x8F
+	}
+	if p[1] < lo || p[1] > hi {
+		return false
 	}
 	for _, b := range p[2:] {
 		if b&0xC0 != 0x80 {

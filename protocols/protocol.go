@@ -49,7 +49,10 @@ type Protocol interface {
 // on other goroutines.
 type Session interface {
 	// OnMessage handles one inbound message. A non-nil error closes the
-	// connection: with the code of a *CloseError, else 1011.
+	// connection: with the code of a *CloseError, else 1011. The message's
+	// Data is only valid during the call (the gateway reuses the buffer):
+	// copy what must outlive it. A panic in any method is recovered by the
+	// gateway and closes the connection with 1011.
 	OnMessage(Message) error
 	// OnCommand delivers a downlink command addressed to the device this
 	// session attached as. An error is reported as the command's result.

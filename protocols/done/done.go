@@ -51,7 +51,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults documented in config/example.toml.
 func DefaultConfig() Config {
-	return Config{MaxInflight: 1024, MaxPendingCommands: 64, CommandTimeout: 30 * time.Second}
+	return Config{MaxInflight: 128, MaxPendingCommands: 64, CommandTimeout: 30 * time.Second}
 }
 
 // Validate checks the config; errors name the offending key.

@@ -133,6 +133,7 @@ type Listener struct {
 	TLSCert     string   `toml:"tls_cert"`
 	TLSKey      string   `toml:"tls_key"`
 	Compression bool     `toml:"compression"`
+	CompressMin int      `toml:"compress_min"`
 }
 
 // Protocols is the [protocols] section.
@@ -141,6 +142,9 @@ type Protocols struct {
 	Policy string      `toml:"policy"`
 	Done   done.Config `toml:"done"`
 }
+
+// defaultCompressMin is the smallest message sent compressed.
+const defaultCompressMin = 256
 
 // BuiltinProtocols are the protocols compiled into wsgate.
 var BuiltinProtocols = []string{done.Name, echo.Name}
@@ -163,7 +167,7 @@ func Default() Config {
 			MaxMessage:       64 << 10,
 			SendQueue:        256,
 		},
-		Listeners: []Listener{{Address: ":8080", Path: "/"}},
+		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin}},
 		Protocols: Protocols{Order: []string{done.Name}, Policy: string(protocols.PolicyClient), Done: done.DefaultConfig()},
 		MQTT: MQTT{
 			KeepAlive:      30 * time.Second,
@@ -518,6 +522,11 @@ func (c *Config) validate() []fault {
 		}
 		if l.Path == "" {
 			c.Listeners[i].Path, l.Path = "/", "/"
+		}
+		if l.CompressMin == 0 {
+			c.Listeners[i].CompressMin = defaultCompressMin
+		} else if l.CompressMin < 0 {
+			add(at("compress_min"), "must not be negative")
 		}
 		if !strings.HasPrefix(l.Path, "/") {
 			add(at("path"), "%q must start with /", l.Path)

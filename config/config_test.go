@@ -141,7 +141,7 @@ path = "/ws"
 [[listeners]]
 address = "127.0.0.1:9000"
 `, func(t *testing.T, c Config) {
-			want := []Listener{{Address: "127.0.0.1:9000", Path: "/ws"}, {Address: "127.0.0.1:9000", Path: "/"}}
+			want := []Listener{{Address: "127.0.0.1:9000", Path: "/ws", CompressMin: 256}, {Address: "127.0.0.1:9000", Path: "/", CompressMin: 256}}
 			if !reflect.DeepEqual(c.Listeners, want) {
 				t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 			}

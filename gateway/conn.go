@@ -29,6 +29,9 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started time.Time
+	// compressMin is the smallest message sent compressed when
+	// permessage-deflate was negotiated; 0 when it was not.
+	compressMin int
 
 	// sessionMu serialises calls into the session.
 	sessionMu sync.Mutex
@@ -495,6 +498,9 @@ func (c *conn) writeLoop() {
 				continue
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
+			if c.compressMin > 0 {
+				c.ws.EnableWriteCompression(len(o.msg.Data) >= c.compressMin)
+			}
 			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
 				c.log.Debug("write failed", "device", c.deviceID(), "err", err)
 				c.mu.Lock()

@@ -49,7 +49,10 @@ type Listener struct {
 	Fallback    string   // protocol for clients that offer none
 	TLSCert     string   // PEM files; both set means wss://
 	TLSKey      string
-	Compression bool // offer permessage-deflate when the client asks
+	Compression bool // accept permessage-deflate when the client offers it
+	// CompressMin is the smallest message sent compressed; smaller ones
+	// are not worth it. 0 means 256 bytes.
+	CompressMin int
 }
 
 // Server accepts WebSocket connections and runs their sessions.
@@ -238,15 +241,19 @@ func (s *Server) Connections() int {
 
 func (s *Server) handler(l Listener) http.Handler {
 	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
-	upgrader := &websocket.Upgrader{
-		HandshakeTimeout:  s.opts.HandshakeTimeout,
-		WriteBufferPool:   &sync.Pool{},
-		EnableCompression: l.Compression,
-		CheckOrigin:       func(*http.Request) bool { return true }, // checked before
+	plain := &websocket.Upgrader{
+		HandshakeTimeout: s.opts.HandshakeTimeout,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			http.Error(w, reason.Error(), status)
 		},
 	}
+	// gorilla accepts any permessage-deflate offer whatever its parameters,
+	// so the offer is checked here and the compressing upgrader used only
+	// for one this server can honour.
+	deflating := *plain
+	deflating.EnableCompression = true
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		offered, herr := checkHandshake(r)
 		if herr == nil && !s.originAllowed(r) {
@@ -282,6 +289,11 @@ func (s *Server) handler(l Listener) http.Handler {
 		if len(offered) > 0 {
 			header = http.Header{"Sec-Websocket-Protocol": {p.Name()}}
 		}
+		upgrader := plain
+		compress := l.Compression && acceptableDeflateOffer(r.Header)
+		if compress {
+			upgrader = &deflating
+		}
 		ws, err := upgrader.Upgrade(w, r, header)
 		if err != nil {
 			s.active.Done()
@@ -291,12 +303,23 @@ func (s *Server) handler(l Listener) http.Handler {
 		// The connection gets a goroutine of its own so that this handler
 		// returns and net/http frees its per-request buffers (about 6 KiB
 		// an idle connection would otherwise keep).
-		go s.serve(ws, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS})
+		go s.serve(ws, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
 	})
+}
+
+func (l Listener) compressMin(negotiated bool) int {
+	switch {
+	case !negotiated:
+		return 0
+	case l.CompressMin <= 0:
+		return 256
+	}
+	return l.CompressMin
 }
 
 // requestInfo is what a connection keeps of its upgrade request.
 type requestInfo struct {
+	compressMin  int // compress messages of at least this size; 0: never
 	remote, path string
 	tls          *tls.ConnectionState
 }
@@ -347,7 +370,8 @@ func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r requestInfo) 
 			Gateway:     s.opts.GatewayID,
 			TLS:         r.tls,
 		},
-		log: s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
+		log:         s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
+		compressMin: r.compressMin,
 	}
 	if s.opts.MaxMessage > 0 {
 		// gorilla counts wire bytes; readMessage counts decompressed ones.

@@ -13,7 +13,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 
-.PHONY: all build run test test-deps unit cover fuzz cross lint clean
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+
+.PHONY: all build run test test-deps unit cover fuzz cross lint clean proto
 
 all: lint build
 
@@ -74,6 +77,16 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# Regenerate the plugin contract's Go code from plugins/proto/plugin.proto.
+proto:
+	@command -v protoc >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	cd plugins/proto && PATH="$(CURDIR)/bin/tools:$$PATH" protoc \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative plugin.proto
 
 clean:
 	rm -rf bin dist coverage.out

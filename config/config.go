@@ -37,6 +37,29 @@ type Config struct {
 	MQTT      MQTT       `toml:"mqtt"`
 	Spool     Spool      `toml:"spool"`
 	Admin     Admin      `toml:"admin"`
+	// Plugins are protocol plugin binaries, run out of process.
+	Plugins    []Plugin   `toml:"plugins"`
+	PluginHost PluginHost `toml:"plugin_host"`
+}
+
+// Plugin is one [[plugins]] entry.
+type Plugin struct {
+	Path   string `toml:"path"`
+	SHA256 string `toml:"sha256"`
+	// Protocols the plugin implements, so that protocols.order can enable
+	// them before the plugin has run.
+	Protocols []string `toml:"protocols"`
+}
+
+// PluginHost is the [plugin_host] section: how plugins are supervised.
+type PluginHost struct {
+	// Dir holds plugins found at start: each executable listed in the
+	// directory's SHA256SUMS file (the format of sha256sum) is run.
+	Dir          string        `toml:"dir"`
+	RestartMin   time.Duration `toml:"restart_min"`
+	RestartMax   time.Duration `toml:"restart_max"`
+	MaxFailures  int           `toml:"max_failures"`
+	StallTimeout time.Duration `toml:"stall_timeout"`
 }
 
 // Admin is the [admin] section: the operator endpoints (/metrics,
@@ -183,6 +206,7 @@ func Default() Config {
 		},
 		Spool: Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin: Admin{Address: "127.0.0.1:9180"},
+		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
 
@@ -479,10 +503,11 @@ func (c *Config) validate() []fault {
 	if len(order) == 0 {
 		add("protocols.order", "enable at least one protocol")
 	}
+	declared := c.pluginProtocols()
 	for i, name := range order {
 		switch {
-		case !slices.Contains(BuiltinProtocols, name):
-			add("protocols.order", "unknown protocol %q (built in: %s)", name, strings.Join(BuiltinProtocols, ", "))
+		case !slices.Contains(BuiltinProtocols, name) && !slices.Contains(declared, name) && c.PluginHost.Dir == "":
+			add("protocols.order", "unknown protocol %q (built in: %s; plugins declare theirs in [[plugins]] protocols)", name, strings.Join(BuiltinProtocols, ", "))
 		case slices.Index(order, name) != i:
 			add("protocols.order", "protocol %q is listed twice", name)
 		}
@@ -509,6 +534,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
+	fs = append(fs, c.validatePlugins()...)
 
 	type route struct{ address, path string }
 	seen := map[route]int{}

@@ -3,6 +3,7 @@ package protocols
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Frame is one decoded unit of device data on its way to the router, and
@@ -18,6 +19,14 @@ type Frame struct {
 	// with the reason it was not accepted. Fire-and-forget frames leave it
 	// nil.
 	Ack func(error)
+}
+
+// ValidDeviceID reports whether id can name a device: one non-empty MQTT
+// topic level of at most 128 bytes, without wildcards, NUL or a leading
+// '$'. Protocols may be stricter (done allows [A-Za-z0-9._-]).
+func ValidDeviceID(id string) bool {
+	return id != "" && len(id) <= 128 && !strings.HasPrefix(id, "$") &&
+		!strings.ContainsAny(id, "/+#\x00")
 }
 
 // Command is a downlink request to one device.

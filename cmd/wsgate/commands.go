@@ -63,6 +63,9 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate:", err)
 		return 1
 	}
+	// Plugins describe their protocols only when they run.
+	host := startPlugins(cfg, registry, newLogger(config.Log{Level: "warn", Format: "text"}, stderr))
+	defer host.Close()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "PREF\tNAME\tORIGIN\tSTATE\n")
 	for i, e := range registry.Entries() {

@@ -20,6 +20,7 @@ import (
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/gateway/spool"
+	"github.com/wsgate/wsgate/plugins"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 	"github.com/wsgate/wsgate/protocols/echo"
@@ -116,6 +117,46 @@ func loopbackURL(addr string) string {
 	return "tcp://" + net.JoinHostPort(host, port)
 }
 
+// startPlugins launches the configured and discovered plugins into the
+// registry. A plugin that is refused is logged and left out: one bad
+// plugin does not stop the gateway.
+func startPlugins(cfg config.Config, registry *protocols.Registry, log *slog.Logger) *plugins.Host {
+	h := cfg.PluginHost
+	host := plugins.NewHost(plugins.Options{
+		Registry: registry, Reserved: config.BuiltinProtocols, Log: log.With("component", "plugins"),
+		RestartMin: h.RestartMin, RestartMax: h.RestartMax, MaxFailures: h.MaxFailures, StallTimeout: h.StallTimeout,
+	})
+	var specs []plugins.Spec
+	for _, p := range cfg.Plugins {
+		specs = append(specs, plugins.Spec{Path: p.Path, SHA256: p.SHA256, Protocols: p.Protocols})
+	}
+	if h.Dir != "" {
+		found, err := plugins.Discover(h.Dir)
+		if err != nil {
+			log.Error("plugin directory not used", "err", err)
+		}
+		specs = append(specs, found...)
+	}
+	if err := host.Start(specs); err != nil {
+		for _, e := range unjoin(err) {
+			log.Error("plugin refused", "err", e)
+		}
+	}
+	for _, name := range registry.Order() {
+		if _, ok := registry.Lookup(name); !ok {
+			log.Warn("enabled protocol has no implementation; clients cannot get it", "protocol", name)
+		}
+	}
+	return host
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // runGateway serves until ctx is cancelled, then shuts down within the
 // configured grace period.
 func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
@@ -123,6 +164,8 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	if err != nil {
 		return err
 	}
+	pluginHost := startPlugins(cfg, registry, log)
+	defer pluginHost.Close()
 	dir := cfg.Spool.Dir
 	if dir == "" {
 		dir = config.StateDir()
@@ -171,7 +214,7 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 		return err
 	}
 	if cfg.Admin.Address != "" {
-		adm, err := admin.Start(cfg.Admin.Address, admin.Sources{Gateway: srv, Bridge: bridge, Router: rt}, log)
+		adm, err := admin.Start(cfg.Admin.Address, admin.Sources{Gateway: srv, Bridge: bridge, Router: rt, Plugins: pluginHost}, log)
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			_ = bridge.Close(context.Background())

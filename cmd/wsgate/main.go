@@ -15,13 +15,17 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/hashicorp/go-plugin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	code := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	plugin.CleanupClients() // no plugin process outlives the gateway
+	os.Exit(code)
 }
 
 const usage = `usage: wsgate <command> [flags]

@@ -25,6 +25,7 @@ import (
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/plugins"
 )
 
 // Sources are the components the endpoints report on.
@@ -32,6 +33,7 @@ type Sources struct {
 	Gateway interface{ Stats() gateway.Stats }
 	Bridge  interface{ Stats() mqttbridge.Stats }
 	Router  interface{ Devices() []router.Device }
+	Plugins interface{ Status() []plugins.Status }
 }
 
 // Handler returns the admin endpoints.
@@ -130,12 +132,15 @@ var (
 	descSpoolBytes  = prometheus.NewDesc("wsgate_spool_bytes", "Bytes of frames in the spool.", nil, nil)
 	descCommands    = prometheus.NewDesc("wsgate_commands_total", "Commands handed to devices.", nil, nil)
 	descCmdFailed   = prometheus.NewDesc("wsgate_commands_failed_total", "Commands that could not be handed to their device.", nil, nil)
+	descPluginUp    = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
+	descPluginDis   = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
+	descRestarts    = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
-		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed} {
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts} {
 		ch <- d
 	}
 }
@@ -171,4 +176,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
+	if c.src.Plugins == nil {
+		return
+	}
+	for _, p := range c.src.Plugins.Status() {
+		up, disabled := 0.0, 0.0
+		switch p.State {
+		case "running":
+			up = 1
+		case "disabled":
+			disabled = 1
+		}
+		gauge(descPluginUp, up, p.Path)
+		gauge(descPluginDis, disabled, p.Path)
+		counter(descRestarts, uint64(p.Restarts), p.Path)
+	}
 }

@@ -74,17 +74,10 @@ func New(sink Sink, log *slog.Logger) *Router {
 // Watch adds a presence watcher. Call it before the router is in use.
 func (r *Router) Watch(w Watcher) { r.watchers = append(r.watchers, w) }
 
-// ValidDeviceID reports whether id can name a device: a single, non-empty
-// MQTT topic level without wildcards, NUL or a leading '$'.
-func ValidDeviceID(id string) bool {
-	return id != "" && len(id) <= 128 && !strings.HasPrefix(id, "$") &&
-		!strings.ContainsAny(id, "/+#\x00")
-}
-
 // Attach makes ep the endpoint of dev.ID. An endpoint already attached
 // under that id is evicted: the newest session wins.
 func (r *Router) Attach(dev Device, ep Endpoint) error {
-	if !ValidDeviceID(dev.ID) {
+	if !protocols.ValidDeviceID(dev.ID) {
 		return fmt.Errorf("attach %q: %w", dev.ID, ErrInvalidDevice)
 	}
 	r.mu.Lock()

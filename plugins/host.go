@@ -1,0 +1,384 @@
+package plugins
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	pluginpb "github.com/wsgate/wsgate/plugins/proto"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Spec is one plugin binary to run.
+type Spec struct {
+	Path   string
+	SHA256 string // hex; the binary is refused unless it matches
+	// Protocols it must implement (from the config); empty accepts what
+	// the plugin describes.
+	Protocols []string
+}
+
+// Options configure the host.
+type Options struct {
+	Registry *protocols.Registry
+	// Reserved are names plugins may not take (the built-in protocols).
+	Reserved []string
+	Log      *slog.Logger
+	// RestartMin and RestartMax bound the delay before a failed plugin is
+	// started again; it doubles after each failure.
+	RestartMin, RestartMax time.Duration
+	// MaxFailures in a row disable a plugin until the gateway restarts. A
+	// plugin that runs for StableAfter counts as healthy again.
+	MaxFailures int
+	StableAfter time.Duration
+	// HealthInterval is how often a running plugin is probed; a probe
+	// unanswered within HealthTimeout counts as a hang.
+	HealthInterval, HealthTimeout time.Duration
+	// StallTimeout: a session whose plugin takes no event for this long
+	// fails with 1011 and the plugin is restarted as hung.
+	StallTimeout time.Duration
+	// SessionQueue bounds the events waiting for a plugin per session.
+	SessionQueue int
+	// StartTimeout bounds the launch and handshake of a plugin.
+	StartTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&o.RestartMin, time.Second)
+	set(&o.RestartMax, 30*time.Second)
+	set(&o.StableAfter, time.Minute)
+	set(&o.HealthInterval, 5*time.Second)
+	set(&o.HealthTimeout, 5*time.Second)
+	set(&o.StallTimeout, 10*time.Second)
+	set(&o.StartTimeout, 10*time.Second)
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 5
+	}
+	if o.SessionQueue <= 0 {
+		o.SessionQueue = 256
+	}
+}
+
+// Status describes one plugin for `wsgate protocols` and the metrics.
+type Status struct {
+	Path      string
+	Protocols []string
+	Version   string
+	State     string // "running", "restarting", "disabled", "stopped"
+	Restarts  int
+	PID       int
+}
+
+// Host runs the plugins of one gateway.
+type Host struct {
+	opts    Options
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+	plugins []*supervised
+}
+
+// NewHost prepares a host; Start launches plugins.
+func NewHost(opts Options) *Host {
+	opts.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Host{opts: opts, ctx: ctx, cancel: cancel}
+}
+
+// Start launches each plugin, checks it and registers its protocols. A
+// plugin that cannot start (missing binary, checksum mismatch, a name taken
+// by another protocol) is refused and reported in the returned error; the
+// others run. Running plugins are supervised until Close.
+func (h *Host) Start(specs []Spec) error {
+	var errs []error
+	for _, spec := range specs {
+		p := &supervised{host: h, spec: spec, name: filepath.Base(spec.Path)}
+		p.log = h.opts.Log.With("plugin", p.name)
+		if err := p.start(); err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s: %w", spec.Path, err))
+			continue
+		}
+		h.plugins = append(h.plugins, p)
+		h.workers.Add(1)
+		go func() { defer h.workers.Done(); p.supervise(h.ctx) }()
+	}
+	return errors.Join(errs...)
+}
+
+// Status lists the plugins that started.
+func (h *Host) Status() []Status {
+	list := make([]Status, 0, len(h.plugins))
+	for _, p := range h.plugins {
+		list = append(list, p.status())
+	}
+	return list
+}
+
+// Close stops every plugin process and waits for the supervisors. Sessions
+// still open on plugins end with 1011.
+func (h *Host) Close() {
+	h.cancel()
+	h.workers.Wait()
+	for _, p := range h.plugins {
+		p.stop("stopped")
+	}
+}
+
+// supervised is one plugin binary and its current process.
+type supervised struct {
+	host *Host
+	spec Spec
+	name string
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	client   *plugin.Client
+	rpc      pluginpb.ProtocolClient
+	ctx      context.Context // the current process's lifetime
+	cancel   context.CancelFunc
+	names    []string
+	version  string
+	state    string
+	restarts int
+	started  time.Time
+	hung     chan struct{} // signalled by a stalled session
+}
+
+// start launches the process and registers its protocols.
+func (p *supervised) start() error {
+	sum, err := hex.DecodeString(p.spec.SHA256)
+	if err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("sha256 %q is not 64 hex digits", p.spec.SHA256)
+	}
+	if st, err := os.Stat(p.spec.Path); err != nil {
+		return fmt.Errorf("binary: %w", err)
+	} else if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("binary %s is not an executable file", p.spec.Path)
+	}
+	cmd := exec.Command(p.spec.Path)
+	dieWithParent(cmd)
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  pluginpb.Handshake,
+		Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          true, // plugin.CleanupClients in main is the last safety net
+		StartTimeout:     p.host.opts.StartTimeout,
+		Logger:           newHCLogger(p.log),
+	})
+	rpcClient, err := client.Client()
+	if err != nil {
+		client.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return fmt.Errorf("refused: the binary's SHA-256 does not match the configured sha256 (was it replaced?)")
+		}
+		return fmt.Errorf("start: %w", err)
+	}
+	raw, err := rpcClient.Dispense(pluginpb.PluginName)
+	if err != nil {
+		client.Kill()
+		return fmt.Errorf("dispense: %w", err)
+	}
+	rpc := raw.(pluginpb.ProtocolClient)
+	ctx, cancel := context.WithTimeout(p.host.ctx, p.host.opts.StartTimeout)
+	desc, err := rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	cancel()
+	if err != nil {
+		client.Kill()
+		return fmt.Errorf("describe: %w", err)
+	}
+	names := desc.GetProtocols()
+	if err := p.checkNames(names); err != nil {
+		client.Kill()
+		return err
+	}
+	procCtx, procCancel := context.WithCancel(p.host.ctx)
+	p.mu.Lock()
+	p.client, p.rpc, p.ctx, p.cancel = client, rpc, procCtx, procCancel
+	p.names, p.version, p.state, p.started = names, desc.GetVersion(), "running", time.Now()
+	p.hung = make(chan struct{}, 1)
+	p.mu.Unlock()
+	for i, name := range names {
+		if err := p.host.opts.Registry.Register(&remoteProtocol{name: name, plugin: p}, "plugin:"+p.spec.Path); err != nil {
+			for _, done := range names[:i] {
+				p.host.opts.Registry.Unregister(done)
+			}
+			p.stop("stopped")
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	p.log.Info("plugin started", "protocols", names, "version", desc.GetVersion(), "pid", pid(client))
+	return nil
+}
+
+func (p *supervised) checkNames(names []string) error {
+	if len(names) == 0 {
+		return errors.New("the plugin describes no protocol")
+	}
+	for _, want := range p.spec.Protocols {
+		if !slices.Contains(names, want) {
+			return fmt.Errorf("refused: the config says it implements %q, but it describes %v", want, names)
+		}
+	}
+	for _, name := range names {
+		if !protocols.IsToken(name) {
+			return fmt.Errorf("protocol name %q is not a token", name)
+		}
+		if slices.Contains(p.host.opts.Reserved, name) {
+			return fmt.Errorf("refused: protocol %q is built in and cannot be replaced by a plugin", name)
+		}
+	}
+	return nil
+}
+
+// supervise restarts the plugin whenever it exits, stops answering or
+// stalls a session, until ctx ends or it has failed too often.
+func (p *supervised) supervise(ctx context.Context) {
+	failures := 0
+	delay := p.host.opts.RestartMin
+	for {
+		why := p.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		stable := time.Since(p.started) >= p.host.opts.StableAfter
+		p.mu.Unlock()
+		if stable {
+			failures, delay = 0, p.host.opts.RestartMin
+		}
+		p.log.Error("plugin failed; its sessions are closed with 1011", "reason", why)
+		p.stop("restarting")
+		for {
+			failures++
+			if failures > p.host.opts.MaxFailures {
+				p.setState("disabled")
+				p.log.Error("plugin disabled after repeated failures; restart the gateway to try again", "failures", failures-1)
+				return
+			}
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			delay = min(delay*2, p.host.opts.RestartMax)
+			p.mu.Lock()
+			p.restarts++
+			p.mu.Unlock()
+			if err := p.start(); err != nil {
+				p.log.Error("plugin restart failed", "err", err)
+				continue
+			}
+			break
+		}
+	}
+}
+
+// watch returns why the running process must be replaced.
+func (p *supervised) watch(ctx context.Context) string {
+	p.mu.Lock()
+	client, rpc, hung := p.client, p.rpc, p.hung
+	p.mu.Unlock()
+	exitPoll := time.NewTicker(250 * time.Millisecond)
+	defer exitPoll.Stop()
+	health := time.NewTicker(p.host.opts.HealthInterval)
+	defer health.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "gateway stopping"
+		case <-hung:
+			return "a session stalled: the plugin took no event within the stall timeout"
+		case <-exitPoll.C:
+			if client.Exited() {
+				return "the plugin process exited"
+			}
+		case <-health.C:
+			probe, cancel := context.WithTimeout(ctx, p.host.opts.HealthTimeout)
+			_, err := rpc.Describe(probe, &pluginpb.DescribeRequest{})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return "health probe failed: " + err.Error()
+			}
+		}
+	}
+}
+
+// stalled reports a session whose plugin took no event in time.
+func (p *supervised) stalled() {
+	p.mu.Lock()
+	hung := p.hung
+	p.mu.Unlock()
+	if hung != nil {
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stop unregisters the protocols and kills the process; the sessions'
+// streams break and their connections close with 1011.
+func (p *supervised) stop(state string) {
+	p.mu.Lock()
+	client, cancel, names := p.client, p.cancel, p.names
+	p.client, p.rpc, p.cancel = nil, nil, nil
+	p.state = state
+	p.mu.Unlock()
+	for _, name := range names {
+		p.host.opts.Registry.Unregister(name)
+	}
+	if cancel != nil {
+		cancel()
+	}
+	if client != nil {
+		client.Kill()
+	}
+}
+
+func (p *supervised) setState(state string) {
+	p.mu.Lock()
+	p.state = state
+	p.mu.Unlock()
+}
+
+// current returns the running process's client and lifetime, or nil.
+func (p *supervised) current() (pluginpb.ProtocolClient, context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rpc, p.ctx
+}
+
+func (p *supervised) status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{Path: p.spec.Path, Protocols: slices.Clone(p.names), Version: p.version, State: p.state, Restarts: p.restarts, PID: pid(p.client)}
+}
+
+func pid(c *plugin.Client) int {
+	if c == nil {
+		return 0
+	}
+	if rc := c.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}

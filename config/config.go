@@ -204,8 +204,8 @@ func Default() Config {
 			MaxInflight:    1024,
 			Embedded:       Embedded{Address: ":1883"},
 		},
-		Spool: Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
-		Admin: Admin{Address: "127.0.0.1:9180"},
+		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
+		Admin:      Admin{Address: "127.0.0.1:9180"},
 		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }

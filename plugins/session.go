@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -30,9 +31,11 @@ func (p *remoteProtocol) NewSession(_ context.Context, info protocols.SessionInf
 	// as long as the connection's context: the Closed event must still go
 	// out after the connection has ended.
 	ctx, cancel := context.WithCancel(pluginCtx)
+	window := p.plugin.host.opts.SessionQueue
 	stream, err := client.Session(ctx)
 	if err == nil {
-		err = stream.Send(&pluginpb.Event{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{Protocol: p.name, Info: pluginpb.FromSessionInfo(info)}}})
+		err = stream.Send(&pluginpb.Events{Events: []*pluginpb.Event{{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
+			Protocol: p.name, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}}})
 	}
 	if err != nil {
 		cancel()
@@ -40,7 +43,12 @@ func (p *remoteProtocol) NewSession(_ context.Context, info protocols.SessionInf
 	}
 	s := &remoteSession{
 		plugin: p.plugin, out: out, stream: stream, ctx: ctx, cancel: cancel,
-		events: make(chan *pluginpb.Event, p.plugin.host.opts.SessionQueue),
+		events:  make(chan *pluginpb.Event, window),
+		acks:    make(chan *pluginpb.Event, ackQueue),
+		credits: make(chan struct{}, window),
+	}
+	for range window {
+		s.credits <- struct{}{}
 	}
 	go s.sendLoop()
 	go s.recvLoop()
@@ -58,15 +66,20 @@ type remoteSession struct {
 	ctx    context.Context // the stream's
 	cancel context.CancelFunc
 	events chan *pluginpb.Event
+	acks   chan *pluginpb.Event // sent before events: they never wait behind messages
+	// credits hold one token per Message or Command event the plugin may
+	// have outstanding; its Consumed actions return them.
+	credits chan struct{}
 
 	mu      sync.Mutex
 	closing bool // Close was called: no event may follow Closed
 }
 
-// enqueue hands an event to the send goroutine, waiting up to the stall
-// timeout when the plugin does not keep up. A plugin that stalls longer is
-// treated as hung: it is restarted, and this session fails.
-func (s *remoteSession) enqueue(ev *pluginpb.Event, wait bool) error {
+// enqueue hands a Message or Command event to the send goroutine once the
+// plugin has window for it, waiting up to the stall timeout. A plugin that
+// stalls longer is treated as hung: it is restarted, and this session
+// fails.
+func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -74,20 +87,20 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event, wait bool) error {
 		return protocols.ErrClosed
 	}
 	select {
-	case s.events <- ev:
+	case <-s.credits:
+		s.events <- ev // never blocks: events has room for every credit
 		return nil
 	default:
 	}
-	if wait {
-		timer := time.NewTimer(s.plugin.host.opts.StallTimeout)
-		defer timer.Stop()
-		select {
-		case s.events <- ev:
-			return nil
-		case <-s.ctx.Done():
-			return protocols.ErrClosed
-		case <-timer.C:
-		}
+	timer := time.NewTimer(s.plugin.host.opts.StallTimeout)
+	defer timer.Stop()
+	select {
+	case <-s.credits:
+		s.events <- ev
+		return nil
+	case <-s.ctx.Done():
+		return protocols.ErrClosed
+	case <-timer.C:
 	}
 	s.plugin.stalled()
 	return &protocols.CloseError{Code: protocols.CloseInternalError, Reason: "protocol plugin stalled"}
@@ -96,14 +109,14 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event, wait bool) error {
 // OnMessage implements protocols.Session.
 func (s *remoteSession) OnMessage(m protocols.Message) error {
 	m.Data = append([]byte(nil), m.Data...) // the gateway reuses its buffer
-	return s.enqueue(&pluginpb.Event{Event: &pluginpb.Event_Message{Message: pluginpb.FromMessage(m)}}, true)
+	return s.enqueue(&pluginpb.Event{Event: &pluginpb.Event_Message{Message: pluginpb.FromMessage(m)}})
 }
 
 // OnCommand implements protocols.Session. The plugin's verdict comes back
 // as a CommandFailed action when it refuses.
 func (s *remoteSession) OnCommand(cmd protocols.Command) error {
 	c := &pluginpb.Command{Device: cmd.Device, Id: cmd.ID, Name: cmd.Name, Args: cmd.Args}
-	if err := s.enqueue(&pluginpb.Event{Event: &pluginpb.Event_Command{Command: c}}, true); err != nil {
+	if err := s.enqueue(&pluginpb.Event{Event: &pluginpb.Event_Command{Command: c}}); err != nil {
 		return fmt.Errorf("plugin %s: %w", s.plugin.name, err)
 	}
 	return nil
@@ -129,31 +142,70 @@ func (s *remoteSession) Close(err error) {
 	}
 }
 
+// ackQueue bounds the acks waiting to go to a plugin. They have their own
+// queue, sent first, and the plugin always reads its stream (the window
+// bounds what it queues), so this fills only when the plugin stops reading
+// altogether.
+const ackQueue = 1024
+
 // ack is the Frame.Ack of frames the plugin asked to be told about. It
 // runs on the bridge's goroutine and must not block.
 func (s *remoteSession) ack(id uint64) func(error) {
 	return func(err error) {
 		ev := &pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{Frame: id, Error: pluginpb.ToError(err)}}}
-		if e := s.enqueue(ev, false); e != nil && !errors.Is(e, protocols.ErrClosed) {
+		select {
+		case s.acks <- ev:
+		case <-s.ctx.Done():
+		default:
+			s.plugin.stalled()
 			s.out.Close(protocols.CloseInternalError, "protocol plugin stalled")
 		}
 	}
 }
 
-// sendLoop writes events to the stream until Closed has gone out or the
-// stream ends; recvLoop notices a broken stream.
+// maxBatch bounds the events sent in one stream message.
+const maxBatch = 128
+
+// sendLoop writes events to the stream, acks first, batching whatever is
+// queued, until Closed has gone out or the stream ends; recvLoop notices a
+// broken stream.
 func (s *remoteSession) sendLoop() {
+	batch := make([]*pluginpb.Event, 0, maxBatch)
 	for {
+		batch = batch[:0]
 		select {
+		case ev := <-s.acks:
+			batch = append(batch, ev)
 		case ev := <-s.events:
-			if err := s.stream.Send(ev); err != nil {
-				return
-			}
-			if ev.GetClosed() != nil {
-				_ = s.stream.CloseSend()
-				return
-			}
+			batch = append(batch, ev)
 		case <-s.ctx.Done():
+			return
+		}
+		closed := batch[0].GetClosed() != nil
+		if !closed && len(s.events)+len(s.acks) < maxBatch {
+			runtime.Gosched() // let the producers add to this batch
+		}
+	fill:
+		for !closed && len(batch) < maxBatch {
+			select {
+			case ev := <-s.acks:
+				batch = append(batch, ev)
+				continue
+			default:
+			}
+			select {
+			case ev := <-s.events:
+				batch = append(batch, ev)
+				closed = ev.GetClosed() != nil
+			default:
+				break fill
+			}
+		}
+		if err := s.stream.Send(&pluginpb.Events{Events: batch}); err != nil {
+			return
+		}
+		if closed {
+			_ = s.stream.CloseSend()
 			return
 		}
 	}
@@ -162,7 +214,7 @@ func (s *remoteSession) sendLoop() {
 func (s *remoteSession) recvLoop() {
 	defer s.cancel()
 	for {
-		a, err := s.stream.Recv()
+		batch, err := s.stream.Recv()
 		if err != nil {
 			s.mu.Lock()
 			closing := s.closing
@@ -175,7 +227,9 @@ func (s *remoteSession) recvLoop() {
 			}
 			return
 		}
-		s.act(a)
+		for _, a := range batch.GetActions() {
+			s.act(a)
+		}
 	}
 }
 
@@ -200,6 +254,13 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		}
 	case *pluginpb.Action_Close:
 		s.out.Close(int(a.Close.GetCode()), a.Close.GetReason())
+	case *pluginpb.Action_Consumed:
+		for range min(int(a.Consumed.GetEvents()), cap(s.credits)) {
+			select {
+			case s.credits <- struct{}{}:
+			default: // more than was lent: ignore the excess
+			}
+		}
 	case *pluginpb.Action_CommandFailed:
 		c := a.CommandFailed
 		f, err := protocols.ResultFrame(c.GetName(), protocols.Result{ID: c.GetId(), OK: false, Error: c.GetError().Err().Error()})

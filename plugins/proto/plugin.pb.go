@@ -441,6 +441,94 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+type Events struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Events) Reset() {
+	*x = Events{}
+	mi := &file_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Events) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Events) ProtoMessage() {}
+
+func (x *Events) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Events.ProtoReflect.Descriptor instead.
+func (*Events) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Events) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type Actions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actions       []*Action              `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actions) Reset() {
+	*x = Actions{}
+	mi := &file_plugin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actions) ProtoMessage() {}
+
+func (x *Actions) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actions.ProtoReflect.Descriptor instead.
+func (*Actions) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Actions) GetActions() []*Action {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
 // Event: gateway to plugin.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -458,7 +546,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +558,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +571,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -574,16 +662,21 @@ func (*Event_Closed) isEvent_Event() {}
 
 // Open starts the session; it is always the first event.
 type Open struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
-	Info          *SessionInfo           `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Protocol string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Info     *SessionInfo           `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	// window is how many Message and Command events the gateway sends ahead
+	// of the plugin's Consumed actions. The plugin queues up to window of
+	// them, so that it always keeps reading the stream and Acks are never
+	// held up behind messages.
+	Window        uint32 `protobuf:"varint,3,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +688,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +701,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Open) GetProtocol() string {
@@ -625,6 +718,13 @@ func (x *Open) GetInfo() *SessionInfo {
 	return nil
 }
 
+func (x *Open) GetWindow() uint32 {
+	if x != nil {
+		return x.Window
+	}
+	return 0
+}
+
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
@@ -637,7 +737,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +749,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +762,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Command) GetDevice() string {
@@ -704,7 +804,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +816,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +829,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Ack) GetFrame() uint64 {
@@ -756,7 +856,7 @@ type Closed struct {
 
 func (x *Closed) Reset() {
 	*x = Closed{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +868,7 @@ func (x *Closed) String() string {
 func (*Closed) ProtoMessage() {}
 
 func (x *Closed) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +881,7 @@ func (x *Closed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Closed.ProtoReflect.Descriptor instead.
 func (*Closed) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Closed) GetError() *Error {
@@ -801,6 +901,7 @@ type Action struct {
 	//	*Action_Publish
 	//	*Action_Close
 	//	*Action_CommandFailed
+	//	*Action_Consumed
 	Action        isAction_Action `protobuf_oneof:"action"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -808,7 +909,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +921,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +934,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Action) GetAction() isAction_Action {
@@ -888,6 +989,15 @@ func (x *Action) GetCommandFailed() *CommandFailed {
 	return nil
 }
 
+func (x *Action) GetConsumed() *Consumed {
+	if x != nil {
+		if x, ok := x.Action.(*Action_Consumed); ok {
+			return x.Consumed
+		}
+	}
+	return nil
+}
+
 type isAction_Action interface {
 	isAction_Action()
 }
@@ -912,6 +1022,10 @@ type Action_CommandFailed struct {
 	CommandFailed *CommandFailed `protobuf:"bytes,5,opt,name=command_failed,json=commandFailed,proto3,oneof"`
 }
 
+type Action_Consumed struct {
+	Consumed *Consumed `protobuf:"bytes,6,opt,name=consumed,proto3,oneof"`
+}
+
 func (*Action_Attach) isAction_Action() {}
 
 func (*Action_Send) isAction_Action() {}
@@ -921,6 +1035,54 @@ func (*Action_Publish) isAction_Action() {}
 func (*Action_Close) isAction_Action() {}
 
 func (*Action_CommandFailed) isAction_Action() {}
+
+func (*Action_Consumed) isAction_Action() {}
+
+// Consumed returns window credit: the session has handled this many
+// Message and Command events.
+type Consumed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        uint32                 `protobuf:"varint,1,opt,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Consumed) Reset() {
+	*x = Consumed{}
+	mi := &file_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consumed) ProtoMessage() {}
+
+func (x *Consumed) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consumed.ProtoReflect.Descriptor instead.
+func (*Consumed) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Consumed) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
 
 // Attach binds the session to a device. It is not answered: the plugin
 // checks the id with the same rules (protocols.ValidDeviceID), and should
@@ -934,7 +1096,7 @@ type Attach struct {
 
 func (x *Attach) Reset() {
 	*x = Attach{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1108,7 @@ func (x *Attach) String() string {
 func (*Attach) ProtoMessage() {}
 
 func (x *Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1121,7 @@ func (x *Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attach.ProtoReflect.Descriptor instead.
 func (*Attach) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Attach) GetDevice() string {
@@ -983,7 +1145,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1157,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1170,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Frame) GetId() uint64 {
@@ -1063,7 +1225,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1237,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1250,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Close) GetCode() int32 {
@@ -1118,7 +1280,7 @@ type CommandFailed struct {
 
 func (x *CommandFailed) Reset() {
 	*x = CommandFailed{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1292,7 @@ func (x *CommandFailed) String() string {
 func (*CommandFailed) ProtoMessage() {}
 
 func (x *CommandFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1305,7 @@ func (x *CommandFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandFailed.ProtoReflect.Descriptor instead.
 func (*CommandFailed) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandFailed) GetId() string {
@@ -1193,17 +1355,22 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"R\n" +
 	"\x05Error\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.wsgate.plugin.v1.ErrorKindR\x04kind\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x8b\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"9\n" +
+	"\x06Events\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.wsgate.plugin.v1.EventR\x06events\"=\n" +
+	"\aActions\x122\n" +
+	"\aactions\x18\x01 \x03(\v2\x18.wsgate.plugin.v1.ActionR\aactions\"\x8b\x02\n" +
 	"\x05Event\x12,\n" +
 	"\x04open\x18\x01 \x01(\v2\x16.wsgate.plugin.v1.OpenH\x00R\x04open\x125\n" +
 	"\amessage\x18\x02 \x01(\v2\x19.wsgate.plugin.v1.MessageH\x00R\amessage\x125\n" +
 	"\acommand\x18\x03 \x01(\v2\x19.wsgate.plugin.v1.CommandH\x00R\acommand\x12)\n" +
 	"\x03ack\x18\x04 \x01(\v2\x15.wsgate.plugin.v1.AckH\x00R\x03ack\x122\n" +
 	"\x06closed\x18\x05 \x01(\v2\x18.wsgate.plugin.v1.ClosedH\x00R\x06closedB\a\n" +
-	"\x05event\"U\n" +
+	"\x05event\"m\n" +
 	"\x04Open\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x121\n" +
-	"\x04info\x18\x02 \x01(\v2\x1d.wsgate.plugin.v1.SessionInfoR\x04info\"Y\n" +
+	"\x04info\x18\x02 \x01(\v2\x1d.wsgate.plugin.v1.SessionInfoR\x04info\x12\x16\n" +
+	"\x06window\x18\x03 \x01(\rR\x06window\"Y\n" +
 	"\aCommand\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -1213,14 +1380,17 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05frame\x18\x01 \x01(\x04R\x05frame\x12-\n" +
 	"\x05error\x18\x02 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"7\n" +
 	"\x06Closed\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"\xa7\x02\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"\xe1\x02\n" +
 	"\x06Action\x122\n" +
 	"\x06attach\x18\x01 \x01(\v2\x18.wsgate.plugin.v1.AttachH\x00R\x06attach\x12/\n" +
 	"\x04send\x18\x02 \x01(\v2\x19.wsgate.plugin.v1.MessageH\x00R\x04send\x123\n" +
 	"\apublish\x18\x03 \x01(\v2\x17.wsgate.plugin.v1.FrameH\x00R\apublish\x12/\n" +
 	"\x05close\x18\x04 \x01(\v2\x17.wsgate.plugin.v1.CloseH\x00R\x05close\x12H\n" +
-	"\x0ecommand_failed\x18\x05 \x01(\v2\x1f.wsgate.plugin.v1.CommandFailedH\x00R\rcommandFailedB\b\n" +
-	"\x06action\" \n" +
+	"\x0ecommand_failed\x18\x05 \x01(\v2\x1f.wsgate.plugin.v1.CommandFailedH\x00R\rcommandFailed\x128\n" +
+	"\bconsumed\x18\x06 \x01(\v2\x1a.wsgate.plugin.v1.ConsumedH\x00R\bconsumedB\b\n" +
+	"\x06action\"\"\n" +
+	"\bConsumed\x12\x16\n" +
+	"\x06events\x18\x01 \x01(\rR\x06events\" \n" +
 	"\x06Attach\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\"\x92\x01\n" +
 	"\x05Frame\x12\x0e\n" +
@@ -1247,10 +1417,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x18ERROR_KIND_INVALID_FRAME\x10\x02\x12\x15\n" +
 	"\x11ERROR_KIND_CLOSED\x10\x03\x12\x1d\n" +
 	"\x19ERROR_KIND_DEVICE_OFFLINE\x10\x04\x12\x14\n" +
-	"\x10ERROR_KIND_OTHER\x10\x052\x9f\x01\n" +
+	"\x10ERROR_KIND_OTHER\x10\x052\xa1\x01\n" +
 	"\bProtocol\x12Q\n" +
-	"\bDescribe\x12!.wsgate.plugin.v1.DescribeRequest\x1a\".wsgate.plugin.v1.DescribeResponse\x12@\n" +
-	"\aSession\x12\x17.wsgate.plugin.v1.Event\x1a\x18.wsgate.plugin.v1.Action(\x010\x01B1Z/github.com/wsgate/wsgate/plugins/proto;pluginpbb\x06proto3"
+	"\bDescribe\x12!.wsgate.plugin.v1.DescribeRequest\x1a\".wsgate.plugin.v1.DescribeResponse\x12B\n" +
+	"\aSession\x12\x18.wsgate.plugin.v1.Events\x1a\x19.wsgate.plugin.v1.Actions(\x010\x01B1Z/github.com/wsgate/wsgate/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once
@@ -1265,7 +1435,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugin_proto_goTypes = []any{
 	(MessageType)(0),         // 0: wsgate.plugin.v1.MessageType
 	(ErrorKind)(0),           // 1: wsgate.plugin.v1.ErrorKind
@@ -1274,43 +1444,49 @@ var file_plugin_proto_goTypes = []any{
 	(*SessionInfo)(nil),      // 4: wsgate.plugin.v1.SessionInfo
 	(*Message)(nil),          // 5: wsgate.plugin.v1.Message
 	(*Error)(nil),            // 6: wsgate.plugin.v1.Error
-	(*Event)(nil),            // 7: wsgate.plugin.v1.Event
-	(*Open)(nil),             // 8: wsgate.plugin.v1.Open
-	(*Command)(nil),          // 9: wsgate.plugin.v1.Command
-	(*Ack)(nil),              // 10: wsgate.plugin.v1.Ack
-	(*Closed)(nil),           // 11: wsgate.plugin.v1.Closed
-	(*Action)(nil),           // 12: wsgate.plugin.v1.Action
-	(*Attach)(nil),           // 13: wsgate.plugin.v1.Attach
-	(*Frame)(nil),            // 14: wsgate.plugin.v1.Frame
-	(*Close)(nil),            // 15: wsgate.plugin.v1.Close
-	(*CommandFailed)(nil),    // 16: wsgate.plugin.v1.CommandFailed
+	(*Events)(nil),           // 7: wsgate.plugin.v1.Events
+	(*Actions)(nil),          // 8: wsgate.plugin.v1.Actions
+	(*Event)(nil),            // 9: wsgate.plugin.v1.Event
+	(*Open)(nil),             // 10: wsgate.plugin.v1.Open
+	(*Command)(nil),          // 11: wsgate.plugin.v1.Command
+	(*Ack)(nil),              // 12: wsgate.plugin.v1.Ack
+	(*Closed)(nil),           // 13: wsgate.plugin.v1.Closed
+	(*Action)(nil),           // 14: wsgate.plugin.v1.Action
+	(*Consumed)(nil),         // 15: wsgate.plugin.v1.Consumed
+	(*Attach)(nil),           // 16: wsgate.plugin.v1.Attach
+	(*Frame)(nil),            // 17: wsgate.plugin.v1.Frame
+	(*Close)(nil),            // 18: wsgate.plugin.v1.Close
+	(*CommandFailed)(nil),    // 19: wsgate.plugin.v1.CommandFailed
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: wsgate.plugin.v1.Message.type:type_name -> wsgate.plugin.v1.MessageType
 	1,  // 1: wsgate.plugin.v1.Error.kind:type_name -> wsgate.plugin.v1.ErrorKind
-	8,  // 2: wsgate.plugin.v1.Event.open:type_name -> wsgate.plugin.v1.Open
-	5,  // 3: wsgate.plugin.v1.Event.message:type_name -> wsgate.plugin.v1.Message
-	9,  // 4: wsgate.plugin.v1.Event.command:type_name -> wsgate.plugin.v1.Command
-	10, // 5: wsgate.plugin.v1.Event.ack:type_name -> wsgate.plugin.v1.Ack
-	11, // 6: wsgate.plugin.v1.Event.closed:type_name -> wsgate.plugin.v1.Closed
-	4,  // 7: wsgate.plugin.v1.Open.info:type_name -> wsgate.plugin.v1.SessionInfo
-	6,  // 8: wsgate.plugin.v1.Ack.error:type_name -> wsgate.plugin.v1.Error
-	6,  // 9: wsgate.plugin.v1.Closed.error:type_name -> wsgate.plugin.v1.Error
-	13, // 10: wsgate.plugin.v1.Action.attach:type_name -> wsgate.plugin.v1.Attach
-	5,  // 11: wsgate.plugin.v1.Action.send:type_name -> wsgate.plugin.v1.Message
-	14, // 12: wsgate.plugin.v1.Action.publish:type_name -> wsgate.plugin.v1.Frame
-	15, // 13: wsgate.plugin.v1.Action.close:type_name -> wsgate.plugin.v1.Close
-	16, // 14: wsgate.plugin.v1.Action.command_failed:type_name -> wsgate.plugin.v1.CommandFailed
-	6,  // 15: wsgate.plugin.v1.CommandFailed.error:type_name -> wsgate.plugin.v1.Error
-	2,  // 16: wsgate.plugin.v1.Protocol.Describe:input_type -> wsgate.plugin.v1.DescribeRequest
-	7,  // 17: wsgate.plugin.v1.Protocol.Session:input_type -> wsgate.plugin.v1.Event
-	3,  // 18: wsgate.plugin.v1.Protocol.Describe:output_type -> wsgate.plugin.v1.DescribeResponse
-	12, // 19: wsgate.plugin.v1.Protocol.Session:output_type -> wsgate.plugin.v1.Action
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 2: wsgate.plugin.v1.Events.events:type_name -> wsgate.plugin.v1.Event
+	14, // 3: wsgate.plugin.v1.Actions.actions:type_name -> wsgate.plugin.v1.Action
+	10, // 4: wsgate.plugin.v1.Event.open:type_name -> wsgate.plugin.v1.Open
+	5,  // 5: wsgate.plugin.v1.Event.message:type_name -> wsgate.plugin.v1.Message
+	11, // 6: wsgate.plugin.v1.Event.command:type_name -> wsgate.plugin.v1.Command
+	12, // 7: wsgate.plugin.v1.Event.ack:type_name -> wsgate.plugin.v1.Ack
+	13, // 8: wsgate.plugin.v1.Event.closed:type_name -> wsgate.plugin.v1.Closed
+	4,  // 9: wsgate.plugin.v1.Open.info:type_name -> wsgate.plugin.v1.SessionInfo
+	6,  // 10: wsgate.plugin.v1.Ack.error:type_name -> wsgate.plugin.v1.Error
+	6,  // 11: wsgate.plugin.v1.Closed.error:type_name -> wsgate.plugin.v1.Error
+	16, // 12: wsgate.plugin.v1.Action.attach:type_name -> wsgate.plugin.v1.Attach
+	5,  // 13: wsgate.plugin.v1.Action.send:type_name -> wsgate.plugin.v1.Message
+	17, // 14: wsgate.plugin.v1.Action.publish:type_name -> wsgate.plugin.v1.Frame
+	18, // 15: wsgate.plugin.v1.Action.close:type_name -> wsgate.plugin.v1.Close
+	19, // 16: wsgate.plugin.v1.Action.command_failed:type_name -> wsgate.plugin.v1.CommandFailed
+	15, // 17: wsgate.plugin.v1.Action.consumed:type_name -> wsgate.plugin.v1.Consumed
+	6,  // 18: wsgate.plugin.v1.CommandFailed.error:type_name -> wsgate.plugin.v1.Error
+	2,  // 19: wsgate.plugin.v1.Protocol.Describe:input_type -> wsgate.plugin.v1.DescribeRequest
+	7,  // 20: wsgate.plugin.v1.Protocol.Session:input_type -> wsgate.plugin.v1.Events
+	3,  // 21: wsgate.plugin.v1.Protocol.Describe:output_type -> wsgate.plugin.v1.DescribeResponse
+	8,  // 22: wsgate.plugin.v1.Protocol.Session:output_type -> wsgate.plugin.v1.Actions
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1318,19 +1494,20 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
-	file_plugin_proto_msgTypes[5].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[7].OneofWrappers = []any{
 		(*Event_Open)(nil),
 		(*Event_Message)(nil),
 		(*Event_Command)(nil),
 		(*Event_Ack)(nil),
 		(*Event_Closed)(nil),
 	}
-	file_plugin_proto_msgTypes[10].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[12].OneofWrappers = []any{
 		(*Action_Attach)(nil),
 		(*Action_Send)(nil),
 		(*Action_Publish)(nil),
 		(*Action_Close)(nil),
 		(*Action_CommandFailed)(nil),
+		(*Action_Consumed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1338,7 +1515,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

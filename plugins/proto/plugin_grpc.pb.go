@@ -38,7 +38,9 @@ type ProtocolClient interface {
 	// Describe names the subprotocols the plugin implements.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Session carries one device connection. The first event is Open.
-	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Event, Action], error)
+	// Both directions send batches: whatever is queued goes in one message,
+	// so a busy session costs few stream messages.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Events, Actions], error)
 }
 
 type protocolClient struct {
@@ -59,18 +61,18 @@ func (c *protocolClient) Describe(ctx context.Context, in *DescribeRequest, opts
 	return out, nil
 }
 
-func (c *protocolClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Event, Action], error) {
+func (c *protocolClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Events, Actions], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Protocol_ServiceDesc.Streams[0], Protocol_Session_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[Event, Action]{ClientStream: stream}
+	x := &grpc.GenericClientStream[Events, Actions]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Protocol_SessionClient = grpc.BidiStreamingClient[Event, Action]
+type Protocol_SessionClient = grpc.BidiStreamingClient[Events, Actions]
 
 // ProtocolServer is the server API for Protocol service.
 // All implementations must embed UnimplementedProtocolServer
@@ -79,7 +81,9 @@ type ProtocolServer interface {
 	// Describe names the subprotocols the plugin implements.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Session carries one device connection. The first event is Open.
-	Session(grpc.BidiStreamingServer[Event, Action]) error
+	// Both directions send batches: whatever is queued goes in one message,
+	// so a busy session costs few stream messages.
+	Session(grpc.BidiStreamingServer[Events, Actions]) error
 	mustEmbedUnimplementedProtocolServer()
 }
 
@@ -93,7 +97,7 @@ type UnimplementedProtocolServer struct{}
 func (UnimplementedProtocolServer) Describe(context.Context, *DescribeRequest) (*DescribeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Describe not implemented")
 }
-func (UnimplementedProtocolServer) Session(grpc.BidiStreamingServer[Event, Action]) error {
+func (UnimplementedProtocolServer) Session(grpc.BidiStreamingServer[Events, Actions]) error {
 	return status.Error(codes.Unimplemented, "method Session not implemented")
 }
 func (UnimplementedProtocolServer) mustEmbedUnimplementedProtocolServer() {}
@@ -136,11 +140,11 @@ func _Protocol_Describe_Handler(srv interface{}, ctx context.Context, dec func(i
 }
 
 func _Protocol_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(ProtocolServer).Session(&grpc.GenericServerStream[Event, Action]{ServerStream: stream})
+	return srv.(ProtocolServer).Session(&grpc.GenericServerStream[Events, Actions]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Protocol_SessionServer = grpc.BidiStreamingServer[Event, Action]
+type Protocol_SessionServer = grpc.BidiStreamingServer[Events, Actions]
 
 // Protocol_ServiceDesc is the grpc.ServiceDesc for Protocol service.
 // It's only intended for direct use with grpc.RegisterService,

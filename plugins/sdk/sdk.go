@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -63,11 +64,15 @@ func exitWithParent(parent int) {
 	}
 }
 
+// stderr is the process's standard error as the gateway reads it: once
+// Serve runs, go-plugin points os.Stderr elsewhere.
+var stderr = os.Stderr
+
 // Logger returns a logger whose lines reach the gateway's log, at their
 // level and with the plugin's name. Write nothing else to stdout: it is
 // the go-plugin handshake channel.
 func Logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+	return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
 		// go-plugin parses hclog's JSON keys on the gateway side.
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -77,6 +82,9 @@ func Logger() *slog.Logger {
 			switch a.Key {
 			case slog.TimeKey:
 				a.Key = "@timestamp"
+				if t, ok := a.Value.Any().(time.Time); ok {
+					a.Value = slog.StringValue(t.Format(hclogTimeFormat))
+				}
 			case slog.LevelKey:
 				a.Key = "@level"
 				if l, ok := a.Value.Any().(slog.Level); ok {
@@ -89,6 +97,9 @@ func Logger() *slog.Logger {
 		},
 	}))
 }
+
+// hclogTimeFormat is the only timestamp layout go-plugin parses.
+const hclogTimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
 func hclogLevel(l slog.Level) string {
 	switch {
@@ -113,20 +124,18 @@ func (s *server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 	return &pluginpb.DescribeResponse{Protocols: s.names, Version: Version}, nil
 }
 
-// eventQueue bounds the events read ahead of the session; when the session
-// is slower, the stream's flow control holds the gateway back, and the
-// gateway closes connections whose plugin stalls for too long.
-const eventQueue = 64
-
 // Session runs one device connection.
 func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
 	}
-	open := first.GetOpen()
+	var open *pluginpb.Open
+	if evs := first.GetEvents(); len(evs) == 1 {
+		open = evs[0].GetOpen()
+	}
 	if open == nil {
-		return errors.New("the first event of a session must be Open")
+		return errors.New("the first event of a session must be Open, alone")
 	}
 	p, ok := s.protocols[open.GetProtocol()]
 	if !ok {
@@ -134,40 +143,49 @@ func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	out := &outlet{stream: stream, acks: make(map[uint64]func(error))}
+	out := newOutlet(ctx, stream)
 	session, err := p.NewSession(ctx, open.GetInfo().ToSessionInfo(), out)
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
 	}
 
 	// The receiver ends with the stream, which ends when this handler
-	// returns.
-	events := make(chan *pluginpb.Event, eventQueue)
+	// returns. The gateway sends at most window messages and commands ahead
+	// of our Consumed actions, so the queue never fills and the receiver
+	// always keeps reading: acks reach their frames at once.
+	window := int(open.GetWindow())
+	events := make(chan *pluginpb.Event, window+1) // +1: the Closed event
 	go func() {
 		defer close(events)
 		for {
-			ev, err := stream.Recv()
+			batch, err := stream.Recv()
 			if err != nil {
 				return
 			}
-			if ack := ev.GetAck(); ack != nil {
-				out.settle(ack.GetFrame(), ack.GetError().Err())
-				continue
-			}
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return
+			for _, ev := range batch.GetEvents() {
+				if ack := ev.GetAck(); ack != nil {
+					out.settle(ack.GetFrame(), ack.GetError().Err())
+					continue
+				}
+				select {
+				case events <- ev:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
+
+	consumed := 0
 	for ev := range events {
 		switch e := ev.GetEvent().(type) {
 		case *pluginpb.Event_Message:
+			consumed++
 			if err := session.OnMessage(e.Message.ToMessage()); err != nil {
 				out.fail(err)
 			}
 		case *pluginpb.Event_Command:
+			consumed++
 			c := e.Command
 			cmd := protocols.Command{Device: c.GetDevice(), ID: c.GetId(), Name: c.GetName(), Args: c.GetArgs()}
 			if err := session.OnCommand(cmd); err != nil {
@@ -176,7 +194,13 @@ func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
 			}
 		case *pluginpb.Event_Closed:
 			session.Close(e.Closed.GetError().Err())
+			out.flush()
 			return nil
+		}
+		// Return window credit in batches, and whenever the queue runs dry.
+		if consumed > 0 && (len(events) == 0 || consumed >= window/4) {
+			out.action(&pluginpb.Action{Action: &pluginpb.Action_Consumed{Consumed: &pluginpb.Consumed{Events: uint32(consumed)}}})
+			consumed = 0
 		}
 	}
 	// The stream broke without a Closed event: the gateway went away.
@@ -184,12 +208,20 @@ func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
 	return nil
 }
 
-// outlet is the plugin-side protocols.Outlet: each call becomes an action
-// on the session's stream.
+// maxActions bounds the actions queued to the gateway; a session that
+// produces more waits for the stream.
+const maxActions = 4096
+
+// outlet is the plugin-side protocols.Outlet: each call queues an action,
+// and a writer goroutine sends whatever is queued as one batch.
 type outlet struct {
-	mu     sync.Mutex // gRPC streams allow one sender at a time
 	stream pluginpb.Protocol_SessionServer
-	broken error
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when the queue changes
+	queue   []*pluginpb.Action
+	sending bool // the writer holds a batch
+	broken  error
 
 	acksMu sync.Mutex
 	nextID uint64
@@ -198,17 +230,78 @@ type outlet struct {
 
 var _ protocols.Outlet = (*outlet)(nil)
 
+func newOutlet(ctx context.Context, stream pluginpb.Protocol_SessionServer) *outlet {
+	o := &outlet{stream: stream, acks: make(map[uint64]func(error))}
+	o.cond = sync.NewCond(&o.mu)
+	go o.write(ctx)
+	return o
+}
+
+// write sends queued actions in batches until ctx ends.
+func (o *outlet) write(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		o.mu.Lock()
+		if o.broken == nil {
+			o.broken = fmt.Errorf("%w: session ended", protocols.ErrClosed)
+		}
+		o.cond.Broadcast()
+		o.mu.Unlock()
+	})
+	defer stop()
+	for {
+		o.mu.Lock()
+		for len(o.queue) == 0 && o.broken == nil {
+			o.cond.Wait()
+		}
+		if len(o.queue) < maxActions/2 {
+			// Let the session queue what it is about to send, so that one
+			// stream message carries it all.
+			o.mu.Unlock()
+			runtime.Gosched()
+			o.mu.Lock()
+		}
+		if o.broken != nil {
+			o.mu.Unlock()
+			return
+		}
+		batch := o.queue
+		o.queue = nil
+		o.sending = true
+		o.cond.Broadcast()
+		o.mu.Unlock()
+		err := o.stream.Send(&pluginpb.Actions{Actions: batch})
+		o.mu.Lock()
+		o.sending = false
+		if err != nil {
+			o.broken = fmt.Errorf("%w: session stream: %v", protocols.ErrClosed, err)
+		}
+		o.cond.Broadcast()
+		o.mu.Unlock()
+	}
+}
+
+// action queues a, waiting while the queue is full.
 func (o *outlet) action(a *pluginpb.Action) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for len(o.queue) >= maxActions && o.broken == nil {
+		o.cond.Wait()
+	}
 	if o.broken != nil {
 		return o.broken
 	}
-	if err := o.stream.Send(a); err != nil {
-		o.broken = fmt.Errorf("%w: session stream: %v", protocols.ErrClosed, err)
-		return o.broken
-	}
+	o.queue = append(o.queue, a)
+	o.cond.Broadcast()
 	return nil
+}
+
+// flush waits until every queued action has been sent.
+func (o *outlet) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for (len(o.queue) > 0 || o.sending) && o.broken == nil {
+		o.cond.Wait()
+	}
 }
 
 // Attach implements protocols.Outlet. The gateway does not answer: an id

@@ -1,0 +1,85 @@
+package plugins
+
+import (
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/plugins/examples/ocpp16"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// BenchmarkProtocolPath runs the same protocol (OCPP Heartbeat calls, each
+// published, acknowledged and answered) compiled in and through a plugin
+// process, to price the process boundary. Allocations are those of the
+// gateway process only.
+func BenchmarkProtocolPath(b *testing.B) {
+	b.Run("in-process", func(b *testing.B) { benchProtocol(b, ocpp16.Protocol{}) })
+	b.Run("plugin", func(b *testing.B) {
+		registry, err := protocols.NewRegistry([]string{"ocpp1.6"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		host := NewHost(Options{Registry: registry, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		defer host.Close()
+		if err := host.Start([]Spec{spec(b, ocppPlugin)}); err != nil {
+			b.Fatal(err)
+		}
+		p, ok := registry.Lookup("ocpp1.6")
+		if !ok {
+			b.Fatal("plugin protocol not registered")
+		}
+		benchProtocol(b, p)
+	})
+}
+
+func benchProtocol(b *testing.B, p protocols.Protocol) {
+	out := &benchOutlet{want: int64(b.N), done: make(chan struct{})}
+	s, err := p.NewSession(b.Context(), protocols.SessionInfo{ID: "bench", Path: "/ocpp/CP-bench"}, out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(nil)
+	msg := protocols.Message{Type: protocols.Text, Data: []byte(`[2,"1","Heartbeat",{}]`)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := s.OnMessage(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-out.done:
+	case <-time.After(time.Minute):
+		b.Fatalf("%d of %d answers after a minute", out.sent.Load(), b.N)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// benchOutlet acknowledges every frame at once and counts the answers.
+type benchOutlet struct {
+	want int64
+	sent atomic.Int64
+	done chan struct{}
+}
+
+func (o *benchOutlet) Attach(string) error { return nil }
+
+func (o *benchOutlet) Send(protocols.Message) error {
+	if o.sent.Add(1) == o.want {
+		close(o.done)
+	}
+	return nil
+}
+
+func (o *benchOutlet) Publish(f protocols.Frame) error {
+	if f.Ack != nil {
+		f.Ack(nil)
+	}
+	return nil
+}
+
+func (o *benchOutlet) Close(int, string) {}

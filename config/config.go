@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/wsgate/wsgate/devices"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 	"github.com/wsgate/wsgate/protocols/echo"
@@ -37,6 +38,11 @@ type Config struct {
 	MQTT      MQTT       `toml:"mqtt"`
 	Spool     Spool      `toml:"spool"`
 	Admin     Admin      `toml:"admin"`
+	// DeviceTables are the [[devices]] entries as decoded by the file;
+	// Devices are the same, each with its driver's options.
+	DeviceTables []toml.Primitive `toml:"devices"`
+	Devices      []Device         `toml:"-"`
+	Routes       []Route          `toml:"routes"`
 	// Plugins are protocol plugin binaries, run out of process.
 	Plugins    []Plugin   `toml:"plugins"`
 	PluginHost PluginHost `toml:"plugin_host"`
@@ -266,6 +272,23 @@ func Parse(name, doc string) (Config, error) {
 		cfg.Listeners = Default().Listeners
 	}
 	var ps Problems
+	unknownDriver := map[string]bool{} // "devices.N." prefixes, whose other keys are not reported
+	// Each [[devices]] entry is decoded twice, for its id and driver and
+	// for the driver's options; keys neither knows stay undecoded.
+	for i, table := range cfg.DeviceTables {
+		d, err := decodeDevice(&md, table)
+		if err != nil {
+			ps = append(ps, decodeProblem(name, lines, err))
+			continue
+		}
+		if d.Options == nil {
+			line := lines.line(fmt.Sprintf("devices.%d.driver", i))
+			ps = append(ps, Problem{File: name, Line: line, Key: fmt.Sprintf("devices[%d].driver", i),
+				Msg: fmt.Sprintf("unknown driver %q (built in: %s)", d.Driver, strings.Join(devices.Drivers(), ", "))})
+			unknownDriver[fmt.Sprintf("devices.%d.", i)] = true
+		}
+		cfg.Devices = append(cfg.Devices, d)
+	}
 	unknown := map[string]bool{}
 	for _, key := range md.Undecoded() {
 		k := key.String()
@@ -273,6 +296,11 @@ func Parse(name, doc string) (Config, error) {
 		line, at := lines.takeUnindexed(k)
 		if underUnknown(key, unknown) {
 			continue // the unknown table is reported, not each of its keys
+		}
+		if prefix, _, ok := strings.Cut(at, "."); ok && prefix == "devices" {
+			if rest := strings.SplitN(at, ".", 3); len(rest) == 3 && unknownDriver[rest[0]+"."+rest[1]+"."] {
+				continue // options of an unknown driver: the driver is reported
+			}
 		}
 		msg := "unknown key"
 		if t := md.Type(key...); t == "Hash" || t == "ArrayHash" {
@@ -535,6 +563,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
 	fs = append(fs, c.validatePlugins()...)
+	fs = append(fs, c.validateDevices()...)
 
 	type route struct{ address, path string }
 	seen := map[route]int{}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/devices"
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/admin"
 	"github.com/wsgate/wsgate/gateway/broker"
@@ -205,6 +206,29 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	rt.Watch(bridge)
 	bridge.Start(rt)
 
+	locals := devices.NewManager(rt, log, devices.ManagerOptions{})
+	var specs []devices.Spec
+	for _, d := range cfg.Devices {
+		specs = append(specs, devices.Spec{ID: d.ID, Driver: d.Driver, Config: d.Options})
+	}
+	if err := locals.Open(specs); err != nil {
+		for _, e := range unjoin(err) {
+			log.Error("local device not started", "err", e)
+		}
+	}
+	var routes []router.Route
+	for _, r := range cfg.Routes {
+		routes = append(routes, r.RouterRoute())
+	}
+	if err := rt.SetRoutes(routes, locals.Receiver); err != nil {
+		_ = bridge.Close(context.Background())
+		return fmt.Errorf("routes: %w", err)
+	}
+	if err := locals.Run(); err != nil {
+		log.Error("local devices", "err", err)
+	}
+	defer locals.Close()
+
 	srv, err := gateway.New(gatewayOptions(cfg), registry, rt, log)
 	if err == nil {
 		err = srv.Start()
@@ -231,6 +255,7 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
 	}
+	locals.Close() // their last frames still reach the bridge
 	if err := bridge.Close(shutdownCtx); err != nil {
 		errs = append(errs, err)
 	}

@@ -56,6 +56,7 @@ type Router struct {
 	log      *slog.Logger
 	sink     Sink
 	watchers []Watcher
+	routes   []compiledRoute
 
 	mu      sync.Mutex
 	devices map[string]attachment
@@ -110,8 +111,15 @@ func (r *Router) Detach(id string, ep Endpoint) {
 	}
 }
 
-// Publish hands a frame from an attached device to the sink.
+// Publish delivers a frame from an attached device: by the first route
+// that matches it, else to the sink. With routes, target failures are
+// reported through the frame's Ack.
 func (r *Router) Publish(f protocols.Frame) error {
+	if len(r.routes) > 0 {
+		if routed, err := r.route(f); routed {
+			return err
+		}
+	}
 	if err := r.sink.Deliver(f); err != nil {
 		return fmt.Errorf("route frame from %s/%s: %w", f.Device, f.Channel, err)
 	}

@@ -1,0 +1,127 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Device is one [[devices]] entry: a local device and its driver's options.
+type Device struct {
+	ID     string `toml:"id"`
+	Driver string `toml:"driver"`
+	// Options are decoded from the same table by the driver; nil when the
+	// driver is unknown.
+	Options devices.Config `toml:"-"`
+}
+
+// Route is one [[routes]] entry (see router.Route and docs/DEVICES.md).
+type Route struct {
+	Devices  []string `toml:"devices"`
+	Channels []string `toml:"channels"`
+	To       []string `toml:"to"`
+	Pick     string   `toml:"pick"`
+	Channel  string   `toml:"channel"`
+}
+
+// RouterRoute converts the entry for the router.
+func (r Route) RouterRoute() router.Route {
+	return router.Route{Devices: r.Devices, Channels: r.Channels, To: r.To, Pick: r.Pick, Channel: r.Channel}
+}
+
+func decodeDevice(md *toml.MetaData, table toml.Primitive) (Device, error) {
+	var d Device
+	if err := md.PrimitiveDecode(table, &d); err != nil {
+		return d, err
+	}
+	newConfig, ok := devices.Lookup(d.Driver)
+	if !ok {
+		return d, nil
+	}
+	d.Options = newConfig()
+	return d, md.PrimitiveDecode(table, d.Options)
+}
+
+func (c *Config) validateDevices() []fault {
+	var fs []fault
+	add := func(path, format string, args ...any) {
+		fs = append(fs, fault{path: path, msg: fmt.Sprintf(format, args...)})
+	}
+	ids := map[string]int{}
+	for i, d := range c.Devices {
+		at := func(key string) string { return fmt.Sprintf("devices.%d.%s", i, key) }
+		switch j, dup := ids[d.ID]; {
+		case !protocols.ValidDeviceID(d.ID):
+			add(at("id"), "%q is not a device id (1-128 bytes, no / + # NUL, not starting with $)", d.ID)
+		case dup:
+			add(at("id"), "%q is also the id of devices[%d]", d.ID, j)
+		}
+		ids[d.ID] = i
+		if d.Options == nil {
+			continue // unknown driver, reported by Parse
+		}
+		if err := d.Options.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				key, problem := devices.SplitKeyError(e)
+				if key == "" {
+					add(at("driver"), "%s", problem)
+				} else {
+					add(at(key), "%s", problem)
+				}
+			}
+		}
+	}
+	for i, r := range c.Routes {
+		at := func(key string) string { return fmt.Sprintf("routes.%d.%s", i, key) }
+		for _, p := range r.Devices {
+			if _, err := path.Match(p, ""); err != nil {
+				add(at("devices"), "pattern %q: %v", p, err)
+			}
+		}
+		for _, f := range r.Channels {
+			if !validFilter(f) {
+				add(at("channels"), "%q is not a channel filter (levels, + for one level, # last for the rest)", f)
+			}
+		}
+		for _, t := range r.To {
+			id, isDevice := strings.CutPrefix(t, "device:")
+			switch {
+			case t == router.TargetMQTT:
+			case !isDevice:
+				add(at("to"), "%q is neither \"mqtt\" nor \"device:<id>\"", t)
+			case !slices.ContainsFunc(c.Devices, func(d Device) bool { return d.ID == id }):
+				add(at("to"), "no [[devices]] entry has the id %q", id)
+			}
+		}
+		if r.Pick != "" && slices.Contains(strings.Split(r.Pick, "."), "") {
+			add(at("pick"), "%q has an empty field name", r.Pick)
+		}
+		if r.Channel != "" && !validFilter(r.Channel) || strings.ContainsAny(r.Channel, "+#") {
+			add(at("channel"), "%q is not a channel", r.Channel)
+		}
+	}
+	return fs
+}
+
+// validFilter checks an MQTT-style channel filter.
+func validFilter(f string) bool {
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		switch {
+		case l == "":
+			return false
+		case l == "#" && i != len(levels)-1:
+			return false
+		case l != "+" && l != "#" && strings.ContainsAny(l, "+#\x00"):
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,193 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// Spec is one configured local device.
+type Spec struct {
+	ID     string
+	Driver string
+	Config Config
+}
+
+// ManagerOptions configure the Manager.
+type ManagerOptions struct {
+	// CommandTimeout bounds one command.
+	CommandTimeout time.Duration
+	// MaxCommands bounds the commands running at once on one device; more
+	// are refused with protocols.ErrBusy.
+	MaxCommands int
+	// RestartMin and RestartMax bound the delay before a device whose Run
+	// failed runs again.
+	RestartMin, RestartMax time.Duration
+}
+
+// Manager runs the local devices and attaches each to the router under its
+// id, as if it were a WebSocket session.
+type Manager struct {
+	router *router.Router
+	log    *slog.Logger
+	opts   ManagerOptions
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	devices map[string]*local
+	order   []string // ids in config order
+}
+
+// NewManager prepares a manager; Start opens and runs the devices.
+func NewManager(rt *router.Router, log *slog.Logger, opts ManagerOptions) *Manager {
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 30 * time.Second
+	}
+	if opts.MaxCommands <= 0 {
+		opts.MaxCommands = 4
+	}
+	if opts.RestartMin <= 0 {
+		opts.RestartMin = time.Second
+	}
+	if opts.RestartMax < opts.RestartMin {
+		opts.RestartMax = max(opts.RestartMin, time.Minute)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{router: rt, log: log.With("component", "devices"), opts: opts, ctx: ctx, cancel: cancel, devices: map[string]*local{}}
+}
+
+// Open opens every device. A device that cannot be opened is reported and
+// left out; the others are ready to Run. Routes to the devices can be set
+// up between Open and Run.
+func (m *Manager) Open(specs []Spec) error {
+	var errs []error
+	for _, s := range specs {
+		log := m.log.With("device", s.ID, "driver", s.Driver)
+		dev, err := s.Config.Open(s.ID, log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("device %s (%s): %w", s.ID, s.Driver, err))
+			continue
+		}
+		m.devices[s.ID] = &local{m: m, id: s.ID, driver: s.Driver, dev: dev, log: log, slots: make(chan struct{}, m.opts.MaxCommands)}
+		m.order = append(m.order, s.ID)
+	}
+	return errors.Join(errs...)
+}
+
+// Run attaches every opened device to the router and runs it until Close.
+func (m *Manager) Run() error {
+	var errs []error
+	for _, id := range m.order {
+		l := m.devices[id]
+		info := router.Device{ID: id, Protocol: ProtocolName(l.driver), Session: "local", Since: time.Now().UTC()}
+		if err := m.router.Attach(info, l); err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", id, err))
+			continue
+		}
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); l.run(m.ctx) }()
+	}
+	return errors.Join(errs...)
+}
+
+// Receiver returns the device with that id when it accepts routed frames.
+func (m *Manager) Receiver(id string) (router.Receiver, bool) {
+	l, ok := m.devices[id]
+	if !ok {
+		return nil, false
+	}
+	r, ok := l.dev.(Receiver)
+	return r, ok
+}
+
+// Close stops every device and waits for them, commands included.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+	for id, l := range m.devices {
+		m.router.Detach(id, l)
+	}
+}
+
+// local is a running device: the router's Endpoint for it, and its Outlet.
+type local struct {
+	m      *Manager
+	id     string
+	driver string
+	dev    Device
+	log    *slog.Logger
+	slots  chan struct{} // one per running command
+}
+
+var (
+	_ router.Endpoint = (*local)(nil)
+	_ Outlet          = (*local)(nil)
+)
+
+// run runs the device, again after a failure, until ctx ends.
+func (l *local) run(ctx context.Context) {
+	delay := l.m.opts.RestartMin
+	for {
+		started := time.Now()
+		err := l.dev.Run(ctx, l)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > l.m.opts.RestartMax {
+			delay = l.m.opts.RestartMin
+		}
+		l.log.Error("device stopped; running it again", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		delay = min(delay*2, l.m.opts.RestartMax)
+	}
+}
+
+// Publish implements Outlet.
+func (l *local) Publish(f protocols.Frame) error {
+	f.Device = l.id
+	return l.m.router.Publish(f)
+}
+
+// Command implements router.Endpoint: the command runs on a goroutine of
+// its own, bounded in number and time, and its result is published.
+func (l *local) Command(cmd protocols.Command) error {
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		return fmt.Errorf("%w: %d commands already running on %s", protocols.ErrBusy, cap(l.slots), l.id)
+	}
+	l.m.wg.Add(1)
+	go func() {
+		defer l.m.wg.Done()
+		defer func() { <-l.slots }()
+		ctx, cancel := context.WithTimeout(l.m.ctx, l.m.opts.CommandTimeout)
+		defer cancel()
+		result := l.dev.Command(ctx, cmd)
+		result.ID = cmd.ID
+		f, err := protocols.ResultFrame(cmd.Name, result)
+		if err == nil {
+			err = l.Publish(f)
+		}
+		if err != nil {
+			l.log.Warn("command result not published", "command", cmd.Name, "err", err)
+		}
+	}()
+	return nil
+}
+
+// Evict implements router.Endpoint. A local device keeps running; while a
+// WebSocket session holds its id, commands go to that session.
+func (l *local) Evict(reason string) {
+	l.log.Warn("a session took over this local device's id; fix the duplicate id", "reason", reason)
+}

@@ -1,0 +1,199 @@
+package devices
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testWait = 10 * time.Second
+
+// counter is a driver written for these tests: it publishes its count
+// when told to, fails Run once when asked, and answers commands "echo"
+// and "sleep".
+type counterConfig struct {
+	FailFirstRun bool
+	tick         chan struct{}
+}
+
+func (c *counterConfig) Validate() error { return nil }
+
+func (c *counterConfig) Open(id string, _ *slog.Logger) (Device, error) {
+	if id == "unopenable" {
+		return nil, errors.New("no such hardware")
+	}
+	return &counter{cfg: c}, nil
+}
+
+type counter struct {
+	cfg      *counterConfig
+	mu       sync.Mutex
+	runs     int
+	accepted []string
+}
+
+func (c *counter) Run(ctx context.Context, out Outlet) error {
+	c.mu.Lock()
+	c.runs++
+	run := c.runs
+	c.mu.Unlock()
+	if c.cfg.FailFirstRun && run == 1 {
+		return errors.New("the first run fails")
+	}
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.cfg.tick:
+			n++
+			data, _ := json.Marshal(map[string]int{"n": n, "run": run})
+			if err := out.Publish(protocols.Frame{Channel: "count", Payload: data, QoS: 1}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *counter) Command(ctx context.Context, cmd protocols.Command) protocols.Result {
+	switch cmd.Name {
+	case "echo":
+		return protocols.Result{OK: true, Data: cmd.Args}
+	case "sleep":
+		<-ctx.Done()
+		return protocols.Result{OK: false, Error: "timeout"}
+	}
+	return protocols.Result{OK: false, Error: "unknown command"}
+}
+
+func (c *counter) Accept(f protocols.Frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.accepted = append(c.accepted, string(f.Payload))
+	return nil
+}
+
+type sink struct{ frames chan protocols.Frame }
+
+func (s sink) Deliver(f protocols.Frame) error {
+	s.frames <- f
+	if f.Ack != nil {
+		f.Ack(nil)
+	}
+	return nil
+}
+
+func (s sink) next(t *testing.T) protocols.Frame {
+	t.Helper()
+	select {
+	case f := <-s.frames:
+		return f
+	case <-time.After(testWait):
+		t.Fatal("no frame")
+		return protocols.Frame{}
+	}
+}
+
+func newTestManager(t *testing.T, opts ManagerOptions) (*Manager, *router.Router, sink) {
+	t.Helper()
+	s := sink{frames: make(chan protocols.Frame, 64)}
+	rt := router.New(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return NewManager(rt, slog.New(slog.NewTextHandler(io.Discard, nil)), opts), rt, s
+}
+
+func TestManagerRunsDevicesLikeSessions(t *testing.T) {
+	m, rt, s := newTestManager(t, ManagerOptions{CommandTimeout: 200 * time.Millisecond, MaxCommands: 1})
+	cfg := &counterConfig{tick: make(chan struct{})}
+	err := m.Open([]Spec{{ID: "meter", Driver: "counter", Config: cfg}, {ID: "unopenable", Driver: "counter", Config: cfg}})
+	if err == nil || !strings.Contains(err.Error(), "device unopenable (counter): no such hardware") || len(m.devices) != 1 {
+		t.Fatalf("Open: %v (devices %d)", err, len(m.devices))
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	devs := rt.Devices()
+	if len(devs) != 1 || devs[0].ID != "meter" || devs[0].Protocol != "driver:counter" {
+		t.Fatalf("attached %+v", devs)
+	}
+	cfg.tick <- struct{}{}
+	if f := s.next(t); f.Device != "meter" || f.Channel != "count" || string(f.Payload) != `{"n":1,"run":1}` {
+		t.Fatalf("frame %+v", f)
+	}
+
+	if err := rt.Command(protocols.Command{Device: "meter", ID: "c1", Name: "echo", Args: json.RawMessage(`{"x":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.next(t); f.Channel != "cmd/echo/result" || string(f.Payload) != `{"id":"c1","ok":true,"data":{"x":1}}` {
+		t.Fatalf("result %s %s", f.Channel, f.Payload)
+	}
+
+	// A command that outlives the timeout ends with it; while it runs, the
+	// device's one command slot is taken.
+	if err := rt.Command(protocols.Command{Device: "meter", ID: "c2", Name: "sleep"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Command(protocols.Command{Device: "meter", ID: "c3", Name: "echo"}); !errors.Is(err, protocols.ErrBusy) {
+		t.Errorf("second command while one runs: %v, want ErrBusy", err)
+	}
+	if f := s.next(t); string(f.Payload) != `{"id":"c2","ok":false,"error":"timeout"}` {
+		t.Fatalf("result %s", f.Payload)
+	}
+}
+
+func TestManagerRestartsAFailedRun(t *testing.T) {
+	m, _, s := newTestManager(t, ManagerOptions{RestartMin: 10 * time.Millisecond})
+	cfg := &counterConfig{FailFirstRun: true, tick: make(chan struct{})}
+	if err := m.Open([]Spec{{ID: "flaky", Driver: "counter", Config: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cfg.tick <- struct{}{} // only the second run reads ticks
+	if f := s.next(t); string(f.Payload) != `{"n":1,"run":2}` {
+		t.Fatalf("frame %s", f.Payload)
+	}
+}
+
+func TestManagerRoutesFramesToReceivers(t *testing.T) {
+	m, rt, s := newTestManager(t, ManagerOptions{})
+	cfg := &counterConfig{tick: make(chan struct{})}
+	if err := m.Open([]Spec{{ID: "lcd", Driver: "counter", Config: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	routes := []router.Route{{Devices: []string{"sensor-*"}, To: []string{"device:lcd", "mqtt"}, Pick: "t"}}
+	if err := rt.SetRoutes(routes, m.Receiver); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := rt.Publish(protocols.Frame{Device: "sensor-1", Channel: "temp", Payload: []byte(`{"t":19.5}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.next(t); string(f.Payload) != "19.5" {
+		t.Fatalf("MQTT got %s", f.Payload)
+	}
+	lcd := m.devices["lcd"].dev.(*counter)
+	lcd.mu.Lock()
+	defer lcd.mu.Unlock()
+	if len(lcd.accepted) != 1 || lcd.accepted[0] != "19.5" {
+		t.Fatalf("display got %q", lcd.accepted)
+	}
+}

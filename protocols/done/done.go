@@ -5,13 +5,13 @@
 package done
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -100,16 +100,27 @@ func ValidDeviceID(id string) bool {
 // ValidChannel reports whether ch is "/"-separated non-empty segments of
 // the device id charset. The first segments "cmd" and "status" are the
 // gateway's own and not available to devices.
-func ValidChannel(ch string) bool {
-	if ch == "" || len(ch) > 256 {
+func ValidChannel(ch string) bool { return validChannel([]byte(ch)) }
+
+func validChannel(ch []byte) bool {
+	if len(ch) == 0 || len(ch) > 256 {
 		return false
 	}
 	first := true
-	for seg := range strings.SplitSeq(ch, "/") {
-		if seg == "" || !validChars(seg) {
+	for len(ch) > 0 || first {
+		seg := ch
+		if i := bytes.IndexByte(ch, '/'); i >= 0 {
+			seg, ch = ch[:i], ch[i+1:]
+			if len(ch) == 0 {
+				return false // a trailing '/'
+			}
+		} else {
+			ch = nil
+		}
+		if len(seg) == 0 || !validChars(seg) {
 			return false
 		}
-		if first && (seg == "cmd" || seg == "status") {
+		if first && (string(seg) == "cmd" || string(seg) == "status") {
 			return false
 		}
 		first = false
@@ -117,7 +128,16 @@ func ValidChannel(ch string) bool {
 	return true
 }
 
-func validChars(s string) bool {
+// channel returns ch as a string, reusing the previous one when a device
+// keeps publishing on the same channel (the usual case).
+func (s *session) channel(ch []byte) string {
+	if string(ch) != s.lastChannel {
+		s.lastChannel = string(ch)
+	}
+	return s.lastChannel
+}
+
+func validChars[T ~string | ~[]byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -135,8 +155,9 @@ type session struct {
 	info protocols.SessionInfo
 	out  protocols.Outlet
 
-	device string // set by hello
-	msg    inbound
+	device      string // set by hello
+	msg         inbound
+	lastChannel string
 
 	mu       sync.Mutex
 	window   seqWindow
@@ -167,12 +188,12 @@ func (s *session) OnMessage(m protocols.Message) error {
 	}
 	msg := &s.msg
 	if s.device == "" {
-		if msg.Op != "hello" {
+		if string(msg.Op) != "hello" {
 			return s.refuse(CodeBadRequest, "the first message must be a hello")
 		}
 		return s.hello(msg)
 	}
-	switch msg.Op {
+	switch string(msg.Op) {
 	case "pub":
 		s.pub(msg)
 	case "res":
@@ -184,7 +205,7 @@ func (s *session) OnMessage(m protocols.Message) error {
 	case "":
 		s.sendError(CodeBadRequest, `missing "op"`)
 	default:
-		s.sendError(CodeBadRequest, "unknown op "+strconv.Quote(msg.Op))
+		s.sendError(CodeBadRequest, "unknown op "+strconv.Quote(string(msg.Op)))
 	}
 	return nil
 }
@@ -217,18 +238,18 @@ func (s *session) hello(msg *inbound) error {
 
 func (s *session) pub(msg *inbound) {
 	reject := func(code, reason string) {
-		if msg.Seq != nil {
-			s.send(appendNack(nil, *msg.Seq, code, reason))
+		if msg.HasSeq {
+			s.send(appendNack(nil, msg.Seq, code, reason))
 		} else {
 			s.sendError(code, reason)
 		}
 	}
 	qos := 1
-	if msg.QoS != nil {
-		qos = *msg.QoS
+	if msg.HasQoS {
+		qos = msg.QoS
 	}
 	switch {
-	case !ValidChannel(msg.Ch):
+	case !validChannel(msg.Ch):
 		reject(CodeBadRequest, "pub: ch must be /-separated segments of A-Z a-z 0-9 . _ -, not starting with cmd or status")
 		return
 	case len(msg.Data) == 0:
@@ -244,15 +265,15 @@ func (s *session) pub(msg *inbound) {
 	} else {
 		payload = append([]byte(nil), payload...) // msg.Data aliases the read buffer
 	}
-	frame := protocols.Frame{Channel: msg.Ch, Payload: payload, QoS: byte(qos), Retain: msg.Retain}
+	frame := protocols.Frame{Channel: s.channel(msg.Ch), Payload: payload, QoS: byte(qos), Retain: msg.Retain}
 
-	if msg.Seq == nil {
+	if !msg.HasSeq {
 		if err := s.out.Publish(frame); err != nil {
 			s.sendError(publishCode(err), "pub not accepted: "+err.Error())
 		}
 		return
 	}
-	seq := *msg.Seq
+	seq := msg.Seq
 	s.mu.Lock()
 	if _, waiting := s.inflight[seq]; waiting {
 		s.inflight[seq]++ // acked (or nacked) with the original
@@ -325,7 +346,7 @@ func publishCode(err error) string {
 }
 
 func (s *session) res(msg *inbound) {
-	if msg.OK == nil {
+	if !msg.HasOK {
 		s.sendError(CodeBadRequest, `res: "ok" (true or false) is required`)
 		return
 	}
@@ -340,7 +361,7 @@ func (s *session) res(msg *inbound) {
 		s.sendError(CodeNotFound, "res: no pending command with id "+strconv.Quote(msg.ID))
 		return
 	}
-	result := protocols.Result{ID: msg.ID, OK: *msg.OK, Error: msg.Error}
+	result := protocols.Result{ID: msg.ID, OK: msg.OK, Error: msg.Error}
 	if len(msg.Data) > 0 {
 		result.Data = append(json.RawMessage(nil), msg.Data...)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
+	wire    *wireConn // ws's connection: the frame guard over the accepted conn
 	info    protocols.SessionInfo
 	log     *slog.Logger
 	ctx     context.Context
@@ -68,6 +70,7 @@ func (c *conn) run(p protocols.Protocol) {
 	c.mu.Unlock()
 	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
+	c.ws.SetCloseHandler(c.onClose)
 	c.extendReadDeadline()
 	c.scheduleKeepalive()
 
@@ -76,7 +79,7 @@ func (c *conn) run(p protocols.Protocol) {
 		c.log.Error("protocol refused the session", "err", err)
 		c.Close(protocols.CloseInternalError, "protocol session could not start")
 		c.drainUntilClosed()
-		c.teardown(err)
+		c.teardown(true, err)
 		return
 	}
 	c.session = session
@@ -89,8 +92,10 @@ func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error)
 }
 
 // readLoop reads messages and hands them to the session until the
-// connection ends, and returns why it ended (nil for a clean close).
-func (c *conn) readLoop() error {
+// connection ends. It returns whether a close frame is queued or sent (the
+// closing handshake is under way, so the writer is let finish before TCP is
+// closed) and why the connection ended, nil for a clean close.
+func (c *conn) readLoop() (handshake bool, cause error) {
 	for {
 		c.waitForRoom()
 		mt, r, err := c.ws.NextReader()
@@ -218,35 +223,68 @@ func (p *sessionPanic) Error() string {
 	return fmt.Sprintf("protocol session panicked in %s: %v", p.method, p.value)
 }
 
-// readFailed classifies why reading stopped and returns the cause to report
-// to the session: nil for a clean close by the peer.
-func (c *conn) readFailed(err error) error {
+// readFailed classifies why reading stopped. It returns whether a close
+// frame is queued or sent, and the cause to report to the session: nil for
+// a clean close by the peer.
+func (c *conn) readFailed(err error) (handshake bool, cause error) {
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		// gorilla has answered the peer's close frame already.
+	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+		// The peer's close frame, answered by onClose.
 		if ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway ||
 			ce.Code == websocket.CloseNoStatusReceived {
-			return nil
+			return true, nil
 		}
-		return err
+		return true, err
+	}
+	var we *wireError
+	if errors.As(err, &we) {
+		return true, c.fail(we.code, we.reason)
+	}
+	var pe *protocols.CloseError
+	if errors.As(err, &pe) {
+		return true, err // from fail in readMessage
+	}
+	var corrupt flate.CorruptInputError
+	if errors.As(err, &corrupt) || errors.Is(err, io.ErrUnexpectedEOF) && c.wire != nil && c.wire.guard.compressed {
+		// The inflater's (on data cut inside a deflate block); gorilla
+		// reports a cut connection as a 1006 CloseError instead.
+		c.log.Debug("inflating a message failed", "err", err)
+		return true, c.fail(protocols.CloseInvalidPayload, "invalid compressed data")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		if c.isClosing() {
-			return errors.New("closing handshake timed out")
+			return false, errors.New("closing handshake timed out")
 		}
 		c.writeClose(protocols.CloseGoingAway, "keepalive timeout")
-		return errors.New("keepalive timeout: no pong from the peer")
+		return false, errors.New("keepalive timeout: no pong from the peer")
 	}
-	// Protocol violations and oversized frames have been answered with a
-	// close frame by gorilla; anything else is a dead connection.
-	return err
+	if errors.Is(err, websocket.ErrReadLimit) {
+		return true, err // gorilla's backstop, which has sent 1009 itself
+	}
+	return false, err // a dead connection
 }
 
-// fail answers a violation: close frame now, and the read loop ends.
+// fail answers a violation: the close frame goes out behind what is already
+// queued (replies to the messages before the violation), and the read loop
+// ends.
 func (c *conn) fail(code int, reason string) error {
-	c.writeClose(code, reason)
+	c.Close(code, reason)
 	return &protocols.CloseError{Code: code, Reason: reason}
+}
+
+// onClose answers the peer's close frame, which gorilla and the wire guard
+// have checked. The answer echoes its status code (none for none) and is
+// queued behind the messages already sent, so that the replies to what the
+// peer sent before its close still reach it.
+func (c *conn) onClose(code int, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing { // else our own close frame is queued or sent
+		c.closing = true
+		c.enqueueLocked(outgoing{close: websocket.FormatCloseMessage(code, "")})
+	}
+	return nil
 }
 
 func (c *conn) writeClose(code int, reason string) {
@@ -264,7 +302,10 @@ func (c *conn) isClosing() bool {
 }
 
 // teardown ends the session and releases everything the connection holds.
-func (c *conn) teardown(cause error) {
+// When a close frame is queued or sent (handshake), the writer finishes
+// first, then the server closes TCP; otherwise the connection is dead and is
+// closed at once.
+func (c *conn) teardown(handshake bool, cause error) {
 	c.cancel()
 	if c.keepalive != nil {
 		c.keepalive.Stop()
@@ -287,22 +328,32 @@ func (c *conn) teardown(cause error) {
 	c.ended = true
 	c.sessionMu.Unlock()
 
-	c.lingerClose(cause != nil)
+	if !handshake {
+		_ = c.ws.NetConn().Close() // also ends a writer stuck on the peer
+	}
 	c.writer.Wait()
+	if handshake {
+		c.lingerClose()
+	}
 	c.log.Debug("connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
 }
 
-// lingerClose closes the TCP connection. After a failure the peer may still
-// be sending; half-closing first and draining briefly keeps a reset from
-// destroying the close frame before the peer has read it.
-func (c *conn) lingerClose(failed bool) {
-	nc := c.ws.NetConn()
-	if tc, ok := nc.(*net.TCPConn); ok && failed {
-		_ = tc.CloseWrite()
-		_ = tc.SetReadDeadline(time.Now().Add(time.Second))
-		_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
+// lingerClose closes the connection after the closing handshake: the
+// server closes first (RFC 6455 section 7.1.1). The peer may still be
+// sending (after a failure, or frames behind its close); half-closing
+// first (a TCP FIN, or TLS close_notify) and draining briefly until the
+// peer closes keeps a reset from destroying our close frame before the peer
+// has read it.
+func (c *conn) lingerClose() {
+	raw := c.ws.NetConn()
+	if c.wire != nil {
+		raw = c.wire.Conn // *net.TCPConn or *tls.Conn; drained past the guard
 	}
-	_ = nc.Close()
+	if hc, ok := raw.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		_ = raw.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(raw, 1<<20))
+	}
+	_ = raw.Close()
 }
 
 // drainUntilClosed waits for the peer's close frame after our own.

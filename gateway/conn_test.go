@@ -184,6 +184,7 @@ func TestNewSessionRefused(t *testing.T) {
 	gw.protos["echo"].refuse = true // before any connection: no race
 	ws := gw.dial(t, "/", "echo")
 	wantCloseCode(t, readUntilClose(t, ws), protocols.CloseInternalError)
+	ws.Close()
 	eventually(t, "the connection to end", func() bool { return gw.srv.Connections() == 0 })
 }
 
@@ -375,6 +376,7 @@ func TestOutletClose(t *testing.T) {
 	}
 	rc.writeClose(4000, "")
 	rc.expectEOF()
+	rc.nc.Close() // the server closed first, then the client: no lingering
 	s.waitClosed(t)
 	eventually(t, "the connection to be forgotten", func() bool { return gw.srv.Connections() == 0 })
 }

@@ -392,6 +392,7 @@ func rawUpgrade(t *testing.T, addr, path, protocol string) *rawConn {
 
 type wsFrame struct {
 	fin     bool
+	rsv     byte // the RSV bits in place (0x40 is RSV1)
 	op      byte
 	payload []byte
 }
@@ -445,7 +446,7 @@ func (rc *rawConn) read() (wsFrame, error) {
 	if _, err := io.ReadFull(rc.br, hdr[:]); err != nil {
 		return wsFrame{}, err
 	}
-	f := wsFrame{fin: hdr[0]&0x80 != 0, op: hdr[0] & 0x0F}
+	f := wsFrame{fin: hdr[0]&0x80 != 0, rsv: hdr[0] & 0x70, op: hdr[0] & 0x0F}
 	if hdr[1]&0x80 != 0 {
 		return wsFrame{}, errors.New("the server sent a masked frame")
 	}

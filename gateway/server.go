@@ -251,7 +251,8 @@ func (s *Server) handler(l Listener) http.Handler {
 	}
 	// gorilla accepts any permessage-deflate offer whatever its parameters,
 	// so the offer is checked here and the compressing upgrader used only
-	// for one this server can honour.
+	// for one this server can honour (deflate.go); the wireConn then states
+	// the parameters in the response.
 	deflating := *plain
 	deflating.EnableCompression = true
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -290,20 +291,27 @@ func (s *Server) handler(l Listener) http.Handler {
 			header = http.Header{"Sec-Websocket-Protocol": {p.Name()}}
 		}
 		upgrader := plain
-		compress := l.Compression && acceptableDeflateOffer(r.Header)
-		if compress {
-			upgrader = &deflating
+		uw := &upgradeWriter{ResponseWriter: w, maxMessage: s.opts.MaxMessage}
+		if l.Compression {
+			if params, ok := negotiateDeflate(r.Header); ok {
+				upgrader = &deflating
+				uw.deflate = &params
+			}
 		}
-		ws, err := upgrader.Upgrade(w, r, header)
+		ws, err := upgrader.Upgrade(uw, r, header)
 		if err != nil {
 			s.active.Done()
 			s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 			return
 		}
+		compress := uw.conn.compressing()
+		if compress {
+			_ = ws.SetCompressionLevel(uw.deflate.level())
+		}
 		// The connection gets a goroutine of its own so that this handler
 		// returns and net/http frees its per-request buffers (about 6 KiB
 		// an idle connection would otherwise keep).
-		go s.serve(ws, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
+		go s.serve(ws, uw.conn, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
 	})
 }
 
@@ -351,12 +359,13 @@ func (s *Server) originAllowed(r *http.Request) bool {
 }
 
 // serve runs an upgraded connection until it ends.
-func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r requestInfo) {
+func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) {
 	ctx, cancel := context.WithCancel(context.Background())
 	id := newSessionID()
 	c := &conn{
 		srv:     s,
 		ws:      ws,
+		wire:    wire,
 		ctx:     ctx,
 		cancel:  cancel,
 		started: time.Now(),
@@ -374,8 +383,11 @@ func (s *Server) serve(ws *websocket.Conn, p protocols.Protocol, r requestInfo) 
 		compressMin: r.compressMin,
 	}
 	if s.opts.MaxMessage > 0 {
-		// gorilla counts wire bytes; readMessage counts decompressed ones.
-		ws.SetReadLimit(s.opts.MaxMessage)
+		// The wire guard fails a message that is too big on the wire (at
+		// its frame header), readMessage one that inflates beyond the
+		// limit; gorilla's own check, on wire bytes, is a backstop that
+		// never fires first.
+		ws.SetReadLimit(compressedWireLimit(s.opts.MaxMessage))
 	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}

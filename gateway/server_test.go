@@ -116,6 +116,7 @@ func TestShutdown(t *testing.T) {
 			_ = ws.SetReadDeadline(time.Now().Add(testWait))
 			for {
 				if _, _, err := ws.ReadMessage(); err != nil {
+					ws.Close() // the server closed first; now the client
 					var ce *websocket.CloseError
 					if errors.As(err, &ce) {
 						results <- result{code: ce.Code}

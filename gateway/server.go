@@ -243,8 +243,12 @@ func (s *Server) handler(l Listener) http.Handler {
 	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
 	plain := &websocket.Upgrader{
 		HandshakeTimeout: s.opts.HandshakeTimeout,
-		WriteBufferPool:  &sync.Pool{},
-		CheckOrigin:      func(*http.Request) bool { return true }, // checked before
+		// A small read buffer of its own instead of net/http's 4 KiB one:
+		// every idle connection keeps it, and device messages are small
+		// (larger ones are read in more calls, not refused).
+		ReadBufferSize:  readBufferSize,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			http.Error(w, reason.Error(), status)
 		},
@@ -324,6 +328,9 @@ func (l Listener) compressMin(negotiated bool) int {
 	}
 	return l.CompressMin
 }
+
+// readBufferSize is the per-connection read buffer.
+const readBufferSize = 512
 
 // requestInfo is what a connection keeps of its upgrade request.
 type requestInfo struct {

@@ -72,7 +72,8 @@ type queued struct {
 // acker: published with a token, or bound for the spool (token nil).
 type item struct {
 	queued
-	token mqtt.Token
+	token    mqtt.Token
+	deadline time.Time // PUBACK expected by then; PublishTimeout after the publish
 }
 
 // Bridge is the MQTT side of the gateway.
@@ -110,7 +111,10 @@ type Bridge struct {
 
 	cancel  context.CancelFunc
 	workers sync.WaitGroup // connect, replay, control loops
-	drain   sync.WaitGroup // publisher and acker
+	// connecting is the connection attempt connectLoop left in flight when
+	// it stopped; Close reads it after workers.Wait.
+	connecting mqtt.Token
+	drain      sync.WaitGroup // publisher and acker
 }
 
 // New prepares a bridge that spools to sp. Start connects it.
@@ -120,6 +124,9 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 1024
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second // paho waits forever for a CONNACK without one
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 30 * time.Second
@@ -231,6 +238,14 @@ func (b *Bridge) Close(ctx context.Context) error {
 	}
 	b.cancel()
 	b.workers.Wait()
+	if b.connecting != nil {
+		// paho cannot abandon a connection attempt: let it end (within
+		// ConnectTimeout, or ctx) so that Disconnect leaves nothing behind.
+		select {
+		case <-b.connecting.Done():
+		case <-ctx.Done():
+		}
+	}
 	b.client.Disconnect(250)
 	return nil
 }
@@ -281,6 +296,7 @@ func (b *Bridge) publishLoop() {
 		b.modeMu.Unlock()
 		it := item{queued: q}
 		if !toSpool {
+			it.deadline = time.Now().Add(b.cfg.PublishTimeout)
 			it.token = b.client.Publish(q.topic, f.QoS, f.Retain, f.Payload)
 		}
 		b.pipeline <- it // blocks at MaxInflight: the queue fills, Deliver says busy
@@ -307,7 +323,7 @@ func (b *Bridge) ackLoop() {
 			continue
 		}
 		flush()
-		if err := b.waitToken(it.token); err == nil {
+		if err := b.waitToken(it.token, it.deadline); err == nil {
 			b.published.Add(1)
 			if it.frame.Ack != nil {
 				it.frame.Ack(nil)
@@ -328,8 +344,11 @@ func (b *Bridge) ackLoop() {
 	flush()
 }
 
-func (b *Bridge) waitToken(t mqtt.Token) error {
-	if !t.WaitTimeout(b.cfg.PublishTimeout) {
+// waitToken waits for a publish until its deadline. The deadline counts
+// from the publish, not from the wait: tokens are waited for one after the
+// other, and a stalled broker must not cost PublishTimeout per frame.
+func (b *Bridge) waitToken(t mqtt.Token, deadline time.Time) error {
+	if !t.WaitTimeout(max(time.Until(deadline), time.Millisecond)) {
 		return errors.New("no PUBACK within the publish timeout")
 	}
 	return t.Error()
@@ -390,12 +409,13 @@ func (b *Bridge) replayLoop(ctx context.Context) {
 				break
 			}
 			tokens := make([]mqtt.Token, len(entries))
+			deadline := time.Now().Add(b.cfg.PublishTimeout)
 			for i, e := range entries {
 				tokens[i] = b.client.Publish(e.Topic, e.QoS, e.Retain, e.Payload)
 			}
 			var done []uint64
 			for i, t := range tokens {
-				if err := b.waitToken(t); err != nil {
+				if err := b.waitToken(t, deadline); err != nil {
 					b.log.Debug("replay interrupted", "err", err)
 					break
 				}
@@ -425,6 +445,7 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 		select {
 		case <-token.Done():
 		case <-ctx.Done():
+			b.connecting = token
 			return
 		}
 		if err := token.Error(); err != nil {
@@ -473,7 +494,12 @@ func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
 	}
 }
 
-func now() string { return time.Now().UTC().Format(time.RFC3339) }
+// sinceFormat is RFC 3339 with milliseconds: statuses are compared to find
+// the newest session of a device, and a device that reconnects through
+// another gateway usually does so within the same second.
+const sinceFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func now() string { return time.Now().UTC().Format(sinceFormat) }
 
 func (b *Bridge) nextCommandID() string {
 	return "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10)

@@ -130,7 +130,7 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		}
 		st := deviceStatus{State: "offline", Protocol: e.device.Protocol, Gateway: b.cfg.GatewayID, Since: now()}
 		if e.online {
-			st.State, st.Since = "online", e.device.Since.UTC().Format(time.RFC3339)
+			st.State, st.Since = "online", e.device.Since.UTC().Format(sinceFormat)
 		}
 		changes = append(changes, change{id: id, status: st, subscribe: e.online, held: e.subscribed})
 	}
@@ -153,11 +153,19 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 			continue
 		}
 		b.presence.mu.Lock()
-		if e := b.presence.devices[c.id]; e != nil && e.online == c.subscribe {
-			e.dirty = false
-			e.subscribed = c.subscribe && !b.cfg.OfflineResults
-			if !e.online {
-				delete(b.presence.devices, c.id)
+		if e := b.presence.devices[c.id]; e != nil {
+			// What the broker holds now, even when the device has flapped
+			// meanwhile: the next pass must know to unsubscribe.
+			if c.subscribe {
+				e.subscribed = !b.cfg.OfflineResults
+			} else if c.held {
+				e.subscribed = false
+			}
+			if e.online == c.subscribe {
+				e.dirty = false
+				if !e.online {
+					delete(b.presence.devices, c.id)
+				}
 			}
 		}
 		b.presence.mu.Unlock()
@@ -215,8 +223,8 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 		}
 		// The same device online at another gateway: the newest session wins.
 		local, ok := b.commander.Attached(device)
-		theirs, err := time.Parse(time.RFC3339, st.Since)
-		if ok && err == nil && theirs.After(local.Since.Truncate(time.Second)) {
+		theirs, err := time.Parse(time.RFC3339, st.Since) // fractional seconds or not
+		if ok && err == nil && theirs.After(local.Since.Truncate(time.Millisecond)) {
 			b.log.Info("device reconnected through another gateway; closing here", "device", device, "gateway", st.Gateway)
 			b.commander.Evict(device, "the device connected through gateway "+st.Gateway)
 		}

@@ -82,7 +82,9 @@ func splitTemplate(t string) []string {
 }
 
 // Uplink returns the topic of a frame. Channels under "cmd/" are command
-// results and always go to {prefix}/{device}/cmd/...
+// results ("cmd/{name}/result") and always go to {prefix}/{device}/cmd/...
+// No frame may land on a status or command topic, whatever the template:
+// those belong to the gateway and to the command senders.
 func (t Topics) Uplink(device, channel string) (string, error) {
 	if err := validateLevel(device); err != nil {
 		return "", fmt.Errorf("device %q: %w", device, err)
@@ -90,9 +92,20 @@ func (t Topics) Uplink(device, channel string) (string, error) {
 	if err := ValidateTopicLevels(channel); err != nil {
 		return "", fmt.Errorf("channel %q: %w", channel, err)
 	}
-	if strings.HasPrefix(channel, "cmd/") {
+	if rest, ok := strings.CutPrefix(channel, "cmd/"); ok {
+		if _, tail, _ := strings.Cut(rest, "/"); tail != "result" {
+			return "", fmt.Errorf("channel %q: %w", channel, errReserved)
+		}
 		return t.prefix + "/" + device + "/" + channel, nil
 	}
+	topic := t.fill(device, channel)
+	if _, ok := t.parse(topic); ok {
+		return "", fmt.Errorf("channel %q: %w", channel, errReserved)
+	}
+	return topic, nil
+}
+
+func (t Topics) fill(device, channel string) string {
 	n := 0
 	for _, p := range t.uplink {
 		n += len(p)
@@ -113,7 +126,7 @@ func (t Topics) Uplink(device, channel string) (string, error) {
 			b.WriteString(p)
 		}
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 // Status is the retained status topic of a device.
@@ -163,7 +176,9 @@ var (
 	errEmptyLevel = errors.New("empty topic level")
 	errWildcard   = errors.New("wildcards + and # are not allowed")
 	errNUL        = errors.New("NUL is not allowed")
+	errSlash      = errors.New("a single level cannot contain /")
 	errDollar     = errors.New("levels starting with $ are reserved")
+	errReserved   = errors.New("status and command topics are reserved for the gateway")
 )
 
 // ValidateTopicLevels checks a "/"-separated topic fragment.
@@ -184,6 +199,8 @@ func validateLevel(level string) error {
 		return errWildcard
 	case strings.IndexByte(level, 0) >= 0:
 		return errNUL
+	case strings.IndexByte(level, '/') >= 0: // a device id or gateway id
+		return errSlash
 	case level[0] == '$':
 		return errDollar
 	}

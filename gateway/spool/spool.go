@@ -129,6 +129,12 @@ func (s *Spool) Append(records []Record) ([]error, error) {
 		b := tx.Bucket(bucket)
 		for i, r := range records {
 			value := encode(r)
+			if s.overflows(0, 0, len(value)) {
+				// Larger than the whole spool: refused under either policy,
+				// and never at the cost of the records already held.
+				results[i] = ErrFull
+				continue
+			}
 			if s.overflows(count, size, len(value)) {
 				if s.policy == Reject {
 					results[i] = ErrFull
@@ -142,10 +148,6 @@ func (s *Spool) Append(records []Record) ([]error, error) {
 					if err := c.Delete(); err != nil {
 						return err
 					}
-				}
-				if s.overflows(count, size, len(value)) { // larger than the whole spool
-					results[i] = ErrFull
-					continue
 				}
 			}
 			id, err := b.NextSequence()

@@ -7,6 +7,7 @@
 package brokertest
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -156,8 +157,21 @@ func (m *Mosquitto) Kill() { m.signal(syscall.SIGKILL) }
 func (m *Mosquitto) Pause() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil {
-		_ = m.cmd.Process.Signal(syscall.SIGSTOP)
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGSTOP)
+	// Wait until it is stopped (state T), where /proc tells.
+	stat := fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return
+		}
+		// pid (comm) state ...: the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
 	}
 }
 
@@ -224,19 +238,39 @@ func ClientID(prefix string) string {
 // Subscribe connects a new client to url and subscribes to filter at QoS 1;
 // it returns once the broker has confirmed the subscription (SUBACK), so
 // that everything published afterwards is seen. Messages are buffered (up
-// to 1<<20); the client disconnects when the test ends.
+// to 1<<17; a full buffer stalls the client); the client disconnects when
+// the test ends. It reconnects by itself after a broker restart.
 func Subscribe(t testing.TB, url, filter string) *Subscriber {
 	t.Helper()
-	s := &Subscriber{Messages: make(chan Message, 1<<20)}
+	return subscribe(t, url, filter, ClientID("brokertest"), true)
+}
+
+// SubscribeSession is Subscribe with a persistent session (clean session
+// false) under clientID: while the subscriber is disconnected the broker
+// queues the QoS 1 messages of its subscription for it, and Mosquitto with
+// persistence keeps them, and the session, across its own restart (after
+// a Stop; a Kill loses what was not saved yet).
+func SubscribeSession(t testing.TB, url, filter, clientID string) *Subscriber {
+	t.Helper()
+	return subscribe(t, url, filter, clientID, false)
+}
+
+func subscribe(t testing.TB, url, filter, clientID string, clean bool) *Subscriber {
+	t.Helper()
+	s := &Subscriber{Messages: make(chan Message, 1<<17)}
+	record := func(_ mqtt.Client, m mqtt.Message) {
+		s.Messages <- Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained(), QoS: m.Qos()}
+	}
 	subscribed := make(chan error, 1)
 	opts := mqtt.NewClientOptions().AddBroker(url).
-		SetClientID(ClientID("brokertest")).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
+		SetClientID(clientID).
+		// Messages a resumed session delivers before the subscription is
+		// renewed match no handler yet: record them all the same.
+		SetDefaultPublishHandler(record).
+		SetCleanSession(clean).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			tok := c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
-				s.Messages <- Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained(), QoS: m.Qos()}
-			})
+			tok := c.Subscribe(filter, 1, record)
 			go func() {
 				tok.Wait()
 				select {

@@ -1,0 +1,804 @@
+package mqttbridge
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/gateway/broker/brokertest"
+	"github.com/wsgate/wsgate/gateway/spool"
+	"github.com/wsgate/wsgate/protocols/done"
+)
+
+// forEachBroker runs test as a parallel subtest per broker kind.
+func forEachBroker(t *testing.T, test func(t *testing.T, b *testBroker)) {
+	t.Helper()
+	for _, kind := range brokerKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			test(t, startBroker(t, kind))
+		})
+	}
+}
+
+// A device's pub reaches a real subscriber on wsgate/<device>/<channel>
+// with its data byte for byte, its QoS and its retain flag; QoS 1 pubs are
+// acked, and the acked message is at the broker.
+func TestUplink(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/up-1/#")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		d := connectDevice(t, g.addr, "up-1")
+
+		for _, tc := range []struct {
+			ch, data string
+			qos      int
+			retain   bool
+			seq      uint64
+		}{
+			{"telemetry", `{"t":21.5,"rh":40}`, 1, false, 1},
+			// Spacing, escapes and numbers beyond float64 survive unchanged.
+			{"sensors/temp", `{ "t" : 21.50 , "unit":"\u00b0C", "big": 123456789012345678901234567890 }`, 1, false, 2},
+			{"raw", `"just a string"`, 1, false, 3},
+			{"list", `[1, 2, null, true, {"é":"ü"}]`, 1, false, 4},
+			{"fire", `42`, 0, false, 5},
+			{"unsequenced", `{"q":0}`, 0, false, 0},
+			{"state", `{"on":true}`, 1, true, 6},
+		} {
+			d.pub(tc.ch, tc.data, tc.seq, tc.qos, tc.retain)
+			if tc.qos == 1 {
+				if m := d.settle(tc.seq); m.Op != "ack" {
+					t.Fatalf("pub %d: %s, want an ack", tc.seq, m.raw)
+				}
+			}
+			m := sub.Next(t, "wsgate/up-1/"+tc.ch, wait)
+			if string(m.Payload) != tc.data {
+				t.Errorf("%s: payload %q, want %q", tc.ch, m.Payload, tc.data)
+			}
+			if int(m.QoS) != tc.qos {
+				t.Errorf("%s: QoS %d, want %d", tc.ch, m.QoS, tc.qos)
+			}
+			if m.Retained {
+				t.Errorf("%s: a live message arrived with the retain flag", tc.ch)
+			}
+		}
+		// The retained pub is kept by the broker for later subscribers.
+		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/up-1/state")
+		if m := late.Next(t, "wsgate/up-1/state", wait); !m.Retained || string(m.Payload) != `{"on":true}` {
+			t.Errorf("a later subscriber got %q retained=%v, want the retained state", m.Payload, m.Retained)
+		}
+		// A repeated seq is acked again without a second publish.
+		d.pub("telemetry", `{"again":1}`, 1, 1, false)
+		if m := d.settle(1); m.Op != "ack" {
+			t.Fatalf("repeated seq: %s", m.raw)
+		}
+		if st := g.bridge.Stats(); st.Published != 5 || st.Spooled != 0 || st.QoS0Dropped != 0 {
+			t.Errorf("stats %+v: want 5 published QoS 1 frames, nothing spooled or dropped", st)
+		}
+	})
+}
+
+// Invalid channels never reach the broker: done refuses them, and the
+// device gets a nack.
+func TestUplinkRefusesReservedChannels(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, "embedded")
+	sub := brokertest.Subscribe(t, b.ClientURL, "#")
+	g := startGateway(t, gatewayOptions{url: b.URL})
+	g.waitConnected(t, true)
+	d := connectDevice(t, g.addr, "inj-1")
+	for i, ch := range []string{"status", "cmd/reboot", "cmd/x/result", "+", "a/#", "$SYS/x", "a//b", "/x", "x/", "a\u0000b"} {
+		seq := uint64(i + 1)
+		d.pub(ch, `1`, seq, 1, false)
+		if m := d.settle(seq); m.Op != "nack" || m.Code != done.CodeBadRequest {
+			t.Errorf("channel %q: %s, want nack bad-request", ch, m.raw)
+		}
+	}
+	d.pub("ok", `1`, 100, 1, false)
+	d.settle(100)
+	// Everything before the accepted pub: only the gateway's own topics.
+	deadline := time.After(wait)
+	for {
+		select {
+		case m := <-sub.Messages:
+			switch {
+			case m.Topic == "wsgate/inj-1/ok":
+				return
+			case m.Topic != "wsgate/inj-1/status" && !strings.HasPrefix(m.Topic, "wsgate/$gateway/"):
+				t.Errorf("a refused pub reached %q", m.Topic)
+			}
+		case <-deadline:
+			t.Fatal("the accepted pub did not arrive")
+		}
+	}
+}
+
+// The ack waits for the broker: while Mosquitto is frozen (its connection
+// still open) the pub is not acked; once it runs again the ack arrives and
+// the subscriber has the message.
+func TestAckWaitsForTheBroker(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, "mosquitto")
+	sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/ack-1/data")
+	g := startGateway(t, gatewayOptions{url: b.URL, publishTimeout: time.Minute, keepAlive: time.Minute})
+	t.Cleanup(b.mosquitto.Resume) // before the gateway closes, should the test fail while paused
+	g.waitConnected(t, true)
+	d := connectDevice(t, g.addr, "ack-1")
+
+	b.mosquitto.Pause()
+	d.pub("data", `{"n":1}`, 1, 1, false)
+	select {
+	case m := <-d.in:
+		b.mosquitto.Resume()
+		t.Fatalf("got %s while the broker could not have acknowledged the pub", m.raw)
+	case <-time.After(time.Second):
+	}
+	b.mosquitto.Resume()
+	if m := d.settle(1); m.Op != "ack" {
+		t.Fatalf("%s, want the ack", m.raw)
+	}
+	if m := sub.Next(t, "wsgate/ack-1/data", wait); string(m.Payload) != `{"n":1}` {
+		t.Fatalf("subscriber got %q", m.Payload)
+	}
+	if st := g.bridge.Stats(); st.Published != 1 || st.Spooled != 0 {
+		t.Errorf("stats %+v: want the frame published directly", st)
+	}
+}
+
+type resultJSON struct {
+	ID    string          `json:"id"`
+	OK    bool            `json:"ok"`
+	Data  json.RawMessage `json:"data"`
+	Error string          `json:"error"`
+}
+
+func parseResult(t *testing.T, m brokertest.Message) resultJSON {
+	t.Helper()
+	var r resultJSON
+	if err := json.Unmarshal(m.Payload, &r); err != nil {
+		t.Fatalf("result on %s is not JSON: %q", m.Topic, m.Payload)
+	}
+	return r
+}
+
+// commandRoundTrip sends a command to device over MQTT, answers it from
+// the device and returns the published result.
+func commandRoundTrip(t *testing.T, b *testBroker, results *brokertest.Subscriber, d *device, name, args string) resultJSON {
+	t.Helper()
+	brokertest.Publish(t, b.ClientURL, "wsgate/"+d.id+"/cmd/"+name, []byte(args), false)
+	cmd := d.next("cmd")
+	if cmd.Name != name {
+		t.Fatalf("device got command %q, want %q", cmd.Name, name)
+	}
+	d.send(map[string]any{"op": "res", "id": cmd.ID, "ok": true})
+	r := parseResult(t, results.Next(t, "wsgate/"+d.id+"/cmd/"+name+"/result", wait))
+	if r.ID != cmd.ID || !r.OK {
+		t.Fatalf("result %+v, want ok for %s", r, cmd.ID)
+	}
+	return r
+}
+
+// Commands published to wsgate/<device>/cmd/<name> reach the device; its
+// res comes back on .../result.
+func TestCommandRoundTrip(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		d := connectDevice(t, g.addr, "cmd-1")
+		// Online is announced once the command subscription is in place.
+		nextStatus(t, statuses, "wsgate/cmd-1/status", "online")
+
+		// JSON arguments arrive unchanged; the answer's data is published.
+		brokertest.Publish(t, b.ClientURL, "wsgate/cmd-1/cmd/set-interval", []byte(`{"s": 60}`), false)
+		cmd := d.next("cmd")
+		if cmd.Name != "set-interval" || string(cmd.Args) != `{"s": 60}` || cmd.ID == "" {
+			t.Fatalf("device got %s", cmd.raw)
+		}
+		d.send(map[string]any{"op": "res", "id": cmd.ID, "ok": true, "data": map[string]int{"applied": 60}})
+		r := parseResult(t, results.Next(t, "wsgate/cmd-1/cmd/set-interval/result", wait))
+		if r.ID != cmd.ID || !r.OK || string(r.Data) != `{"applied":60}` || r.Error != "" {
+			t.Fatalf("result %+v, want ok with the data for %s", r, cmd.ID)
+		}
+
+		// No payload: no args. A failure answer is published as such.
+		brokertest.Publish(t, b.ClientURL, "wsgate/cmd-1/cmd/reboot", nil, false)
+		cmd = d.next("cmd")
+		if cmd.Name != "reboot" || cmd.Args != nil {
+			t.Fatalf("device got %s, want reboot without args", cmd.raw)
+		}
+		d.send(map[string]any{"op": "res", "id": cmd.ID, "ok": false, "error": "not now"})
+		r = parseResult(t, results.Next(t, "wsgate/cmd-1/cmd/reboot/result", wait))
+		if r.ID != cmd.ID || r.OK || r.Error != "not now" {
+			t.Fatalf("result %+v, want the failure of %s", r, cmd.ID)
+		}
+
+		// A payload that is not JSON is answered by the gateway; the device
+		// never sees it.
+		brokertest.Publish(t, b.ClientURL, "wsgate/cmd-1/cmd/set-interval", []byte("sixty"), false)
+		r = parseResult(t, results.Next(t, "wsgate/cmd-1/cmd/set-interval/result", wait))
+		if r.OK || !strings.HasPrefix(r.Error, "bad-request") || r.ID == "" {
+			t.Fatalf("result of a malformed command: %+v, want ok:false with a bad-request error", r)
+		}
+		commandRoundTrip(t, b, results, d, "ping", `{}`) // the malformed one was not delivered before it
+
+		// A command to a device that is not here is ignored: the gateway is
+		// not even subscribed to it.
+		brokertest.Publish(t, b.ClientURL, "wsgate/ghost/cmd/wake", []byte(`{}`), false)
+		commandRoundTrip(t, b, results, d, "ping", `{}`)
+		if seen := g.commands.forDevice("ghost"); len(seen) != 0 {
+			t.Errorf("the bridge handled %d commands for an absent device", len(seen))
+		}
+
+		// After the device leaves, its commands no longer reach the gateway
+		// (unsubscribed), and nothing answers them.
+		before := len(g.commands.forDevice("cmd-1"))
+		d.close()
+		nextStatus(t, statuses, "wsgate/cmd-1/status", "offline")
+		brokertest.Publish(t, b.ClientURL, "wsgate/cmd-1/cmd/late", []byte(`{}`), false)
+		d2 := connectDevice(t, g.addr, "cmd-2")
+		nextStatus(t, statuses, "wsgate/cmd-2/status", "online")
+		commandRoundTrip(t, b, results, d2, "ping", `{}`)
+		if after := len(g.commands.forDevice("cmd-1")); after != before {
+			t.Errorf("the bridge still received %d commands for a device that left", after-before)
+		}
+		for len(results.Messages) > 0 {
+			if m := <-results.Messages; strings.HasPrefix(m.Topic, "wsgate/ghost/") || strings.HasPrefix(m.Topic, "wsgate/cmd-1/cmd/late") {
+				t.Errorf("unexpected result %s %q", m.Topic, m.Payload)
+			}
+		}
+		if st := g.bridge.Stats(); st.CommandsFailed != 1 {
+			t.Errorf("stats %+v: want 1 failed command (the malformed one)", st)
+		}
+	})
+}
+
+// With offline_results, commands to absent devices are answered
+// {"ok":false,"error":"offline"}; present devices still get theirs.
+func TestOfflineResults(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+		g := startGateway(t, gatewayOptions{url: b.URL, offlineResults: true})
+		g.waitConnected(t, true)
+		// The wildcard command subscription is in place before online
+		// statuses are published (same connect sequence).
+		d := connectDevice(t, g.addr, "off-1")
+		nextStatus(t, statuses, "wsgate/off-1/status", "online")
+
+		brokertest.Publish(t, b.ClientURL, "wsgate/ghost/cmd/wake", []byte(`{"x":1}`), false)
+		r := parseResult(t, results.Next(t, "wsgate/ghost/cmd/wake/result", wait))
+		if r.OK || r.Error != "offline" || r.ID == "" {
+			t.Fatalf("result %+v, want {ok:false, error:offline}", r)
+		}
+		commandRoundTrip(t, b, results, d, "ping", `{}`)
+
+		d.close()
+		nextStatus(t, statuses, "wsgate/off-1/status", "offline")
+		brokertest.Publish(t, b.ClientURL, "wsgate/off-1/cmd/ping", []byte(`{}`), false)
+		if r := parseResult(t, results.Next(t, "wsgate/off-1/cmd/ping/result", wait)); r.OK || r.Error != "offline" {
+			t.Fatalf("result after the device left: %+v, want offline", r)
+		}
+	})
+}
+
+// Device status is retained JSON: online on hello, offline after the
+// close, and what a later subscriber sees. The gateway's own status is
+// online while it runs and offline after Close.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/#")
+		g := startGateway(t, gatewayOptions{url: b.URL, id: "gw-st"})
+		gw, _ := nextStatus(t, sub, "wsgate/$gateway/gw-st/status", "online")
+		if gw.Gateway != "gw-st" || gw.Version != "test" || gw.Since == "" {
+			t.Errorf("gateway status %+v", gw)
+		}
+
+		before := time.Now().Add(-2 * time.Second)
+		d := connectDevice(t, g.addr, "st-1")
+		st, m := nextStatus(t, sub, "wsgate/st-1/status", "online")
+		since, _ := time.Parse(time.RFC3339, st.Since)
+		if st.Protocol != "done" || st.Gateway != "gw-st" || since.Before(before) || since.After(time.Now().Add(2*time.Second)) {
+			t.Errorf("online status %s", m.Payload)
+		}
+		if m.QoS != 1 {
+			t.Errorf("status QoS %d, want 1", m.QoS)
+		}
+		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/st-1/status")
+		if m := late.Next(t, "wsgate/st-1/status", wait); !m.Retained || parseStatus(t, m).State != "online" {
+			t.Errorf("a later subscriber got %q retained=%v, want the retained online status", m.Payload, m.Retained)
+		}
+
+		d.close()
+		st, m = nextStatus(t, sub, "wsgate/st-1/status", "offline")
+		if st.Protocol != "done" || st.Gateway != "gw-st" || st.Since == "" {
+			t.Errorf("offline status %s", m.Payload)
+		}
+		late = brokertest.Subscribe(t, b.ClientURL, "wsgate/st-1/status")
+		if m := late.Next(t, "wsgate/st-1/status", wait); !m.Retained || parseStatus(t, m).State != "offline" {
+			t.Errorf("a later subscriber got %q retained=%v, want the retained offline status", m.Payload, m.Retained)
+		}
+
+		// A device still online when the gateway shuts down goes offline,
+		// and so does the gateway.
+		connectDevice(t, g.addr, "st-2")
+		nextStatus(t, sub, "wsgate/st-2/status", "online")
+		g.close()
+		nextStatus(t, sub, "wsgate/st-2/status", "offline")
+		if gw, _ := nextStatus(t, sub, "wsgate/$gateway/gw-st/status", "offline"); gw.Gateway != "gw-st" {
+			t.Errorf("gateway status %+v", gw)
+		}
+	})
+}
+
+// A retained "online" of ours for a device we do not have was left by a
+// crash: the gateway marks it offline when it connects. Other gateways'
+// devices are left alone.
+func TestStaleStatusCleanup(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		since := time.Now().UTC().Format(time.RFC3339)
+		brokertest.Publish(t, b.ClientURL, "wsgate/ghost-1/status",
+			[]byte(`{"state":"online","protocol":"done","gateway":"gw-stale","since":"`+since+`"}`), true)
+		brokertest.Publish(t, b.ClientURL, "wsgate/ghost-2/status",
+			[]byte(`{"state":"online","protocol":"done","gateway":"gw-other","since":"`+since+`"}`), true)
+		sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+
+		g := startGateway(t, gatewayOptions{url: b.URL, id: "gw-stale"})
+		st, _ := nextStatus(t, sub, "wsgate/ghost-1/status", "offline")
+		if st.Gateway != "gw-stale" || st.Protocol != "done" {
+			t.Errorf("cleaned status %+v", st)
+		}
+		// A device that is really here is not touched.
+		connectDevice(t, g.addr, "real-1")
+		nextStatus(t, sub, "wsgate/real-1/status", "online")
+
+		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+		got := map[string]string{}
+		deadline := time.After(wait)
+		for len(got) < 3 {
+			select {
+			case m := <-late.Messages:
+				got[m.Topic] = parseStatus(t, m).State + "@" + parseStatus(t, m).Gateway
+			case <-deadline:
+				t.Fatalf("retained statuses: %v", got)
+			}
+		}
+		want := map[string]string{
+			"wsgate/ghost-1/status": "offline@gw-stale",
+			"wsgate/ghost-2/status": "online@gw-other",
+			"wsgate/real-1/status":  "online@gw-stale",
+		}
+		for topic, w := range want {
+			if got[topic] != w {
+				t.Errorf("%s: %s, want %s", topic, got[topic], w)
+			}
+		}
+	})
+}
+
+// With the broker down and a spool of 4 frames, "reject" acks what fits
+// and nacks the rest busy; "drop-oldest" acks everything and drops (and
+// counts) the oldest. Every frame still spooled reaches the subscriber
+// when the broker returns.
+func TestSpoolFullPolicy(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []spool.Policy{spool.Reject, spool.DropOldest} {
+		t.Run(string(policy), func(t *testing.T) {
+			t.Parallel()
+			forEachBroker(t, func(t *testing.T, b *testBroker) {
+				sub := b.subscribe(t, "wsgate/pol-1/data")
+				g := startGateway(t, gatewayOptions{url: b.URL, limits: spool.Limits{MaxRecords: 4}, policy: policy})
+				g.waitConnected(t, true)
+				d := connectDevice(t, g.addr, "pol-1")
+				d.pub("data", `{"n":0}`, 100, 1, false)
+				d.settle(100)
+				sub.Next(t, "wsgate/pol-1/data", wait)
+
+				b.down()
+				g.waitConnected(t, false)
+				var acked []int
+				for n := 1; n <= 10; n++ {
+					d.pub("data", fmt.Sprintf(`{"n":%d}`, n), uint64(100+n), 1, false)
+					m := d.settle(uint64(100 + n))
+					switch {
+					case m.Op == "ack":
+						acked = append(acked, n)
+					case m.Code != done.CodeBusy:
+						t.Fatalf("pub %d: %s, want ack or nack busy", n, m.raw)
+					}
+				}
+				st := g.bridge.Stats()
+				var wantDelivered []int
+				switch policy {
+				case spool.Reject:
+					if fmt.Sprint(acked) != "[1 2 3 4]" || st.SpoolRejected != 6 || st.Spooled != 4 || st.SpoolDropped != 0 {
+						t.Fatalf("acked %v, stats %+v: want 1-4 acked and spooled, 6 rejected", acked, st)
+					}
+					wantDelivered = []int{1, 2, 3, 4}
+				case spool.DropOldest:
+					if len(acked) != 10 || st.SpoolDropped != 6 || st.Spooled != 10 || st.SpoolRejected != 0 {
+						t.Fatalf("acked %v, stats %+v: want all acked, 10 spooled, 6 dropped", acked, st)
+					}
+					wantDelivered = []int{7, 8, 9, 10}
+				}
+				if st.SpoolRecords != 4 || st.Connected {
+					t.Fatalf("stats %+v: want 4 frames held while disconnected", st)
+				}
+
+				b.up()
+				for _, n := range wantDelivered {
+					m := sub.Next(t, "wsgate/pol-1/data", wait)
+					if got := string(m.Payload); got != fmt.Sprintf(`{"n":%d}`, n) {
+						t.Fatalf("after the outage got %s, want n=%d (in order)", got, n)
+					}
+				}
+				eventually(t, "the spool to drain", func() bool {
+					st := g.bridge.Stats()
+					return st.SpoolRecords == 0 && st.Replayed == 4
+				})
+				// Back to direct publishing, and nothing else was delivered.
+				d.pub("data", `{"n":99}`, 199, 1, false)
+				if m := d.settle(199); m.Op != "ack" {
+					t.Fatalf("after the outage: %s", m.raw)
+				}
+				if m := sub.Next(t, "wsgate/pol-1/data", wait); string(m.Payload) != `{"n":99}` {
+					t.Fatalf("got %s, want n=99", m.Payload)
+				}
+				if st := g.bridge.Stats(); st.Published != 2 {
+					t.Errorf("stats %+v: want 2 frames published directly", st)
+				}
+			})
+		})
+	}
+}
+
+// With the broker down and the spool full (reject), a device flooding pubs
+// gets nack busy for everything that does not fit; the bridge's queues and
+// the number of goroutines stay bounded. Not parallel: it counts the
+// process's goroutines.
+func TestFloodWhileBrokerDownStaysBounded(t *testing.T) {
+	for _, kind := range brokerKinds {
+		t.Run(kind, func(t *testing.T) { testFlood(t, startBroker(t, kind)) })
+	}
+}
+
+func testFlood(t *testing.T, b *testBroker) {
+	{
+		doneCfg := done.DefaultConfig()
+		doneCfg.MaxInflight = 1 << 20 // let the bridge, not the session, push back
+		g := startGateway(t, gatewayOptions{url: b.URL, limits: spool.Limits{MaxRecords: 8}, queue: 16, maxInflight: 8, done: &doneCfg})
+		g.waitConnected(t, true)
+		b.down()
+		g.waitConnected(t, false)
+		d := connectDevice(t, g.addr, "flood-1")
+
+		const n = 20000
+		baseline := runtime.NumGoroutine()
+		var maxGoroutines, maxIn, maxPipeline atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				storeMax(&maxGoroutines, runtime.NumGoroutine())
+				storeMax(&maxIn, len(g.bridge.in))
+				storeMax(&maxPipeline, len(g.bridge.pipeline))
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for seq := uint64(1); seq <= n; seq++ {
+				d.pub("flood", `{"x":1}`, seq, 1, false)
+			}
+		}()
+		acks, nacks := 0, 0
+		codes := map[string]int{}
+		for acks+nacks < n {
+			m := d.next("ack", "nack")
+			if m.Op == "ack" {
+				acks++
+			} else {
+				nacks++
+				codes[m.Code]++
+			}
+		}
+		close(stop)
+		wg.Wait()
+		st := g.bridge.Stats()
+		t.Logf("%d pubs: %d acked, %d nacked %v; stats: busy %d, spool rejected %d; max goroutines %d (baseline %d), max queue %d/%d, max pipeline %d/%d",
+			n, acks, nacks, codes, st.Busy, st.SpoolRejected, maxGoroutines.Load(), baseline, maxIn.Load(), cap(g.bridge.in), maxPipeline.Load(), cap(g.bridge.pipeline))
+		if acks != 8 || codes[done.CodeBusy] != n-8 {
+			t.Errorf("want 8 acked (the spool) and %d nacked busy", n-8)
+		}
+		if st.Busy+st.SpoolRejected != n-8 || st.SpoolRecords != 8 {
+			t.Errorf("stats %+v: busy+rejected should count every nack", st)
+		}
+		if maxIn.Load() > int64(cap(g.bridge.in)) || cap(g.bridge.in) != 16 || cap(g.bridge.pipeline) != 8 {
+			t.Errorf("queues beyond their bounds")
+		}
+		// A few come and go (reconnect attempts, the connection's writer);
+		// a goroutine per frame would be thousands.
+		if extra := maxGoroutines.Load() - int64(baseline); extra > 25 {
+			t.Errorf("goroutines grew by %d during the flood", extra)
+		}
+	}
+}
+
+func storeMax(m *atomic.Int64, v int) {
+	for {
+		cur := m.Load()
+		if int64(v) <= cur || m.CompareAndSwap(cur, int64(v)) {
+			return
+		}
+	}
+}
+
+// A broker that stops answering (frozen, connection open) costs each
+// in-flight frame at most the publish timeout counted from its publish,
+// not one timeout after another: 100 frames in flight with a 1 s timeout
+// are all spooled and acked well within the test's wait. Once the broker
+// runs again everything is delivered.
+func TestStalledBrokerSpoolsWithinPublishTimeout(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, "mosquitto")
+	sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/stall-1/data")
+	g := startGateway(t, gatewayOptions{url: b.URL, publishTimeout: time.Second, keepAlive: 5 * time.Minute})
+	t.Cleanup(b.mosquitto.Resume)
+	g.waitConnected(t, true)
+	d := connectDevice(t, g.addr, "stall-1")
+
+	b.mosquitto.Pause()
+	const n = 100
+	for seq := uint64(1); seq <= n; seq++ {
+		d.pub("data", fmt.Sprintf(`{"n":%d}`, seq), seq, 1, false)
+	}
+	deadline := time.Now().Add(wait) // one PublishTimeout per frame would be 100 s
+	for range n {
+		if m := d.nextBefore(deadline, "ack", "nack"); m.Op != "ack" {
+			b.mosquitto.Resume()
+			t.Fatalf("%s, want every frame acked from the spool", m.raw)
+		}
+	}
+	st := g.bridge.Stats()
+	b.mosquitto.Resume()
+	if st.Spooled != n || st.Published != 0 {
+		t.Errorf("stats %+v: want all %d frames spooled after their timeout", st, n)
+	}
+	// One more frame wakes the replay (see the report on replays that
+	// time out without a reconnect).
+	d.pub("data", `{"n":0}`, n+1, 1, false)
+	d.settle(n + 1)
+	seen := map[string]bool{}
+	for len(seen) < n+1 {
+		seen[string(sub.Next(t, "wsgate/stall-1/data", wait).Payload)] = true
+	}
+	eventually(t, "the spool to drain", func() bool { return g.bridge.Stats().SpoolRecords == 0 })
+}
+
+// After Bridge.Close (and the gateway, broker and clients around it) no
+// goroutine is left: nothing is ignored, paho's and mochi's included.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	for _, kind := range brokerKinds {
+		ignore := goleak.IgnoreCurrent()
+		t.Run(kind, func(t *testing.T) {
+			b := startBroker(t, kind)
+			results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+			statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+			g := startGateway(t, gatewayOptions{url: b.URL})
+			g.waitConnected(t, true)
+			d := connectDevice(t, g.addr, "leak-1")
+			nextStatus(t, statuses, "wsgate/leak-1/status", "online")
+			d.pub("data", `1`, 1, 1, false)
+			d.settle(1)
+			commandRoundTrip(t, b, results, d, "ping", `{}`)
+			b.down()
+			g.waitConnected(t, false)
+			d.pub("data", `2`, 2, 1, false)
+			d.settle(2)
+			b.up()
+			eventually(t, "the spool to drain", func() bool { return g.bridge.Stats().SpoolRecords == 0 })
+			d.close()
+			// The broker goes down for good before the bridge closes: Close
+			// must not wait for it, nor leave its reconnect loop behind.
+			b.down()
+			g.close()
+		})
+		if !t.Failed() {
+			goleak.VerifyNone(t, ignore)
+		}
+	}
+}
+
+// subscribedAtBroker reports whether the bridge holds device's command
+// subscription on its current connection.
+func (g *testGateway) subscribedAtBroker(device string) bool {
+	g.bridge.presence.mu.Lock()
+	defer g.bridge.presence.mu.Unlock()
+	e := g.bridge.presence.devices[device]
+	return e != nil && e.subscribed && !e.dirty
+}
+
+// Command subscriptions and statuses are renewed on every connection: a
+// device attached before an outage, and one that connected during it, both
+// get their commands once the broker is back.
+func TestCommandsAfterBrokerOutage(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		results := b.subscribe(t, "wsgate/+/cmd/+/result")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		before := connectDevice(t, g.addr, "out-1")
+		eventually(t, "out-1 subscribed", func() bool { return g.subscribedAtBroker("out-1") })
+
+		b.down()
+		g.waitConnected(t, false)
+		during := connectDevice(t, g.addr, "out-2")
+		b.up()
+		g.waitConnected(t, true)
+		eventually(t, "subscriptions renewed", func() bool {
+			return g.subscribedAtBroker("out-1") && g.subscribedAtBroker("out-2")
+		})
+		commandRoundTrip(t, b, results, before, "ping", `{}`)
+		commandRoundTrip(t, b, results, during, "ping", `{}`)
+
+		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
+		got := map[string]string{}
+		deadline := time.After(wait)
+		for len(got) < 2 {
+			select {
+			case m := <-late.Messages:
+				got[m.Topic] = parseStatus(t, m).State
+			case <-deadline:
+				t.Fatalf("retained statuses %v", got)
+			}
+		}
+		if got["wsgate/out-1/status"] != "online" || got["wsgate/out-2/status"] != "online" {
+			t.Errorf("statuses after the outage: %v", got)
+		}
+	})
+}
+
+// The same device connecting twice to one gateway: the newer session wins,
+// the older is closed, the status never goes offline, and commands reach
+// the newer session.
+func TestSameDeviceTwiceOnOneGateway(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/twice-1/status")
+		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		old := connectDevice(t, g.addr, "twice-1")
+		nextStatus(t, statuses, "wsgate/twice-1/status", "online")
+		newer := connectDevice(t, g.addr, "twice-1")
+		select {
+		case _, open := <-old.in:
+			for open {
+				_, open = <-old.in
+			}
+		case <-time.After(wait):
+			t.Fatal("the older session was not closed")
+		}
+		commandRoundTrip(t, b, results, newer, "ping", `{}`)
+		for len(statuses.Messages) > 0 {
+			if m := <-statuses.Messages; parseStatus(t, m).State != "online" {
+				t.Errorf("status %s while the device stayed connected", m.Payload)
+			}
+		}
+	})
+}
+
+// Two gateways, one broker: a device that reconnects through the other
+// gateway is online there, its old session is closed, its status never
+// shows offline, and its commands are delivered once, by the new gateway.
+//
+// Mosquitto only: a fleet shares an external broker, while the embedded
+// one lives inside a single gateway. (Two bridges on one embedded broker
+// also trip a data race inside mochi v2.7.9: a wildcard SUBSCRIBE reads
+// the retained index while another client's retained PUBLISH writes it.)
+func TestDeviceMovesToAnotherGateway(t *testing.T) {
+	t.Parallel()
+	func(test func(t *testing.T, b *testBroker)) {
+		t.Run("mosquitto", func(t *testing.T) { test(t, startBroker(t, "mosquitto")) })
+	}(func(t *testing.T, b *testBroker) {
+		statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
+		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+		ga := startGateway(t, gatewayOptions{url: b.URL, id: "gw-a"})
+		gb := startGateway(t, gatewayOptions{url: b.URL, id: "gw-b"})
+		ga.waitConnected(t, true)
+		gb.waitConnected(t, true)
+
+		old := connectDevice(t, ga.addr, "roam-1")
+		if st, _ := nextStatus(t, statuses, "wsgate/roam-1/status", "online"); st.Gateway != "gw-a" {
+			t.Fatalf("online at %s, want gw-a", st.Gateway)
+		}
+		// A later session, as after a reconnect through the load balancer:
+		// usually within the same second.
+		moved := connectDevice(t, gb.addr, "roam-1")
+		select {
+		case _, open := <-old.in:
+			for open {
+				_, open = <-old.in
+			}
+		case <-time.After(wait):
+			t.Fatal("gw-a did not close its older session")
+		}
+		eventually(t, "gw-a to let the device go", func() bool {
+			_, attached := ga.router.Attached("roam-1")
+			return !attached && !ga.subscribedAtBroker("roam-1")
+		})
+		commandRoundTrip(t, b, results, moved, "ping", `{}`)
+		if n := len(ga.commands.forDevice("roam-1")); n != 0 {
+			t.Errorf("gw-a handled %d commands after the device left it", n)
+		}
+		for len(statuses.Messages) > 0 {
+			if m := <-statuses.Messages; parseStatus(t, m).State != "online" {
+				t.Errorf("status %s while the device was connected", m.Payload)
+			}
+		}
+		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
+		if st, _ := nextStatus(t, late, "wsgate/roam-1/status", "online"); st.Gateway != "gw-b" {
+			t.Errorf("retained status at %s, want gw-b", st.Gateway)
+		}
+	})
+}
+
+// Close never waits for, nor leaves behind, a connection attempt to a
+// broker that does not answer: unreachable (nothing listens), or hung in
+// the middle of the MQTT handshake (Mosquitto frozen after the TCP accept).
+// Frames accepted meanwhile are spooled and acked, and survive in the
+// spool for the next start.
+func TestCloseWithoutBroker(t *testing.T) {
+	for _, tc := range []string{"unreachable", "hung"} {
+		t.Run(tc, func(t *testing.T) {
+			url := fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t))
+			if tc == "hung" {
+				b := startBroker(t, "mosquitto")
+				b.mosquitto.Pause()
+				t.Cleanup(b.mosquitto.Resume)
+				url = b.URL
+			}
+			ignore := goleak.IgnoreCurrent() // the broker's own helpers
+			dir := t.TempDir()
+			g := startGateway(t, gatewayOptions{url: url, spoolDir: dir, connectTimeout: time.Second})
+			d := connectDevice(t, g.addr, "nb-1")
+			for seq := uint64(1); seq <= 3; seq++ {
+				d.pub("data", `1`, seq, 1, false)
+				if m := d.settle(seq); m.Op != "ack" {
+					t.Fatalf("%s, want acked from the spool", m.raw)
+				}
+			}
+			d.close()
+			g.close()
+			goleak.VerifyNone(t, ignore) // the broker still does not answer
+			sp, err := spool.Open(dir+"/spool.db", spool.Limits{}, spool.Reject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			if sp.Len() != 3 {
+				t.Errorf("spool holds %d frames after Close, want 3", sp.Len())
+			}
+		})
+	}
+}

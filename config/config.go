@@ -272,20 +272,23 @@ func Parse(name, doc string) (Config, error) {
 		cfg.Listeners = Default().Listeners
 	}
 	var ps Problems
-	unknownDriver := map[string]bool{} // "devices.N." prefixes, whose other keys are not reported
+	skipDeviceKeys := map[string]bool{} // "devices.N." prefixes whose other keys are not reported
 	// Each [[devices]] entry is decoded twice, for its id and driver and
 	// for the driver's options; keys neither knows stay undecoded.
 	for i, table := range cfg.DeviceTables {
 		d, err := decodeDevice(&md, table)
 		if err != nil {
+			// Decoding stopped at this value: the table's other keys are
+			// not known to be wrong, so only this problem is reported.
 			ps = append(ps, decodeProblem(name, lines, err))
+			skipDeviceKeys[fmt.Sprintf("devices.%d.", i)] = true
 			continue
 		}
 		if d.Options == nil {
 			line := lines.line(fmt.Sprintf("devices.%d.driver", i))
 			ps = append(ps, Problem{File: name, Line: line, Key: fmt.Sprintf("devices[%d].driver", i),
 				Msg: fmt.Sprintf("unknown driver %q (built in: %s)", d.Driver, strings.Join(devices.Drivers(), ", "))})
-			unknownDriver[fmt.Sprintf("devices.%d.", i)] = true
+			skipDeviceKeys[fmt.Sprintf("devices.%d.", i)] = true
 		}
 		cfg.Devices = append(cfg.Devices, d)
 	}
@@ -298,7 +301,7 @@ func Parse(name, doc string) (Config, error) {
 			continue // the unknown table is reported, not each of its keys
 		}
 		if prefix, _, ok := strings.Cut(at, "."); ok && prefix == "devices" {
-			if rest := strings.SplitN(at, ".", 3); len(rest) == 3 && unknownDriver[rest[0]+"."+rest[1]+"."] {
+			if rest := strings.SplitN(at, ".", 3); len(rest) == 3 && skipDeviceKeys[rest[0]+"."+rest[1]+"."] {
 				continue // options of an unknown driver: the driver is reported
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/wsgate/wsgate/devices"
+	_ "github.com/wsgate/wsgate/devices/all" // the built-in drivers
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/protocols"
 )

@@ -1,0 +1,5 @@
+//go:build !nogpio
+
+package all
+
+import _ "github.com/wsgate/wsgate/devices/gpio"

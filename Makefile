@@ -16,7 +16,7 @@ CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
 
-.PHONY: all build run test test-deps unit cover fuzz cross lint clean proto
+.PHONY: all build run test test-deps unit cover fuzz cross lint clean proto bench
 
 all: lint build
 
@@ -77,6 +77,11 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# Go benchmarks and end-to-end load runs against a Mosquitto it starts;
+# writes docs/BENCHMARKS.md.
+bench: test-deps
+	.ci/bench
 
 # Regenerate the plugin contract's Go code from plugins/proto/plugin.proto.
 proto:

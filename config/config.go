@@ -94,6 +94,7 @@ type MQTT struct {
 	TopicPrefix        string        `toml:"topic_prefix"`
 	UplinkTopic        string        `toml:"uplink_topic"`
 	Queue              int           `toml:"queue"`
+	QueueWait          time.Duration `toml:"queue_wait"`
 	MaxInflight        int           `toml:"max_inflight"`
 	OfflineResults     bool          `toml:"offline_results"`
 	Embedded           Embedded      `toml:"embedded"`
@@ -207,6 +208,7 @@ func Default() Config {
 			TopicPrefix:    "wsgate",
 			UplinkTopic:    "{prefix}/{device}/{channel}",
 			Queue:          4096,
+			QueueWait:      time.Second,
 			MaxInflight:    1024,
 			Embedded:       Embedded{Address: ":1883"},
 		},

@@ -63,6 +63,9 @@ func (m MQTT) validate() []fault {
 	if m.Queue < 1 {
 		add("queue", "must be at least 1")
 	}
+	if m.QueueWait < 0 {
+		add("queue_wait", "must not be negative (0 refuses at once when the queue is full)")
+	}
 	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
 		add("max_inflight", "%d is outside 1 to 65535 (MQTT packet ids)", m.MaxInflight)
 	}

@@ -1,8 +1,6 @@
 package plugins
 
 import (
-	"log/slog"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,7 +20,7 @@ func BenchmarkProtocolPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		host := NewHost(Options{Registry: registry, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		host := NewHost(Options{Registry: registry, Log: quietLog()})
 		defer host.Close()
 		if err := host.Start([]Spec{spec(b, ocppPlugin)}); err != nil {
 			b.Fatal(err)

@@ -79,7 +79,7 @@ func bridgeConfig(cfg config.Config, url string) (mqttbridge.Config, error) {
 		URL: url, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: tlsConfig,
 		KeepAlive: m.KeepAlive, ConnectTimeout: m.ConnectTimeout, ReconnectMin: m.ReconnectMin,
 		ReconnectMax: m.ReconnectMax, PublishTimeout: m.PublishTimeout, GatewayID: cfg.Gateway.ID,
-		Topics: topics, Queue: m.Queue, MaxInflight: m.MaxInflight, OfflineResults: m.OfflineResults,
+		Topics: topics, Queue: m.Queue, QueueWait: m.QueueWait, MaxInflight: m.MaxInflight, OfflineResults: m.OfflineResults,
 		Version: versionString(),
 	}, nil
 }

@@ -34,7 +34,10 @@ type Config struct {
 	PublishTimeout time.Duration // a PUBACK not seen by then spools the frame
 	GatewayID      string
 	Topics         Topics
-	Queue          int  // frames waiting for the publisher
+	Queue          int // frames waiting for the publisher
+	// QueueWait is how long Deliver waits for room in a full queue before
+	// it refuses with protocols.ErrBusy; 0 refuses at once.
+	QueueWait      time.Duration
 	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
 	OfflineResults bool // answer commands to absent devices with "offline"
 	Version        string
@@ -251,7 +254,12 @@ func (b *Bridge) Close(ctx context.Context) error {
 }
 
 // Deliver implements router.Sink.
-func (b *Bridge) Deliver(f protocols.Frame) error {
+func (b *Bridge) Deliver(f protocols.Frame) error { return b.deliver(f, b.cfg.QueueWait) }
+
+// deliver queues a frame, waiting up to wait for room: a device that
+// sends faster than the broker takes is slowed down (its connection stops
+// being read) before anything is refused.
+func (b *Bridge) deliver(f protocols.Frame, wait time.Duration) error {
 	topic, err := b.topics.Uplink(f.Device, f.Channel)
 	if err != nil {
 		return fmt.Errorf("%w: %w", protocols.ErrInvalidFrame, err)
@@ -261,13 +269,23 @@ func (b *Bridge) Deliver(f protocols.Frame) error {
 	if b.closed {
 		return protocols.ErrClosed
 	}
+	q := queued{frame: f, topic: topic}
 	select {
-	case b.in <- queued{frame: f, topic: topic}:
+	case b.in <- q:
 		return nil
 	default:
-		b.busy.Add(1)
-		return protocols.ErrBusy
 	}
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case b.in <- q:
+			return nil
+		case <-timer.C:
+		}
+	}
+	b.busy.Add(1)
+	return protocols.ErrBusy
 }
 
 // publishLoop takes frames in arrival order and either publishes them or

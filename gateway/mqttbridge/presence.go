@@ -278,7 +278,7 @@ func (b *Bridge) publishResult(cmd protocols.Command, reason string) {
 		return
 	}
 	f.Device = cmd.Device
-	if err := b.Deliver(f); err != nil {
+	if err := b.deliver(f, 0); err != nil { // on paho's goroutine: never wait
 		b.log.Warn("cannot publish a command result", "device", cmd.Device, "command", cmd.Name, "err", err)
 	}
 }

@@ -18,8 +18,9 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 )
 
-// Sink carries frames onward. Deliver must not block: when its bounded
-// queue is full it returns an error wrapping protocols.ErrBusy.
+// Sink carries frames onward. Deliver waits at most a short, bounded time
+// for room in its queue (backpressure on the caller), then returns an
+// error wrapping protocols.ErrBusy.
 type Sink interface {
 	Deliver(protocols.Frame) error
 }

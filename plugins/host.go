@@ -71,7 +71,7 @@ func (o *Options) defaults() {
 		o.MaxFailures = 5
 	}
 	if o.SessionQueue <= 0 {
-		o.SessionQueue = 256
+		o.SessionQueue = 1024
 	}
 }
 
@@ -182,6 +182,7 @@ func (p *supervised) start() error {
 		AutoMTLS:         true,
 		Managed:          true, // plugin.CleanupClients in main is the last safety net
 		StartTimeout:     p.host.opts.StartTimeout,
+		GRPCDialOptions:  pluginpb.StreamOptions(),
 		Logger:           newHCLogger(p.log),
 	})
 	rpcClient, err := client.Client()

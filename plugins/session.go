@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"time"
 
@@ -182,9 +181,6 @@ func (s *remoteSession) sendLoop() {
 			return
 		}
 		closed := batch[0].GetClosed() != nil
-		if !closed && len(s.events)+len(s.acks) < maxBatch {
-			runtime.Gosched() // let the producers add to this batch
-		}
 	fill:
 		for !closed && len(batch) < maxBatch {
 			select {

@@ -50,6 +50,22 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
+// windowSize is gRPC's flow-control window, per stream and per
+// connection. The default 64 KiB makes a busy session wait for window
+// updates between batches; both sides use this one.
+const windowSize = 1 << 20
+
+// StreamOptions are the gateway side's dial options.
+func StreamOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)}
+}
+
+// NewServer builds the plugin side's gRPC server (go-plugin's
+// ServeConfig.GRPCServer) with the same window.
+func NewServer(opts []grpc.ServerOption) *grpc.Server {
+	return plugin.DefaultGRPCServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize)))
+}
+
 // ToError encodes err for the wire; nil stays nil.
 func ToError(err error) *Error {
 	if err == nil {

@@ -49,7 +49,7 @@ func Serve(ps ...protocols.Protocol) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: pluginpb.Handshake,
 		Plugins:         plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{Impl: srv}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer:      pluginpb.NewServer,
 	})
 	os.Exit(0)
 }
@@ -220,7 +220,8 @@ type outlet struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when the queue changes
 	queue   []*pluginpb.Action
-	sending bool // the writer holds a batch
+	spare   []*pluginpb.Action // the writer's other buffer
+	sending bool               // the writer holds a batch
 	broken  error
 
 	acksMu sync.Mutex
@@ -264,13 +265,16 @@ func (o *outlet) write(ctx context.Context) {
 			o.mu.Unlock()
 			return
 		}
+		// Two buffers take turns, so that a busy session allocates none.
 		batch := o.queue
-		o.queue = nil
+		o.queue = o.spare[:0]
 		o.sending = true
 		o.cond.Broadcast()
 		o.mu.Unlock()
 		err := o.stream.Send(&pluginpb.Actions{Actions: batch})
+		clear(batch)
 		o.mu.Lock()
+		o.spare = batch
 		o.sending = false
 		if err != nil {
 			o.broken = fmt.Errorf("%w: session stream: %v", protocols.ErrClosed, err)

@@ -8,7 +8,6 @@ package mqttbridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -546,23 +545,6 @@ func nextStatus(t testing.TB, sub *brokertest.Subscriber, topic, state string) (
 		m := sub.Next(t, topic, time.Until(deadline))
 		if st := parseStatus(t, m); st.State == state {
 			return st, m
-		}
-	}
-}
-
-var errTimeout = errors.New("timeout")
-
-// nextMessage returns the next message on topic, or errTimeout after d.
-func nextMessage(sub *brokertest.Subscriber, topic string, d time.Duration) (brokertest.Message, error) {
-	deadline := time.After(d)
-	for {
-		select {
-		case m := <-sub.Messages:
-			if m.Topic == topic {
-				return m, nil
-			}
-		case <-deadline:
-			return brokertest.Message{}, errTimeout
 		}
 	}
 }

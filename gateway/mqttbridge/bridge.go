@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -164,7 +166,11 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 	c := b.cfg
 	will, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: c.GatewayID})
-	return mqtt.NewClientOptions().
+	opts := mqtt.NewClientOptions()
+	if u, err := url.Parse(c.URL); err == nil && slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "tcps"}, u.Scheme) {
+		opts.SetCustomOpenConnectionFn(openCoalescing)
+	}
+	return opts.
 		AddBroker(c.URL).
 		SetClientID(c.ClientID).
 		SetUsername(c.Username).

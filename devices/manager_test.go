@@ -197,3 +197,26 @@ func TestManagerRoutesFramesToReceivers(t *testing.T) {
 		t.Fatalf("display got %q", lcd.accepted)
 	}
 }
+
+func TestValidChannel(t *testing.T) {
+	t.Parallel()
+	for ch, want := range map[string]string{
+		"rx":                     "",
+		"sensors/temp":           "",
+		"":                       "required",
+		"a//b":                   `"a//b" has an empty topic level`,
+		"a/+":                    `"a/+" contains a wildcard or NUL`,
+		"$SYS/x":                 `"$SYS/x" has a level starting with $`,
+		"status":                 `"status" starts with cmd or status, which belong to the gateway`,
+		"cmd/x":                  `"cmd/x" starts with cmd or status, which belong to the gateway`,
+		strings.Repeat("a", 257): `"` + strings.Repeat("a", 64) + `..." is longer than 256 bytes`,
+	} {
+		got := ""
+		if err := ValidChannel(ch); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("ValidChannel(%.20q) = %q, want %q", ch, got, want)
+		}
+	}
+}

@@ -136,8 +136,8 @@ func (c *Config) Validate() error {
 	if c.Encoding != EncodingText && c.Encoding != EncodingJSON {
 		add("encoding", "%q is not %q or %q", c.Encoding, EncodingText, EncodingJSON)
 	}
-	if problem := channelProblem(c.Channel); problem != "" {
-		add("channel", "%q %s", c.Channel, problem)
+	if err := devices.ValidChannel(c.Channel); err != nil {
+		add("channel", "%v", err)
 	}
 	if c.QoS != 0 && c.QoS != 1 {
 		add("qos", "%d is not 0 or 1", c.QoS)
@@ -178,27 +178,6 @@ func durationOK(add func(key, format string, args ...any), key string, d time.Du
 		return true
 	}
 	return false
-}
-
-// channelProblem says what is wrong with a frame channel, or "".
-func channelProblem(ch string) string {
-	if ch == "" {
-		return "is empty"
-	}
-	if len(ch) > 256 {
-		return "is longer than 256 bytes"
-	}
-	for i, level := range strings.Split(ch, "/") {
-		switch {
-		case level == "":
-			return "has an empty level"
-		case strings.ContainsAny(level, "+#\x00"):
-			return "contains + # or NUL"
-		case i == 0 && (level == "cmd" || level == "status"):
-			return "starts with cmd or status, which belong to the gateway"
-		}
-	}
-	return ""
 }
 
 // Open creates the device: a *Oneshot or a *Daemon. It resolves the

@@ -45,7 +45,7 @@ type Daemon struct {
 	queue chan line // of the running process; nil while none runs
 
 	frames, invalid, oversize, dropped, starts atomic.Uint64
-	warned                                     sync.Map // message -> *throttle
+	warner                                     devices.Warner
 }
 
 // line is one queued line for stdin, newline included.
@@ -69,7 +69,7 @@ func newDaemon(cfg Config, path string, templates []template, env []string, log 
 	for i, t := range templates {
 		argv[i] = t.text()
 	}
-	return &Daemon{cfg: cfg, path: path, argv: argv, env: env, log: log}
+	return &Daemon{cfg: cfg, path: path, argv: argv, env: env, log: log, warner: devices.Warner{Log: log, Every: warnEvery}}
 }
 
 // Stats returns the daemon's counters.
@@ -251,12 +251,12 @@ func (d *Daemon) readStdout(r io.Reader, out devices.Outlet) {
 			v := bytes.TrimSpace(b)
 			if !json.Valid(v) {
 				d.invalid.Add(1)
-				d.warn("stdout line is not JSON; skipped", "line", truncate(b, 64))
+				d.warn("stdout line is not JSON; skipped", "line", devices.Clip(b, 64))
 				return
 			}
 			payload = bytes.Clone(v)
 		} else {
-			payload = jsonString(string(b))
+			payload = devices.TextPayload(string(b))
 		}
 		if err := out.Publish(protocols.Frame{Channel: d.cfg.Channel, Payload: payload, QoS: byte(d.cfg.QoS)}); err != nil {
 			d.dropped.Add(1)
@@ -364,49 +364,8 @@ func (d *Daemon) Accept(f protocols.Frame) error {
 	return d.enqueue(line{data: append(data, '\n')})
 }
 
-// jsonString encodes s as a JSON string, without escaping <, > and &.
-func jsonString(s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
-}
-
-// throttle limits one kind of warning to one per warnEvery.
-type throttle struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// warn logs a repeated condition at most once per warnEvery, with the
-// number of occurrences not logged since.
-func (d *Daemon) warn(msg string, args ...any) {
-	v, _ := d.warned.LoadOrStore(msg, &throttle{})
-	t := v.(*throttle)
-	t.mu.Lock()
-	now := time.Now()
-	if !t.last.IsZero() && now.Sub(t.last) < warnEvery {
-		t.suppressed++
-		t.mu.Unlock()
-		return
-	}
-	suppressed := t.suppressed
-	t.last, t.suppressed = now, 0
-	t.mu.Unlock()
-	if suppressed > 0 {
-		args = append(args, "not_logged_since", suppressed)
-	}
-	d.log.Warn(msg, args...)
-}
+// warn logs a repeated condition at most once per warnEvery.
+func (d *Daemon) warn(msg string, args ...any) { d.warner.Warn(msg, args...) }
 
 var (
 	_ devices.Device   = (*Daemon)(nil)

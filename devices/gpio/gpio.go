@@ -39,7 +39,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/devices"
@@ -181,7 +180,7 @@ func (c *Config) Validate() error {
 	if c.MaxPulse < time.Millisecond {
 		add("max_pulse", `must be at least 1ms, such as "10s", got %s`, c.MaxPulse)
 	}
-	if err := validChannel(c.Channel); err != nil {
+	if err := devices.ValidChannel(c.Channel); err != nil {
 		add("channel", "%v", err)
 	}
 	if c.QoS != 0 && c.QoS != 1 {
@@ -245,32 +244,6 @@ func consumer(id string) string {
 		s = s[:maxNameSize-1]
 	}
 	return s
-}
-
-// validChannel checks a frame channel: "/"-separated MQTT topic levels,
-// none empty, without wildcards, NUL or a leading '$', and not under the
-// levels the gateway reserves (status, cmd).
-func validChannel(ch string) error {
-	if ch == "" {
-		return errors.New("required")
-	}
-	if len(ch) > 256 {
-		return fmt.Errorf("%q... is longer than 256 bytes", ch[:64])
-	}
-	for level := range strings.SplitSeq(ch, "/") {
-		switch {
-		case level == "":
-			return fmt.Errorf("%q has an empty topic level", ch)
-		case strings.ContainsAny(level, "+#\x00"):
-			return fmt.Errorf("%q contains a wildcard or NUL", ch)
-		case level[0] == '$':
-			return fmt.Errorf("%q has a level starting with $", ch)
-		}
-	}
-	if first, _, _ := strings.Cut(ch, "/"); first == "cmd" || first == "status" {
-		return fmt.Errorf("%q starts with cmd or status, which belong to the gateway", ch)
-	}
-	return nil
 }
 
 var _ devices.Config = (*Config)(nil)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	bugst "go.bug.st/serial"
@@ -124,8 +123,8 @@ func (c *Config) Validate() error {
 	if c.Encoding != EncodingText && c.Encoding != EncodingJSON && c.Encoding != EncodingHex {
 		add("encoding", "%q is not %q, %q or %q", c.Encoding, EncodingText, EncodingJSON, EncodingHex)
 	}
-	if problem := channelProblem(c.Channel); problem != "" {
-		add("channel", "%q %s", c.Channel, problem)
+	if err := devices.ValidChannel(c.Channel); err != nil {
+		add("channel", "%v", err)
 	}
 	if c.QoS != 0 && c.QoS != 1 {
 		add("qos", "%d is not 0 or 1", c.QoS)
@@ -155,27 +154,6 @@ func durationProblem(add func(key, format string, args ...any), key string, d ti
 		return true
 	}
 	return false
-}
-
-// channelProblem says what is wrong with a frame channel, or "".
-func channelProblem(ch string) string {
-	if ch == "" {
-		return "is empty"
-	}
-	if len(ch) > 256 {
-		return "is longer than 256 bytes"
-	}
-	for i, level := range strings.Split(ch, "/") {
-		switch {
-		case level == "":
-			return "has an empty level"
-		case strings.ContainsAny(level, "+#\x00"):
-			return "contains + # or NUL"
-		case i == 0 && (level == "cmd" || level == "status"):
-			return "starts with cmd or status, which belong to the gateway"
-		}
-	}
-	return ""
 }
 
 // mode is the port settings of the options.

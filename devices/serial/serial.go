@@ -53,7 +53,7 @@ type Device struct {
 	stuck      sync.WaitGroup
 
 	frames, invalid, oversize, dropped, written, opens atomic.Uint64
-	warned                                             sync.Map // message -> *throttle
+	warner                                             devices.Warner
 }
 
 // write is one queued write: the bytes with their framing.
@@ -74,11 +74,13 @@ type Stats struct {
 }
 
 func newDevice(cfg Config, log *slog.Logger) *Device {
+	log = log.With("port", cfg.Port)
 	return &Device{
 		cfg:        cfg,
 		mode:       cfg.mode(),
-		log:        log.With("port", cfg.Port),
+		log:        log,
 		writeGrace: 5 * time.Second,
+		warner:     devices.Warner{Log: log, Every: warnEvery},
 	}
 }
 
@@ -340,14 +342,14 @@ func (d *Device) publish(out devices.Outlet, raw []byte) {
 		v := bytes.TrimSpace(raw)
 		if !json.Valid(v) {
 			d.invalid.Add(1)
-			d.warn("frame is not JSON; skipped", "frame", truncate(raw, 64))
+			d.warn("frame is not JSON; skipped", "frame", devices.Clip(raw, 64))
 			return
 		}
 		payload = bytes.Clone(v)
 	case EncodingHex:
-		payload = jsonString(hex.EncodeToString(raw))
+		payload = devices.TextPayload(hex.EncodeToString(raw))
 	default:
-		payload = jsonString(string(raw))
+		payload = devices.TextPayload(string(raw))
 	}
 	err := out.Publish(protocols.Frame{Channel: d.cfg.Channel, Payload: payload, QoS: byte(d.cfg.QoS)})
 	if err != nil {
@@ -417,7 +419,7 @@ func (d *Device) encodeOut(payload []byte) ([]byte, error) {
 		}
 		b, err := hex.DecodeString(s)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not hex digits", truncate([]byte(s), 64))
+			return nil, fmt.Errorf("%q is not hex digits", devices.Clip([]byte(s), 64))
 		}
 		body = b
 	case EncodingJSON:
@@ -453,50 +455,8 @@ func (d *Device) encodeOut(payload []byte) ([]byte, error) {
 	return append(bytes.Clone(body), '\n'), nil
 }
 
-// jsonString encodes s as a JSON string, without escaping <, > and &.
-// Invalid UTF-8 becomes U+FFFD (encoding hex keeps binary data intact).
-func jsonString(s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
-}
-
-// throttle limits one kind of warning to one per warnEvery.
-type throttle struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// warn logs a repeated condition (bad lines, a busy router) at most once
-// per warnEvery, with the number of occurrences not logged since.
-func (d *Device) warn(msg string, args ...any) {
-	v, _ := d.warned.LoadOrStore(msg, &throttle{})
-	t := v.(*throttle)
-	t.mu.Lock()
-	now := time.Now()
-	if !t.last.IsZero() && now.Sub(t.last) < warnEvery {
-		t.suppressed++
-		t.mu.Unlock()
-		return
-	}
-	suppressed := t.suppressed
-	t.last, t.suppressed = now, 0
-	t.mu.Unlock()
-	if suppressed > 0 {
-		args = append(args, "not_logged_since", suppressed)
-	}
-	d.log.Warn(msg, args...)
-}
+// warn logs a repeated condition at most once per warnEvery.
+func (d *Device) warn(msg string, args ...any) { d.warner.Warn(msg, args...) }
 
 var (
 	_ devices.Device   = (*Device)(nil)

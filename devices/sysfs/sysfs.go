@@ -36,7 +36,6 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/devices"
@@ -126,7 +125,7 @@ func (c *Config) Validate() error {
 	if _, ok := parsers[c.Parser]; !ok {
 		add("parser", "%q is not one of %s", c.Parser, parserList)
 	}
-	if err := validChannel(c.Channel); err != nil {
+	if err := devices.ValidChannel(c.Channel); err != nil {
 		add("channel", "%v", err)
 	}
 	if c.QoS != 0 && c.QoS != 1 {
@@ -157,32 +156,6 @@ func (c *Config) Open(_ string, log *slog.Logger) (devices.Device, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return newDevice(*c, log), nil
-}
-
-// validChannel checks a frame channel: "/"-separated MQTT topic levels,
-// none empty, without wildcards, NUL or a leading '$', and not under the
-// levels the gateway reserves (status, cmd).
-func validChannel(ch string) error {
-	if ch == "" {
-		return errors.New("required")
-	}
-	if len(ch) > 256 {
-		return fmt.Errorf("%q is longer than 256 bytes", clip(ch))
-	}
-	for level := range strings.SplitSeq(ch, "/") {
-		switch {
-		case level == "":
-			return fmt.Errorf("%q has an empty topic level", ch)
-		case strings.ContainsAny(level, "+#\x00"):
-			return fmt.Errorf("%q contains a wildcard or NUL", ch)
-		case level[0] == '$':
-			return fmt.Errorf("%q has a level starting with $", ch)
-		}
-	}
-	if first, _, _ := strings.Cut(ch, "/"); first == "cmd" || first == "status" {
-		return fmt.Errorf("%q starts with cmd or status, which belong to the gateway", ch)
-	}
-	return nil
 }
 
 var _ devices.Config = (*Config)(nil)

@@ -12,8 +12,10 @@ import (
 )
 
 // settleTime is how long churn mode waits after its last cycle before it
-// reads the gateway's resource use, so sessions can finish closing.
-const settleTime = time.Second
+// reads the gateway's figures again: the gateway may take up to a second to
+// close a connection (it drains what the client still sends), so one second
+// would catch the last closes still under way.
+const settleTime = 3 * time.Second
 
 // runIdle opens -devices connections, says hello on each and holds them
 // until -duration has passed since the start, then reports how many

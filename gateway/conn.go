@@ -20,8 +20,8 @@ import (
 )
 
 // conn runs one upgraded WebSocket connection and the protocol session on
-// it. The goroutine that upgraded the connection owns it and runs its read
-// loop; a writer goroutine exists only while messages are queued.
+// it. A goroutine started for it after the upgrade owns it and runs its
+// read loop; a writer goroutine exists only while messages are queued.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
@@ -61,8 +61,7 @@ type outgoing struct {
 var _ protocols.Outlet = (*conn)(nil)
 var _ router.Endpoint = (*conn)(nil)
 
-// run serves the connection until it ends. It is called on the goroutine
-// that upgraded the connection.
+// run serves the connection until it ends, on the connection's goroutine.
 func (c *conn) run(p protocols.Protocol) {
 	defer c.srv.forget(c)
 	c.mu.Lock()

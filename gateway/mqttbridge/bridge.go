@@ -411,17 +411,24 @@ func (b *Bridge) appendToSpool(batch []item) {
 // reachable, and removes them once the broker has them.
 func (b *Bridge) replayLoop(ctx context.Context) {
 	const batchSize = 256
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.replayWake:
+		case <-retry.C: // a replay was interrupted on a connection that stayed up
 		}
 		for b.client.IsConnectionOpen() && ctx.Err() == nil {
-			entries, err := b.spool.Peek(batchSize)
+			entries, corrupt, err := b.spool.Peek(batchSize)
 			if err != nil {
 				b.log.Error("spool read failed", "err", err)
 				break
+			}
+			if corrupt > 0 {
+				b.log.Error("damaged spool records discarded", "records", corrupt)
 			}
 			if len(entries) == 0 {
 				b.modeMu.Lock()
@@ -450,11 +457,19 @@ func (b *Bridge) replayLoop(ctx context.Context) {
 			}
 			b.replayed.Add(uint64(len(done)))
 			if len(done) < len(entries) {
-				break // wait for the next connection
+				// The broker did not confirm in time. After a reconnect the
+				// connection wakes us; if the connection stays up, try again
+				// after a pause rather than wait for the next frame.
+				retry.Reset(replayRetry)
+				break
 			}
 		}
 	}
 }
+
+// replayRetry is the pause before a replay interrupted on a connection
+// that stayed up is tried again.
+const replayRetry = 5 * time.Second
 
 // connectLoop keeps the client connected, retrying with exponential backoff
 // and full jitter.

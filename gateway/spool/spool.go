@@ -175,24 +175,33 @@ func (s *Spool) overflows(count int, size int64, add int) bool {
 		(s.limits.MaxBytes > 0 && size+int64(add) > s.limits.MaxBytes)
 }
 
-// Peek returns up to n of the oldest records, oldest first.
-func (s *Spool) Peek(n int) ([]Entry, error) {
-	var entries []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+// Peek returns up to n of the oldest records, oldest first. A record that
+// cannot be decoded (a damaged file) is removed and counted in corrupt, so
+// that it never blocks the records behind it.
+func (s *Spool) Peek(n int) (entries []Entry, corrupt int, err error) {
+	var bad []uint64
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.First(); k != nil && len(entries) < n; k, v = c.Next() {
+			id := binary.BigEndian.Uint64(k)
 			r, err := decode(v)
 			if err != nil {
-				return fmt.Errorf("record %d: %w", binary.BigEndian.Uint64(k), err)
+				bad = append(bad, id)
+				continue
 			}
-			entries = append(entries, Entry{ID: binary.BigEndian.Uint64(k), Record: r})
+			entries = append(entries, Entry{ID: id, Record: r})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("spool peek: %w", err)
+		return nil, 0, fmt.Errorf("spool peek: %w", err)
 	}
-	return entries, nil
+	if len(bad) > 0 {
+		if err := s.Remove(bad); err != nil {
+			return nil, 0, err
+		}
+	}
+	return entries, len(bad), nil
 }
 
 // Remove deletes the records with the given ids (ids already gone, dropped

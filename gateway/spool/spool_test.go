@@ -61,7 +61,7 @@ func appendAll(t *testing.T, s *Spool, rs []Record) {
 
 func peekAll(t *testing.T, s *Spool) []Entry {
 	t.Helper()
-	entries, err := s.Peek(1 << 30)
+	entries, _, err := s.Peek(1 << 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestAppendPeekRemoveKeepsOrder(t *testing.T) {
 	appendAll(t, s, all[4:])
 	wantRecords(t, s, all)
 
-	first, err := s.Peek(3)
+	first, _, err := s.Peek(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +322,10 @@ func TestRecordLargerThanTheWholeSpool(t *testing.T) {
 	}
 }
 
-func TestCorruptRecordFailsPeek(t *testing.T) {
+// TestCorruptRecordIsDiscarded: a damaged record is removed and counted,
+// and the records around it are still read, in order.
+func TestCorruptRecordIsDiscarded(t *testing.T) {
 	t.Parallel()
-	s := tempSpool(t, Limits{}, Reject)
-	appendAll(t, s, records(0, 2))
 	for _, bad := range [][]byte{
 		nil,
 		{formatV1},
@@ -334,19 +334,27 @@ func TestCorruptRecordFailsPeek(t *testing.T) {
 		{formatV1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80},                                                       // truncated uvarint
 		{formatV1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, // topic length 2^64-1
 	} {
+		s := tempSpool(t, Limits{}, Reject)
+		appendAll(t, s, records(0, 2))
+		// The damaged record sits between the two good ones and the next.
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucket).Put(key(1<<50), bad)
+			b := tx.Bucket(bucket)
+			id, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			return b.Put(key(id), bad)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.Peek(10)
-		if !errors.Is(err, errCorrupt) {
-			t.Errorf("Peek over %x: %v, want a corrupt record error", bad, err)
+		appendAll(t, s, records(2, 3))
+		entries, corrupt, err := s.Peek(10)
+		if err != nil || corrupt != 1 || len(entries) != 3 {
+			t.Fatalf("Peek over %x: %d entries, %d corrupt, %v; want 3 entries, 1 corrupt", bad, len(entries), corrupt, err)
 		}
-		// The records before it can still be read.
-		if entries, err := s.Peek(2); err != nil || len(entries) != 2 {
-			t.Errorf("Peek(2) before the corrupt record: %d entries, %v", len(entries), err)
+		if entries, corrupt, err := s.Peek(10); err != nil || corrupt != 0 || len(entries) != 3 {
+			t.Errorf("second Peek: %d entries, %d corrupt, %v: the damaged record was not removed", len(entries), corrupt, err)
 		}
 	}
 }
@@ -373,7 +381,7 @@ func TestConcurrentUse(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for range 30 {
-			entries, err := s.Peek(7)
+			entries, _, err := s.Peek(7)
 			if err != nil {
 				t.Error(err)
 				return

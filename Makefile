@@ -9,8 +9,9 @@ CONFIG      ?=
 FUZZTIME    ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the integration tests run: a real broker and its clients,
-# a non-Go WebSocket client, and socat for serial-port pairs.
-TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat
+# a non-Go WebSocket client, socat for serial-port pairs, and openssl for
+# certificates made independently of our code.
+TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
@@ -41,6 +42,7 @@ test-deps:
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing="$$missing python3-websockets"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test dependencies:$$missing"; \

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/devices"
@@ -109,6 +110,14 @@ func brokerTLS(m config.MQTT) (*tls.Config, error) {
 	return c, nil
 }
 
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "1883"
+	}
+	return port
+}
+
 // loopbackURL is how the bridge reaches the embedded broker.
 func loopbackURL(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
@@ -187,6 +196,11 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 			users[bridgeUser] = bridgePassword
 		}
 		b, err := broker.Start(broker.Options{Address: cfg.MQTT.Embedded.Address, Users: users}, log)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			// Typically a Mosquitto installed as a service already holds 1883.
+			return fmt.Errorf("%w; to use the broker already listening there, set mqtt.url = \"tcp://127.0.0.1:%s\", or move the embedded one with mqtt.embedded.address",
+				err, portOf(cfg.MQTT.Embedded.Address))
+		}
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -405,5 +406,22 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if status, _ := get("/healthz"); status != http.StatusOK {
 		t.Errorf("/healthz: %d", status)
+	}
+}
+
+func TestEmbeddedBrokerPortTakenSaysWhatToDo(t *testing.T) {
+	ts := testConfig(t, "")
+	port := strings.TrimPrefix(ts.mqttURL, "tcp://")
+	ln, err := net.Listen("tcp", port) // another broker holds the port
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var out syncBuffer
+	if status := run(context.Background(), []string{"run", "-config", ts.path}, &out, &out); status != 1 {
+		t.Fatalf("status %d, want 1", status)
+	}
+	if want := `set mqtt.url = \"` + ts.mqttURL + `\"`; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %s:\n%s", want, out.String())
 	}
 }

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/devices/devicetest"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -74,16 +73,7 @@ func TestValidate(t *testing.T) {
 			c := NewConfig()
 			c.Command = []string{"/usr/local/bin/relay", "{name}", "{args.state}"}
 			tt.modify(c)
-			err := c.Validate()
-			var got []string
-			if err != nil {
-				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					got = append(got, e.Error())
-					if key, _ := devices.SplitKeyError(e); key == "" {
-						t.Errorf("%q has no key", e)
-					}
-				}
-			}
+			got := devicetest.Problems(t, c)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("Validate:\n got %q\nwant %q", got, tt.want)
 			}
@@ -149,36 +139,9 @@ func TestRegistered(t *testing.T) {
 // with no key left over.
 func TestSample(t *testing.T) {
 	t.Parallel()
-	var file struct {
-		Devices []toml.Primitive `toml:"devices"`
-	}
-	md, err := toml.Decode(Sample, &file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	modes := map[string]bool{}
-	for i, table := range file.Devices {
-		var entry struct {
-			ID     string `toml:"id"`
-			Driver string `toml:"driver"`
-		}
-		cfg := NewConfig()
-		if err := md.PrimitiveDecode(table, &entry); err != nil {
-			t.Fatal(err)
-		}
-		if err := md.PrimitiveDecode(table, cfg); err != nil {
-			t.Fatal(err)
-		}
-		if entry.Driver != "exec" || entry.ID == "" {
-			t.Errorf("entry %d: %+v", i, entry)
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Errorf("entry %d: Validate: %v", i, err)
-		}
-		modes[cfg.Mode] = true
-	}
-	if keys := md.Undecoded(); len(keys) > 0 {
-		t.Errorf("unknown keys %v", keys)
+	for _, e := range devicetest.Sample(t, Sample, "exec", NewConfig) {
+		modes[e.Config.Mode] = true
 	}
 	if !modes[ModeOneshot] || !modes[ModeDaemon] {
 		t.Errorf("the sample shows modes %v, want both", modes)

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/devices/devicetest"
 )
 
 func TestValidate(t *testing.T) {
@@ -66,16 +65,7 @@ func TestValidate(t *testing.T) {
 			c := NewConfig()
 			c.Port = "/dev/ttyUSB0"
 			tt.modify(c)
-			err := c.Validate()
-			var got []string
-			if err != nil {
-				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					got = append(got, e.Error())
-					if key, _ := devices.SplitKeyError(e); key == "" {
-						t.Errorf("%q has no key", e)
-					}
-				}
-			}
+			got := devicetest.Problems(t, c)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("Validate:\n got %q\nwant %q", got, tt.want)
 			}
@@ -99,43 +89,17 @@ func TestRegistered(t *testing.T) {
 // with no key left over.
 func TestSample(t *testing.T) {
 	t.Parallel()
-	var file struct {
-		Devices []toml.Primitive `toml:"devices"`
+	entries := devicetest.Sample(t, Sample, "serial", NewConfig)
+	if len(entries) != 1 {
+		t.Fatalf("%d [[devices]] entries", len(entries))
 	}
-	md, err := toml.Decode(Sample, &file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(file.Devices) != 1 {
-		t.Fatalf("%d [[devices]] entries", len(file.Devices))
-	}
-	var entry struct {
-		ID     string `toml:"id"`
-		Driver string `toml:"driver"`
-	}
-	cfg := NewConfig()
-	if err := md.PrimitiveDecode(file.Devices[0], &entry); err != nil {
-		t.Fatal(err)
-	}
-	if err := md.PrimitiveDecode(file.Devices[0], cfg); err != nil {
-		t.Fatal(err)
-	}
-	if keys := md.Undecoded(); len(keys) > 0 {
-		t.Errorf("unknown keys %v", keys)
-	}
-	if entry.Driver != "serial" || entry.ID == "" {
-		t.Errorf("entry %+v", entry)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("Validate: %v", err)
-	}
-	if _, err := cfg.Open(entry.ID, discard()); err != nil {
+	if _, err := entries[0].Config.Open(entries[0].ID, discard()); err != nil {
 		t.Errorf("Open: %v", err)
 	}
 	// Every option is in the sample, so that it documents them all.
 	for _, key := range []string{"port", "baud", "data_bits", "parity", "stop_bits", "framing", "encoding",
 		"channel", "qos", "max_line", "reopen_min", "reopen_max"} {
-		if !md.IsDefined("devices", key) && !strings.Contains(Sample, "\n"+key+" = ") {
+		if !strings.Contains(Sample, "\n"+key+" = ") {
 			t.Errorf("sample lacks %s", key)
 		}
 	}

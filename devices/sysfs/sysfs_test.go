@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/devices/devicetest"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -93,23 +93,12 @@ func TestValidate(t *testing.T) {
 			t.Parallel()
 			c := NewConfig()
 			tt.config(c)
-			err := c.Validate()
+			got := devicetest.Problems(t, c)
+			if g, w := strings.Join(got, "\n"), strings.Join(tt.want, "\n"); g != w {
+				t.Fatalf("got:\n%s\nwant:\n%s", g, w)
+			}
 			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
 				return
-			}
-			if err == nil {
-				t.Fatalf("no error, want:\n%s", strings.Join(tt.want, "\n"))
-			}
-			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
-				t.Fatalf("got:\n%s\nwant:\n%s", got, want)
-			}
-			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-				if key, _ := devices.SplitKeyError(e); key == "" {
-					t.Errorf("error %q names no key", e)
-				}
 			}
 			if _, err := c.Open("x", nil); err == nil {
 				t.Fatal("Open accepted an invalid config")
@@ -122,40 +111,7 @@ func TestValidate(t *testing.T) {
 // a Config and validates it.
 func TestSample(t *testing.T) {
 	t.Parallel()
-	var doc struct {
-		Devices []toml.Primitive `toml:"devices"`
-	}
-	md, err := toml.Decode(Sample, &doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Devices) == 0 {
-		t.Fatal("the sample has no [[devices]]")
-	}
-	for i, p := range doc.Devices {
-		var head struct {
-			ID     string `toml:"id"`
-			Driver string `toml:"driver"`
-		}
-		if err := md.PrimitiveDecode(p, &head); err != nil {
-			t.Fatal(err)
-		}
-		if head.Driver != Driver || !protocols.ValidDeviceID(head.ID) {
-			t.Errorf("devices[%d]: id %q driver %q", i, head.ID, head.Driver)
-		}
-		c := NewConfig()
-		if err := md.PrimitiveDecode(p, c); err != nil {
-			t.Fatalf("devices[%d]: %v", i, err)
-		}
-		if err := c.Validate(); err != nil {
-			t.Errorf("devices[%d] %s: %v", i, head.ID, err)
-		}
-	}
-	for _, key := range md.Undecoded() {
-		if k := key[len(key)-1]; k != "id" && k != "driver" {
-			t.Errorf("sample key %s is not an option", key)
-		}
-	}
+	devicetest.Sample(t, Sample, Driver, NewConfig)
 }
 
 func TestReadings(t *testing.T) {

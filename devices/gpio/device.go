@@ -176,6 +176,15 @@ func (d *Input) Run(ctx context.Context, out devices.Outlet) error {
 	}
 }
 
+// get answers the "get" command with the line's logical level.
+func get(cmd protocols.Command, line interface{ Value() (bool, error) }) protocols.Result {
+	v, err := line.Value()
+	if err != nil {
+		return failed(cmd, "%v", err)
+	}
+	return protocols.Result{ID: cmd.ID, OK: true, Data: valueData(v)}
+}
+
 // Command runs "get"; "set" and "pulse" need an output.
 func (d *Input) Command(ctx context.Context, cmd protocols.Command) protocols.Result {
 	switch cmd.Name {
@@ -186,11 +195,7 @@ func (d *Input) Command(ctx context.Context, cmd protocols.Command) protocols.Re
 		if line == nil {
 			return failed(cmd, "%v", errNotRunning)
 		}
-		v, err := line.Value()
-		if err != nil {
-			return failed(cmd, "%v", err)
-		}
-		return protocols.Result{ID: cmd.ID, OK: true, Data: valueData(v)}
+		return get(cmd, line)
 	case "set", "pulse":
 		return failed(cmd, "%q needs direction = %q; this line is an input", cmd.Name, DirectionOutput)
 	}
@@ -313,11 +318,7 @@ func (d *Output) Command(ctx context.Context, cmd protocols.Command) protocols.R
 		if line == nil {
 			return failed(cmd, "%v", errNotRunning)
 		}
-		v, err := line.Value()
-		if err != nil {
-			return failed(cmd, "%v", err)
-		}
-		return protocols.Result{ID: cmd.ID, OK: true, Data: valueData(v)}
+		return get(cmd, line)
 	case "set":
 		if len(cmd.Args) == 0 {
 			return failed(cmd, `args: want {"value":0|1}`)

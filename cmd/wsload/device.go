@@ -392,20 +392,7 @@ func (d *device) write(ctx context.Context, msg []byte) error {
 
 // sleepUntil waits for t; false when ctx ended or the connection was lost.
 func (d *device) sleepUntil(ctx context.Context, t time.Time) bool {
-	wait := time.Until(t)
-	if wait <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-d.done:
-		return false
-	}
+	return sleepUntil(ctx, t, d.done)
 }
 
 // lost reports whether the connection ended before close was called.

@@ -87,7 +87,7 @@ func (d *directPublisher) run(ctx context.Context, p plan) {
 	}()
 	first := max(p.first, 1)
 	for seq := first; seq < first+p.count; seq++ {
-		if p.interval > 0 && !sleepUntil(ctx, p.start.Add(time.Duration(seq-first)*p.interval)) {
+		if p.interval > 0 && !sleepUntil(ctx, p.start.Add(time.Duration(seq-first)*p.interval), nil) {
 			return
 		}
 		slot := &window[seq%uint64(p.inflight)]
@@ -107,8 +107,9 @@ func (d *directPublisher) run(ctx context.Context, p plan) {
 	}
 }
 
-// sleepUntil waits for t; false when ctx ended first.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// sleepUntil waits for t; false when ctx ended or stop was closed first (a
+// nil stop never is).
+func sleepUntil(ctx context.Context, t time.Time, stop <-chan struct{}) bool {
 	wait := time.Until(t)
 	if wait <= 0 {
 		return ctx.Err() == nil
@@ -119,6 +120,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-timer.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-stop:
 		return false
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 	"github.com/wsgate/wsgate/protocols/echo"
+	"github.com/wsgate/wsgate/protocols/ship"
 )
 
 // Example is config/example.toml: every key with its default, documented.
@@ -38,6 +39,7 @@ type Config struct {
 	MQTT      MQTT       `toml:"mqtt"`
 	Spool     Spool      `toml:"spool"`
 	Admin     Admin      `toml:"admin"`
+	Ship      Ship       `toml:"ship"`
 	// DeviceTables are the [[devices]] entries as decoded by the file;
 	// Devices are the same, each with its driver's options.
 	DeviceTables []toml.Primitive `toml:"devices"`
@@ -176,8 +178,10 @@ type Protocols struct {
 // defaultCompressMin is the smallest message sent compressed.
 const defaultCompressMin = 256
 
-// BuiltinProtocols are the protocols compiled into wsgate.
-var BuiltinProtocols = []string{done.Name, echo.Name}
+// BuiltinProtocols are the protocols compiled into wsgate. SHIP has a
+// section and a listener of its own ([ship]) instead of a place in
+// protocols.order.
+var BuiltinProtocols = []string{done.Name, echo.Name, ship.Name}
 
 // Default returns the configuration `wsgate run` uses without a file.
 func Default() Config {
@@ -214,6 +218,7 @@ func Default() Config {
 		},
 		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin:      Admin{Address: "127.0.0.1:9180"},
+		Ship:       defaultShip(),
 		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
@@ -539,6 +544,8 @@ func (c *Config) validate() []fault {
 	declared := c.pluginProtocols()
 	for i, name := range order {
 		switch {
+		case name == ship.Name:
+			add("protocols.order", "%q is served on its own wss:// listener: enable it with [ship] enabled = true, not here", name)
 		case !slices.Contains(BuiltinProtocols, name) && !slices.Contains(declared, name) && c.PluginHost.Dir == "":
 			add("protocols.order", "unknown protocol %q (built in: %s; plugins declare theirs in [[plugins]] protocols)", name, strings.Join(BuiltinProtocols, ", "))
 		case slices.Index(order, name) != i:
@@ -567,6 +574,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
+	fs = append(fs, c.Ship.validate()...)
 	fs = append(fs, c.validatePlugins()...)
 	fs = append(fs, c.validateDevices()...)
 
@@ -625,6 +633,9 @@ func (c *Config) validate() []fault {
 			add(at("tls_cert"), "listeners on %s must all use TLS or all not", l.Address)
 		}
 		tlsByAddr[l.Address] = hasTLS
+		if c.Ship.Enabled && l.Address == c.Ship.Address {
+			add(at("address"), "%s is the SHIP listener's (ship.address); SHIP needs an address of its own", l.Address)
+		}
 	}
 	return fs
 }

@@ -34,6 +34,7 @@ type conn struct {
 	// compressMin is the smallest message sent compressed when
 	// permessage-deflate was negotiated; 0 when it was not.
 	compressMin int
+	heartbeat   heartbeat
 
 	// sessionMu serialises calls into the session.
 	sessionMu sync.Mutex
@@ -367,7 +368,7 @@ func (c *conn) drainUntilClosed() {
 }
 
 func (c *conn) extendReadDeadline() {
-	o := c.srv.opts
+	h := c.heartbeat
 	// Under mu: once closing is set, the writer's CloseTimeout deadline
 	// must be the last one, not overwritten by a check made just before.
 	c.mu.Lock()
@@ -375,11 +376,11 @@ func (c *conn) extendReadDeadline() {
 	if c.closing {
 		return
 	}
-	if o.PingInterval <= 0 {
+	if h.interval <= 0 {
 		_ = c.ws.SetReadDeadline(time.Time{})
 		return
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout))
+	_ = c.ws.SetReadDeadline(time.Now().Add(h.interval + h.timeout))
 }
 
 func (c *conn) onPing(data string) error {
@@ -396,7 +397,7 @@ func (c *conn) onPing(data string) error {
 }
 
 func (c *conn) scheduleKeepalive() {
-	interval := c.srv.opts.PingInterval
+	interval := c.heartbeat.interval
 	if interval <= 0 {
 		return
 	}

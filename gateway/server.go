@@ -43,12 +43,22 @@ type Options struct {
 
 // Listener is one address and path devices connect to.
 type Listener struct {
-	Address     string
-	Path        string
-	Protocols   []string // empty serves every enabled protocol
-	Fallback    string   // protocol for clients that offer none
-	TLSCert     string   // PEM files; both set means wss://
-	TLSKey      string
+	Address   string
+	Path      string
+	Protocols []string // empty serves every enabled protocol
+	Fallback  string   // protocol for clients that offer none
+	TLSCert   string   // PEM files; both set means wss://
+	TLSKey    string
+	// TLSConfig, when set, makes the address wss:// with this configuration
+	// instead of the PEM files (SHIP brings its own, with client
+	// certificates).
+	TLSConfig *tls.Config
+	// PingInterval and PongTimeout override the server's keepalive for
+	// connections on this listener when positive.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// MaxMessage overrides the server's message size limit when positive.
+	MaxMessage  int64
 	Compression bool // accept permessage-deflate when the client offers it
 	// CompressMin is the smallest message sent compressed; smaller ones
 	// are not worth it. 0 means 256 bytes.
@@ -149,7 +159,10 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("listen on %s: %w", addr, err)
 		}
-		if group[0].TLSCert != "" {
+		switch {
+		case group[0].TLSConfig != nil:
+			ln = tls.NewListener(ln, group[0].TLSConfig)
+		case group[0].TLSCert != "":
 			cert, err := tls.LoadX509KeyPair(group[0].TLSCert, group[0].TLSKey)
 			if err != nil {
 				ln.Close()
@@ -295,7 +308,11 @@ func (s *Server) handler(l Listener) http.Handler {
 			header = http.Header{"Sec-Websocket-Protocol": {p.Name()}}
 		}
 		upgrader := plain
-		uw := &upgradeWriter{ResponseWriter: w, maxMessage: s.opts.MaxMessage}
+		maxMessage := s.opts.MaxMessage
+		if l.MaxMessage > 0 {
+			maxMessage = l.MaxMessage
+		}
+		uw := &upgradeWriter{ResponseWriter: w, maxMessage: maxMessage}
 		if l.Compression {
 			if params, ok := negotiateDeflate(r.Header); ok {
 				upgrader = &deflating
@@ -315,7 +332,10 @@ func (s *Server) handler(l Listener) http.Handler {
 		// The connection gets a goroutine of its own so that this handler
 		// returns and net/http frees its per-request buffers (about 6 KiB
 		// an idle connection would otherwise keep).
-		go s.serve(ws, uw.conn, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
+		go s.serve(ws, uw.conn, p, requestInfo{
+			remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress),
+			heartbeat: s.heartbeat(l.PingInterval, l.PongTimeout), maxMessage: maxMessage,
+		})
 	})
 }
 
@@ -337,6 +357,28 @@ type requestInfo struct {
 	compressMin  int // compress messages of at least this size; 0: never
 	remote, path string
 	tls          *tls.ConnectionState
+	heartbeat    heartbeat
+	maxMessage   int64
+	outbound     bool // the gateway dialled the connection
+}
+
+// heartbeat is a connection's keepalive: a ping every interval, and the
+// peer is dead when nothing arrives for interval+timeout. A zero interval
+// sends no pings and never times out.
+type heartbeat struct {
+	interval, timeout time.Duration
+}
+
+// heartbeat returns the server's keepalive with a listener's overrides.
+func (s *Server) heartbeat(interval, timeout time.Duration) heartbeat {
+	h := heartbeat{s.opts.PingInterval, s.opts.PongTimeout}
+	if interval > 0 {
+		h.interval = interval
+	}
+	if timeout > 0 {
+		h.timeout = timeout
+	}
+	return h
 }
 
 func writeRefusal(w http.ResponseWriter, e *HandshakeError) {
@@ -367,6 +409,12 @@ func (s *Server) originAllowed(r *http.Request) bool {
 
 // serve runs an upgraded connection until it ends.
 func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) {
+	s.newConn(ws, wire, p, r).run(p)
+}
+
+// newConn registers a connection that s.active already counts; wire is nil
+// for a dialled one.
+func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	id := newSessionID()
 	c := &conn{
@@ -381,20 +429,22 @@ func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol,
 			Subprotocol: p.Name(),
 			RemoteAddr:  r.remote,
 			Path:        r.path,
-			MaxMessage:  s.opts.MaxMessage,
-			Heartbeat:   s.opts.PingInterval,
+			MaxMessage:  r.maxMessage,
+			Heartbeat:   r.heartbeat.interval,
 			Gateway:     s.opts.GatewayID,
 			TLS:         r.tls,
+			Outbound:    r.outbound,
 		},
 		log:         s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
 		compressMin: r.compressMin,
+		heartbeat:   r.heartbeat,
 	}
-	if s.opts.MaxMessage > 0 {
+	if r.maxMessage > 0 {
 		// The wire guard fails a message that is too big on the wire (at
 		// its frame header), readMessage one that inflates beyond the
 		// limit; gorilla's own check, on wire bytes, is a backstop that
 		// never fires first.
-		ws.SetReadLimit(compressedWireLimit(s.opts.MaxMessage))
+		ws.SetReadLimit(compressedWireLimit(r.maxMessage))
 	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
@@ -404,8 +454,8 @@ func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol,
 	if draining { // Shutdown began while this connection was upgrading
 		c.Close(protocols.CloseGoingAway, "gateway shutting down")
 	}
-	c.log.Debug("connection open", "path", r.path)
-	c.run(p)
+	c.log.Debug("connection open", "path", r.path, "outbound", r.outbound)
+	return c
 }
 
 func (s *Server) forget(c *conn) {

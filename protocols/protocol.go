@@ -92,6 +92,9 @@ type SessionInfo struct {
 	Heartbeat   time.Duration // interval of the gateway's WebSocket pings
 	Gateway     string        // the gateway instance id
 	TLS         *tls.ConnectionState
+	// Outbound is true when the gateway dialled the connection (it is the
+	// WebSocket client), false when the peer connected to it.
+	Outbound bool
 }
 
 // CloseError asks the gateway to close the connection with a specific code.

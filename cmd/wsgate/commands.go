@@ -58,7 +58,7 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 		reportConfigError(stderr, err)
 		return 1
 	}
-	registry, err := buildRegistry(cfg)
+	registry, err := buildRegistry(cfg, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate:", err)
 		return 1
@@ -80,6 +80,9 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "negotiation policy: %s\n", cfg.Protocols.Policy)
+	if cfg.Ship.Enabled {
+		fmt.Fprintf(stdout, "ship: built in, on its own listener wss://%s%s\n", cfg.Ship.Address, cfg.Ship.Path)
+	}
 	return 0
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/wsgate/wsgate/config"
@@ -26,15 +27,24 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 	"github.com/wsgate/wsgate/protocols/echo"
+	"github.com/wsgate/wsgate/protocols/ship"
 )
 
-// buildRegistry registers the built-in protocols in the configured order.
-func buildRegistry(cfg config.Config) (*protocols.Registry, error) {
-	registry, err := protocols.NewRegistry(cfg.Protocols.Order)
+// buildRegistry registers the built-in protocols in the configured order,
+// and shipProto (nil when SHIP is off) last: only its own listener serves
+// it.
+func buildRegistry(cfg config.Config, shipProto *ship.Protocol) (*protocols.Registry, error) {
+	order := cfg.Protocols.Order
+	builtin := []protocols.Protocol{done.New(cfg.Protocols.Done), echo.Protocol{}}
+	if shipProto != nil {
+		order = append(slices.Clip(order), ship.Name)
+		builtin = append(builtin, shipProto)
+	}
+	registry, err := protocols.NewRegistry(order)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []protocols.Protocol{done.New(cfg.Protocols.Done), echo.Protocol{}} {
+	for _, p := range builtin {
 		if err := registry.Register(p, "builtin"); err != nil {
 			return nil, err
 		}
@@ -57,7 +67,14 @@ func gatewayOptions(cfg config.Config) gateway.Options {
 		AllowedOrigins:   ws.AllowedOrigins,
 	}
 	for _, l := range cfg.Listeners {
-		opts.Listeners = append(opts.Listeners, gateway.Listener(l))
+		served := l.Protocols
+		if len(served) == 0 {
+			served = cfg.Protocols.Order // everything enabled but SHIP, which has its own
+		}
+		opts.Listeners = append(opts.Listeners, gateway.Listener{
+			Address: l.Address, Path: l.Path, Protocols: served, Fallback: l.Fallback,
+			TLSCert: l.TLSCert, TLSKey: l.TLSKey, Compression: l.Compression, CompressMin: l.CompressMin,
+		})
 	}
 	return opts
 }
@@ -170,7 +187,13 @@ func unjoin(err error) []error {
 // runGateway serves until ctx is cancelled, then shuts down within the
 // configured grace period.
 func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
-	registry, err := buildRegistry(cfg)
+	var shipProto *ship.Protocol
+	if cfg.Ship.Enabled {
+		if shipProto, err = openShip(cfg, log); err != nil {
+			return err
+		}
+	}
+	registry, err := buildRegistry(cfg, shipProto)
 	if err != nil {
 		return err
 	}
@@ -243,7 +266,11 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	}
 	defer locals.Close()
 
-	srv, err := gateway.New(gatewayOptions(cfg), registry, rt, log)
+	gwOpts := gatewayOptions(cfg)
+	if shipProto != nil {
+		gwOpts.Listeners = append(gwOpts.Listeners, shipListener(cfg, shipProto))
+	}
+	srv, err := gateway.New(gwOpts, registry, rt, log)
 	if err == nil {
 		err = srv.Start()
 	}
@@ -251,8 +278,20 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 		_ = bridge.Close(context.Background())
 		return err
 	}
+	var shipDone chan struct{}
+	if shipProto != nil {
+		shipDone = make(chan struct{})
+		go func() {
+			defer close(shipDone)
+			runShip(ctx, cfg, shipProto, srv, log)
+		}()
+	}
 	if cfg.Admin.Address != "" {
-		adm, err := admin.Start(cfg.Admin.Address, admin.Sources{Gateway: srv, Bridge: bridge, Router: rt, Plugins: pluginHost}, log)
+		src := admin.Sources{Gateway: srv, Bridge: bridge, Router: rt, Plugins: pluginHost}
+		if shipProto != nil {
+			src.ShipTrust, src.ShipNode = shipProto.Trust(), shipProto
+		}
+		adm, err := admin.Start(cfg.Admin.Address, src, log)
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			_ = bridge.Close(context.Background())
@@ -268,6 +307,9 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	var errs []error
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	if shipDone != nil {
+		<-shipDone // its dials end with the server
 	}
 	locals.Close() // their last frames still reach the bridge
 	if err := bridge.Close(shutdownCtx); err != nil {

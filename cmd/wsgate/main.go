@@ -4,6 +4,7 @@
 //	wsgate run [-config FILE]        serve (embedded defaults without a file)
 //	wsgate check -config FILE        validate a configuration file
 //	wsgate protocols [-config FILE]  list the protocols in preference order
+//	wsgate ship cert|peers|approve|reject|remove  SHIP identity and pairing
 //	wsgate version                   print the version
 package main
 
@@ -34,6 +35,7 @@ commands:
   run [-config FILE]        run the gateway (embedded defaults without a file)
   check -config FILE        validate a configuration file and list every problem
   protocols [-config FILE]  list the enabled protocols in preference order
+  ship <command>            SHIP identity and pairing (wsgate ship help)
   version                   print the version
 `
 
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	configPath := flags.String("config", "", "configuration file (TOML)")
 	switch cmd {
 	case "run", "check", "protocols":
+	case "ship":
+		return shipCommand(ctx, args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "wsgate", versionString())
 		return 0

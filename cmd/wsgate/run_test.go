@@ -25,15 +25,23 @@ import (
 
 // testSetup is a config file for one test gateway and where it listens.
 type testSetup struct {
-	path, wsURL, mqttURL, adminAddr string
+	path, wsURL, mqttURL, adminAddr, shipURL, dir string
 }
 
 // testConfig writes a config that runs the whole gateway on free loopback
 // ports with the embedded broker; extra is appended to it.
 func testConfig(t *testing.T, extra string) testSetup {
 	t.Helper()
+	return testConfigShip(t, "", extra)
+}
+
+// testConfigShip is testConfig with more keys for the [ship] section, which
+// always runs on a free port, keeps its files in the test's directory and
+// stays off mDNS.
+func testConfigShip(t *testing.T, shipKeys, extra string) testSetup {
+	t.Helper()
 	dir := t.TempDir()
-	wsPort, mqttPort, adminPort := brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t)
+	wsPort, mqttPort, adminPort, shipPort := brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t)
 	doc := fmt.Sprintf(`
 [gateway]
 id = "test-gw"
@@ -53,7 +61,14 @@ dir = %q
 
 [admin]
 address = "127.0.0.1:%d"
-%s`, wsPort, mqttPort, dir, adminPort, extra)
+
+[ship]
+address = "127.0.0.1:%d"
+dir = %q
+announce = false
+browse = false
+%s
+%s`, wsPort, mqttPort, dir, adminPort, shipPort, filepath.Join(dir, "ship"), shipKeys, extra)
 	path := filepath.Join(dir, "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -63,6 +78,8 @@ address = "127.0.0.1:%d"
 		wsURL:     fmt.Sprintf("ws://127.0.0.1:%d/", wsPort),
 		mqttURL:   fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort),
 		adminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		shipURL:   fmt.Sprintf("wss://127.0.0.1:%d/ship/", shipPort),
+		dir:       dir,
 	}
 }
 

@@ -34,6 +34,9 @@ type Sources struct {
 	Bridge  interface{ Stats() mqttbridge.Stats }
 	Router  interface{ Devices() []router.Device }
 	Plugins interface{ Status() []plugins.Status }
+	// ShipTrust and ShipNode are nil when SHIP is off.
+	ShipTrust Ship
+	ShipNode  ShipNode
 }
 
 // Handler returns the admin endpoints.
@@ -56,6 +59,9 @@ func Handler(src Sources) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if src.ShipTrust != nil && src.ShipNode != nil {
+		shipRoutes(mux, src.ShipTrust, src.ShipNode)
+	}
 	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, _ *http.Request) {
 		type device struct {
 			ID       string    `json:"id"`
@@ -98,7 +104,7 @@ func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
 			log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", "/metrics /healthz /readyz /devices")
+	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", "/metrics /healthz /readyz /devices /ship")
 	return s, nil
 }
 
@@ -143,6 +149,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts} {
 		ch <- d
 	}
+	if c.src.ShipTrust != nil && c.src.ShipNode != nil {
+		for _, d := range shipDescs {
+			ch <- d
+		}
+	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -176,6 +187,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
+	if c.src.ShipTrust != nil && c.src.ShipNode != nil {
+		collectShip(ch, c.src.ShipTrust, c.src.ShipNode)
+	}
 	if c.src.Plugins == nil {
 		return
 	}

@@ -1,0 +1,282 @@
+package ship
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/ship/eebus"
+	"github.com/wsgate/wsgate/protocols/ship/identity"
+	"github.com/wsgate/wsgate/protocols/ship/machine"
+	"github.com/wsgate/wsgate/protocols/ship/trust"
+)
+
+// session runs the SHIP state machine of one connection. The gateway calls
+// OnMessage, OnCommand and Close one at a time; the machine's timer and
+// the wait for the user's decision call in from their own goroutines, so
+// every use of the machine holds mu.
+type session struct {
+	p    *Protocol
+	ctx  context.Context
+	out  protocols.Outlet
+	log  *slog.Logger
+	peer identity.Peer
+
+	mu       sync.Mutex
+	m        *machine.Machine
+	timer    *time.Timer
+	ended    bool
+	device   string // attached device id, once the peer's SHIP ID is known
+	complete bool
+	reached  *atomic.Bool // the dial loop's: set at Complete (client role)
+}
+
+func (p *Protocol) newSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet, role machine.Role, target Target, reached *atomic.Bool) (protocols.Session, error) {
+	if info.TLS == nil {
+		return nil, errNoTLS
+	}
+	peer, err := identity.VerifyPeer(*info.TLS, p.opts.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if peer.SKI == p.opts.Identity.SKI {
+		return nil, &protocols.CloseError{Code: protocols.ClosePolicyViolation, Reason: "connected to itself"}
+	}
+	log := p.log.With("session", info.ID, "role", role.String(), "ski", peer.SKI, "remote", info.RemoteAddr)
+	if peer.Mismatch {
+		log.Warn("peer certificate's SKI extension does not match its key", "computed", peer.Computed, "extension", peer.Extension)
+	}
+	decision, err := p.opts.Trust.Check(peer.SKI, "", p.opts.AutoAccept)
+	if err != nil && !errors.Is(err, trust.ErrSHIPIDMismatch) {
+		return nil, err // the store cannot be written: fail closed
+	}
+	cfg := p.opts.Machine
+	cfg.LocalSHIPID = p.opts.Identity.SHIPID
+	cfg.PeerSHIPID = target.SHIPID
+	cfg.AutoAccept = decision == trust.Trusted
+	m, err := machine.New(role, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{p: p, ctx: ctx, out: out, log: log, peer: peer, m: m, reached: reached}
+	p.stats.sessions.Add(1)
+	log.Info("SHIP connection", "trust", string(decision))
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if decision == trust.Rejected {
+		s.apply(m.Reject(now))
+	}
+	s.apply(m.Start(now))
+	return s, nil
+}
+
+// OnMessage implements protocols.Session.
+func (s *session) OnMessage(msg protocols.Message) error {
+	if msg.Type != protocols.Binary {
+		return &protocols.CloseError{Code: machine.CodeUnsupportedData, Reason: "SHIP messages are binary"}
+	}
+	// The machine may keep the message (early access methods or data), and
+	// the gateway reuses the buffer.
+	data := bytes.Clone(msg.Data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apply(s.m.Receive(time.Now(), data))
+	return nil
+}
+
+// OnCommand implements protocols.Session: cmd/spine carries one SPINE
+// datagram in plain JSON, sent to the peer in the EEBus form.
+func (s *session) OnCommand(cmd protocols.Command) error {
+	if cmd.Name != Channel {
+		return errors.New("unknown command: a SHIP device takes \"spine\" (a SPINE datagram)")
+	}
+	payload, err := datagramPayload(cmd.Args)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	outs, err := s.m.SendData(time.Now(), payload)
+	if err == nil {
+		s.apply(outs)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.p.stats.datagramsOut.Add(1)
+	res, err := protocols.ResultFrame(cmd.Name, protocols.Result{ID: cmd.ID, OK: true})
+	if err == nil {
+		err = s.out.Publish(res)
+	}
+	if err != nil {
+		s.log.Warn("cannot publish a command result", "err", err)
+	}
+	return nil
+}
+
+// datagramPayload turns a command's plain JSON into the EEBus root form of
+// a SPINE message: {"datagram":{...}} becomes {"datagram":[...]}.
+func datagramPayload(args []byte) ([]byte, error) {
+	if len(args) == 0 {
+		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
+	}
+	encoded, err := eebus.ToEEBus(args)
+	if err != nil {
+		return nil, errors.New("bad-request: " + err.Error())
+	}
+	if name, err := eebus.Peek(encoded); err != nil || name != "datagram" {
+		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
+	}
+	return encoded, nil
+}
+
+// Close implements protocols.Session.
+func (s *session) Close(err error) {
+	s.mu.Lock()
+	s.ended = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	state := s.m.State()
+	s.mu.Unlock()
+	s.p.release(s)
+	s.log.Info("SHIP connection ended", "state", state.String(), "err", err)
+}
+
+// unpair ends the connection because the user removed or rejected the
+// peer (section 6.7: reason removedConnection).
+func (s *session) unpair() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.apply(s.m.Close(time.Now(), eebus.CloseRemovedConnection))
+	}
+}
+
+// apply carries out the machine's outputs in order and re-arms its timer;
+// s.mu is held.
+func (s *session) apply(outs []machine.Output) {
+	for _, o := range outs {
+		switch o := o.(type) {
+		case machine.Send:
+			if err := s.out.Send(protocols.Message{Type: protocols.Binary, Data: o.Message}); err != nil {
+				s.log.Debug("send failed", "err", err)
+			}
+		case machine.Deliver:
+			s.deliver(o.Payload)
+		case machine.PeerID:
+			s.attach(o.SHIPID)
+		case machine.NeedsTrust:
+			s.log.Info("unknown SHIP peer waits for approval: wsgate ship approve " + s.peer.SKI)
+			go s.awaitDecision()
+		case machine.Close:
+			if errors.Is(o.Err, machine.ErrRejected) {
+				s.p.stats.rejected.Add(1)
+			}
+			s.log.Info("closing SHIP connection", "code", o.Code, "reason", o.Reason, "err", o.Err)
+			s.out.Close(o.Code, o.Reason)
+		case machine.StateChanged:
+			s.log.Debug("SHIP state", "from", o.From.String(), "to", o.To.String())
+			if o.To == machine.Complete {
+				s.complete = true
+				s.p.stats.complete.Add(1)
+				if s.reached != nil {
+					s.reached.Store(true)
+				}
+			}
+		case machine.Warning:
+			s.log.Debug("SHIP peer deviates", "err", o.Err)
+		}
+	}
+	s.rearm()
+}
+
+// rearm sets the timer to the machine's next deadline; s.mu is held.
+func (s *session) rearm() {
+	deadline, ok := s.m.NextDeadline()
+	if !ok || s.ended {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		return
+	}
+	d := time.Until(deadline)
+	if s.timer == nil {
+		s.timer = time.AfterFunc(d, s.tick)
+		return
+	}
+	s.timer.Reset(d)
+}
+
+func (s *session) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.apply(s.m.Tick(time.Now()))
+	}
+}
+
+// awaitDecision waits for the user to approve or reject the pending peer;
+// it ends with the connection at the latest.
+func (s *session) awaitDecision() {
+	decision, err := s.p.opts.Trust.Wait(s.ctx, s.peer.SKI)
+	if err != nil && s.ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if decision == trust.Trusted {
+		s.log.Info("SHIP peer approved")
+		s.apply(s.m.Approve(time.Now()))
+		return
+	}
+	s.log.Info("SHIP peer rejected", "err", err)
+	s.apply(s.m.Reject(time.Now()))
+}
+
+// attach names the device after the peer's SHIP ID, or its SKI when the
+// SHIP ID cannot be a topic level; s.mu is held.
+func (s *session) attach(shipID string) {
+	if err := s.p.opts.Trust.LearnSHIPID(s.peer.SKI, shipID); err != nil {
+		s.log.Warn("peer's SHIP ID not stored", "ship_id", shipID, "err", err)
+	}
+	device := shipID
+	if !protocols.ValidDeviceID(device) {
+		device = s.peer.SKI
+	}
+	s.p.claim(s)
+	if err := s.out.Attach(device); err != nil {
+		s.log.Error("cannot attach the SHIP peer as a device", "device", device, "err", err)
+		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
+		return
+	}
+	s.device = device
+	s.log.Info("SHIP peer attached", "device", device, "ship_id", shipID)
+}
+
+// deliver publishes one received SPINE datagram as plain JSON; s.mu is
+// held.
+func (s *session) deliver(payload []byte) {
+	plain, err := eebus.FromEEBus(payload)
+	if err != nil {
+		s.p.stats.dropped.Add(1)
+		s.log.Warn("SPINE datagram is not EEBus JSON; dropped", "err", err)
+		return
+	}
+	err = s.out.Publish(protocols.Frame{Channel: Channel, Payload: plain, QoS: s.p.opts.QoS})
+	if err != nil {
+		s.p.stats.dropped.Add(1)
+		s.log.Warn("SPINE datagram not published", "err", err)
+		return
+	}
+	s.p.stats.datagramsIn.Add(1)
+}

@@ -238,6 +238,9 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 	if bridgeUser != "" {
 		bcfg.Username, bcfg.Password = bridgeUser, bridgePassword
 	}
+	if shipProto != nil {
+		bcfg.GatewayCommands = shipProto
+	}
 	bridge := mqttbridge.New(bcfg, sp, log)
 	rt := router.New(bridge, log)
 	rt.Watch(bridge)

@@ -43,6 +43,16 @@ type Config struct {
 	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
 	OfflineResults bool // answer commands to absent devices with "offline"
 	Version        string
+	// GatewayCommands, when set, takes the commands published to
+	// {prefix}/$gateway/{id}/cmd/{name} (SHIP pairing, for one).
+	GatewayCommands GatewayCommander
+}
+
+// GatewayCommander runs commands addressed to the gateway itself. It is
+// called on the MQTT client's goroutine and must return promptly; the
+// result's data is published as JSON.
+type GatewayCommander interface {
+	GatewayCommand(name string, args json.RawMessage) (data any, err error)
 }
 
 // Commander delivers commands to attached devices; the router is one.

@@ -2,6 +2,7 @@ package mqttbridge
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -801,4 +802,64 @@ func TestCloseWithoutBroker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatewayCommands answers "echo" with its arguments and fails anything else.
+type gatewayCommands struct{}
+
+func (gatewayCommands) GatewayCommand(name string, args json.RawMessage) (any, error) {
+	if name != "echo" {
+		return nil, errors.New("unknown command " + name)
+	}
+	return args, nil
+}
+
+// nextWithin returns the next message on the subscription, if one comes in
+// time.
+func nextWithin(s *brokertest.Subscriber, d time.Duration) (brokertest.Message, bool) {
+	select {
+	case m := <-s.Messages:
+		return m, true
+	case <-time.After(d):
+		return brokertest.Message{}, false
+	}
+}
+
+func TestGatewayCommands(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/$gateway/+/cmd/+/result")
+		g := startGateway(t, gatewayOptions{id: "gw-cmds", url: b.URL, gatewayCmds: gatewayCommands{}})
+		g.waitConnected(t, true)
+		// The bridge subscribes just after connecting: publish until the
+		// first command is answered.
+		eventually(t, "an answer to the first gateway command", func() bool {
+			brokertest.Publish(t, b.ClientURL, "wsgate/$gateway/gw-cmds/cmd/echo", []byte(`0`), false)
+			_, ok := nextWithin(results, 200*time.Millisecond)
+			return ok
+		})
+		for len(results.Messages) > 0 {
+			<-results.Messages
+		}
+		for _, tc := range []struct {
+			name, payload string
+			ok            bool
+			data, err     string
+		}{
+			{"echo", `{"ski":"ab"}`, true, `{"ski":"ab"}`, ""},
+			{"echo", `not json`, false, "", "bad-request: the payload must be JSON"},
+			{"reboot", `{}`, false, "", "unknown command reboot"},
+		} {
+			brokertest.Publish(t, b.ClientURL, "wsgate/$gateway/gw-cmds/cmd/"+tc.name, []byte(tc.payload), false)
+			r := parseResult(t, results.Next(t, "wsgate/$gateway/gw-cmds/cmd/"+tc.name+"/result", wait))
+			if r.OK != tc.ok || string(r.Data) != tc.data || r.Error != tc.err || r.ID == "" {
+				t.Errorf("%s %s: result %+v, want ok=%v data=%s error=%q", tc.name, tc.payload, r, tc.ok, tc.data, tc.err)
+			}
+		}
+		// Another gateway's command topic is not ours.
+		brokertest.Publish(t, b.ClientURL, "wsgate/$gateway/other/cmd/echo", []byte(`1`), false)
+		if m, ok := nextWithin(results, 300*time.Millisecond); ok {
+			t.Fatalf("answered another gateway's command: %s %s", m.Topic, m.Payload)
+		}
+	})
 }

@@ -227,6 +227,7 @@ type gatewayOptions struct {
 	connectTimeout time.Duration
 	template       string
 	done           *done.Config // default done.DefaultConfig()
+	gatewayCmds    GatewayCommander
 }
 
 // testGateway is spool + bridge + router + WebSocket server, wired as
@@ -312,7 +313,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,
-		OfflineResults: o.offlineResults, Version: "test",
+		OfflineResults: o.offlineResults, Version: "test", GatewayCommands: o.gatewayCmds,
 	}, sp, log)
 	rt := router.New(b, log)
 	rt.Watch(b)

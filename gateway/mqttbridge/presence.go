@@ -92,6 +92,9 @@ func (b *Bridge) onConnect(ctx context.Context) {
 	if b.cfg.OfflineResults {
 		filters[b.topics.AllCommands()] = 1
 	}
+	if b.cfg.GatewayCommands != nil {
+		filters[b.topics.GatewayCommands()] = 1
+	}
 	if err := b.wait(ctx, b.client.SubscribeMultiple(filters, nil)); err != nil {
 		b.log.Warn("cannot subscribe to statuses", "err", err)
 	}
@@ -203,11 +206,47 @@ func (b *Bridge) onMessage(_ mqtt.Client, msg mqtt.Message) {
 	if !ok {
 		return
 	}
-	if in.status {
+	switch {
+	case in.status:
 		b.onStatus(in.device, msg.Payload())
+	case in.gateway:
+		b.onGatewayCommand(in.command, msg.Payload())
+	default:
+		b.onCommand(in, msg.Payload())
+	}
+}
+
+// onGatewayCommand runs a command to the gateway and publishes its result
+// on {prefix}/$gateway/{id}/cmd/{name}/result.
+func (b *Bridge) onGatewayCommand(name string, payload []byte) {
+	if b.cfg.GatewayCommands == nil {
 		return
 	}
-	b.onCommand(in, msg.Payload())
+	res := protocols.Result{ID: b.nextCommandID()}
+	switch {
+	case len(payload) > 0 && !json.Valid(payload):
+		res.Error = "bad-request: the payload must be JSON"
+	default:
+		data, err := b.cfg.GatewayCommands.GatewayCommand(name, payload)
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		res.OK = true
+		if data != nil {
+			if res.Data, err = json.Marshal(data); err != nil {
+				res.OK, res.Error = false, "cannot encode the result: "+err.Error()
+			}
+		}
+	}
+	if !res.OK {
+		b.commandsFailed.Add(1)
+	} else {
+		b.commands.Add(1)
+	}
+	out, _ := json.Marshal(res)
+	b.client.Publish(b.topics.GatewayResult(name), 1, false, out) // on paho's goroutine: do not wait
+	b.log.Info("gateway command", "command", name, "ok", res.OK, "error", res.Error)
 }
 
 // onStatus follows other gateways' statuses and cleans up our stale ones.

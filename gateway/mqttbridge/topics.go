@@ -149,11 +149,20 @@ func (t Topics) Result(device, command string) string {
 // GatewayStatus is this gateway's own retained status topic.
 func (t Topics) GatewayStatus() string { return t.prefix + "/$gateway/" + t.gateway + "/status" }
 
+// GatewayCommands matches the commands to this gateway itself.
+func (t Topics) GatewayCommands() string { return t.prefix + "/$gateway/" + t.gateway + "/cmd/+" }
+
+// GatewayResult is the topic of a gateway command's result.
+func (t Topics) GatewayResult(command string) string {
+	return t.prefix + "/$gateway/" + t.gateway + "/cmd/" + command + "/result"
+}
+
 // incoming is a message topic split into what the bridge acts on.
 type incoming struct {
 	device  string
 	command string // set for {prefix}/{device}/cmd/{name}
 	status  bool   // {prefix}/{device}/status
+	gateway bool   // {prefix}/$gateway/{id}/cmd/{name}: command is set
 }
 
 // parse classifies a topic received on one of the bridge's subscriptions.
@@ -164,6 +173,10 @@ func (t Topics) parse(topic string) (incoming, bool) {
 	}
 	levels := strings.Split(rest, "/")
 	switch {
+	case len(levels) == 4 && levels[0] == "$gateway" && levels[1] == t.gateway && levels[2] == "cmd" && levels[3] != "":
+		return incoming{gateway: true, command: levels[3]}, true
+	case strings.HasPrefix(rest, "$"):
+		return incoming{}, false
 	case len(levels) == 2 && levels[1] == "status":
 		return incoming{device: levels[0], status: true}, true
 	case len(levels) == 3 && levels[1] == "cmd" && levels[2] != "":

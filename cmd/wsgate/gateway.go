@@ -271,7 +271,7 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err e
 
 	gwOpts := gatewayOptions(cfg)
 	if shipProto != nil {
-		gwOpts.Listeners = append(gwOpts.Listeners, shipListener(cfg, shipProto))
+		gwOpts.Listeners = append(gwOpts.Listeners, shipListeners(cfg, shipProto)...)
 	}
 	srv, err := gateway.New(gwOpts, registry, rt, log)
 	if err == nil {

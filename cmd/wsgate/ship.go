@@ -69,17 +69,24 @@ func openShip(cfg config.Config, log *slog.Logger) (*ship.Protocol, error) {
 	})
 }
 
-// shipListener is the SHIP server's wss:// listener.
-func shipListener(cfg config.Config, p *ship.Protocol) gateway.Listener {
+// shipListeners are the SHIP server's wss:// listener: ship.path, which
+// mDNS announces, and every other path too, since ship-go's client retries
+// without a path and its server ignores the path (ship.md section 3).
+func shipListeners(cfg config.Config, p *ship.Protocol) []gateway.Listener {
 	s := cfg.Ship
-	return gateway.Listener{
+	l := gateway.Listener{
 		Address: s.Address, Path: s.Path, Protocols: []string{ship.Name},
-		// ship-go's client retries without a path, and devices offer
-		// "ship"; the few that offer nothing get it anyway.
+		// Devices offer "ship"; the few that offer nothing get it anyway.
 		Fallback:  ship.Name,
 		TLSConfig: p.ServerTLS(), PingInterval: s.PingInterval, PongTimeout: s.PongTimeout,
 		MaxMessage: s.MaxMessage,
 	}
+	ls := []gateway.Listener{l}
+	if s.Path != "/" {
+		l.Path = "/"
+		ls = append(ls, l)
+	}
+	return ls
 }
 
 // shipPeers are the configured SHIP servers to dial.

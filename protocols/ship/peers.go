@@ -1,6 +1,7 @@
 package ship
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"math/rand/v2"
@@ -37,7 +38,7 @@ type Peers struct {
 
 	mu      sync.Mutex
 	loops   map[string]*peerLoop // by SKI
-	found   map[string]Target    // discovered, trusted or not
+	found   map[string]Target    // configured, or discovered (trusted or not)
 	running sync.WaitGroup
 }
 
@@ -75,6 +76,10 @@ func (ps *Peers) Run(ctx context.Context, configured []Target) error {
 		if err := approve(ski); err != nil {
 			return err
 		}
+		t.configured = true
+		ps.mu.Lock()
+		ps.found[ski] = t // dialled again if the user rejects, then approves it
+		ps.mu.Unlock()
 		ps.ensure(ctx, t)
 	}
 	// The store drops events a subscriber has no room for; re-reading it
@@ -103,6 +108,11 @@ func (ps *Peers) Found(ctx context.Context, t Target) {
 	}
 	t.SKI = ski
 	ps.mu.Lock()
+	if prev, ok := ps.found[ski]; ok && prev.configured {
+		// The config's address and SHIP ID win; discovery fills gaps.
+		t.URL, t.SHIPID = cmp.Or(prev.URL, t.URL), cmp.Or(prev.SHIPID, t.SHIPID)
+		t.configured = true
+	}
 	ps.found[ski] = t
 	ps.mu.Unlock()
 	if e, ok := ps.p.opts.Trust.Get(ski); ok && e.State == trust.Trusted {
@@ -150,7 +160,7 @@ func (ps *Peers) ensure(ctx context.Context, t Target) {
 		if t.URL != "" {
 			l.target.URL = t.URL
 		}
-		if t.SHIPID != "" && l.target.SHIPID == "" {
+		if t.SHIPID != "" {
 			l.target.SHIPID = t.SHIPID
 		}
 		l.mu.Unlock()

@@ -100,6 +100,8 @@ type Target struct {
 	SKI    string // required: the peer must present this key
 	SHIPID string // expected accessMethods id; empty accepts any
 	URL    string // wss://host:port/path
+
+	configured bool // from the config: its URL and SHIP ID win over discovery's
 }
 
 // ForPeer returns the protocol in the client role for dials to t, and the

@@ -27,13 +27,11 @@ type session struct {
 	log  *slog.Logger
 	peer identity.Peer
 
-	mu       sync.Mutex
-	m        *machine.Machine
-	timer    *time.Timer
-	ended    bool
-	device   string // attached device id, once the peer's SHIP ID is known
-	complete bool
-	reached  *atomic.Bool // the dial loop's: set at Complete (client role)
+	mu      sync.Mutex
+	m       *machine.Machine
+	timer   *time.Timer
+	ended   bool
+	reached *atomic.Bool // the dial loop's: set at Complete (client role)
 }
 
 func (p *Protocol) newSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet, role machine.Role, target Target, reached *atomic.Bool) (protocols.Session, error) {
@@ -184,7 +182,6 @@ func (s *session) apply(outs []machine.Output) {
 		case machine.StateChanged:
 			s.log.Debug("SHIP state", "from", o.From.String(), "to", o.To.String())
 			if o.To == machine.Complete {
-				s.complete = true
 				s.p.stats.complete.Add(1)
 				if s.reached != nil {
 					s.reached.Store(true)
@@ -259,7 +256,6 @@ func (s *session) attach(shipID string) {
 		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
 		return
 	}
-	s.device = device
 	s.log.Info("SHIP peer attached", "device", device, "ship_id", shipID)
 }
 

@@ -12,7 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/ship"
+	"github.com/wsgate/wsgate/protocols/ship/discovery"
 	"github.com/wsgate/wsgate/protocols/ship/identity"
 	"github.com/wsgate/wsgate/protocols/ship/trust"
 )
@@ -111,9 +115,65 @@ func dialer(srv *gateway.Server, cfg config.Config) ship.DialFunc {
 // runShip dials the SHIP peers (configured, and trusted ones discovery
 // finds) and announces the gateway over mDNS, until ctx ends.
 func runShip(ctx context.Context, cfg config.Config, p *ship.Protocol, srv *gateway.Server, log *slog.Logger) {
+	log = log.With("component", "ship")
 	peers := p.NewPeers(dialer(srv, cfg), cfg.Ship.Timers.Delays())
+	var wg sync.WaitGroup
+	if cfg.Ship.Announce {
+		wg.Go(func() { announceShip(ctx, cfg, p, log) })
+	}
+	if cfg.Ship.Browse {
+		wg.Go(func() {
+			err := discovery.Browse(ctx, discovery.BrowseOptions{OwnSKI: p.Identity().SKI, Options: discovery.Options{Logger: log}},
+				func(ev discovery.Event) {
+					if ev.Kind == discovery.Removed {
+						return // a dial loop keeps the last address it had
+					}
+					svc := ev.Service
+					log.Debug("SHIP service found", "ski", svc.SKI, "ship_id", svc.SHIPID, "url", svc.URL(), "register", svc.Register)
+					peers.Found(ctx, ship.Target{SKI: svc.SKI, SHIPID: svc.SHIPID, URL: dialURL(svc)})
+				})
+			if err != nil {
+				log.Warn("mDNS browsing not possible; SHIP devices must be listed in [[ship.peers]] with their address", "err", err)
+			}
+		})
+	}
 	if err := peers.Run(ctx, shipPeers(cfg)); err != nil {
 		log.Error("SHIP peers not dialled", "err", err)
+	}
+	wg.Wait()
+}
+
+// dialURL prefers an address to the host name: the static binary's
+// resolver does not resolve .local names (that takes nss-mdns).
+func dialURL(svc discovery.Service) string {
+	for _, u := range svc.URLs() {
+		if parsed, err := url.Parse(u); err == nil && net.ParseIP(parsed.Hostname()) != nil {
+			return u
+		}
+	}
+	return svc.URL()
+}
+
+// announceShip announces the gateway as a _ship._tcp service (ship.md
+// section 8) until ctx ends.
+func announceShip(ctx context.Context, cfg config.Config, p *ship.Protocol, log *slog.Logger) {
+	s := cfg.Ship
+	host, portText, _ := net.SplitHostPort(s.Address)
+	port, _ := strconv.Atoi(portText)
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		log.Info("SHIP listener is on loopback; not announced over mDNS", "address", s.Address)
+		return
+	}
+	id := p.Identity()
+	a, err := discovery.NewAnnouncer(discovery.Service{
+		Instance: id.SHIPID, Port: port, SHIPID: id.SHIPID, Path: s.Path, SKI: id.SKI, Register: s.AutoAccept,
+		Brand: s.Brand, Model: s.Model, Type: s.DeviceType, Serial: s.Serial, Categories: s.Categories,
+	}, discovery.Options{Logger: log})
+	if err == nil {
+		err = a.Run(ctx)
+	}
+	if err != nil {
+		log.Warn("mDNS announcement not possible; give devices the gateway's address by hand", "err", err)
 	}
 }
 

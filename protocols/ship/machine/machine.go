@@ -580,6 +580,13 @@ func (m *Machine) dispatch(now time.Time, msg eebus.Message) {
 			m.fail(CodeClose, fmt.Errorf("%w: peer sent handshake error %d", ErrHandshake, msg.Error))
 			return
 		}
+	case *eebus.ConnectionHello:
+		// The peer's answer to our prolongation request that crossed our
+		// ready: the user approved while it was on its way (section 6.2).
+		if msg.Phase == eebus.HelloReady && (m.state == ProtHServerListenProposal || m.state == ProtHClientListenChoice) {
+			m.warn(fmt.Errorf("%w: hello ready after our ready ignored", ErrUnexpectedMessage))
+			return
+		}
 	}
 	switch {
 	case m.state.inHello():

@@ -167,6 +167,7 @@ type nodeOptions struct {
 	shipID     string // "" for identity.DefaultSHIPID
 	autoAccept bool
 	machine    machine.Config
+	maxMessage int64 // the listener's limit; 0: none
 }
 
 // node is one wsgate with the ship protocol: its own identity and trust
@@ -219,7 +220,7 @@ func startNode(t *testing.T, name string, o nodeOptions) *node {
 		GatewayID: name,
 		Listeners: []gateway.Listener{{
 			Address: "127.0.0.1:0", Path: "/ship/", Protocols: []string{ship.Name}, Fallback: ship.Name,
-			TLSConfig: n.p.ServerTLS(),
+			TLSConfig: n.p.ServerTLS(), MaxMessage: o.maxMessage,
 		}},
 		CloseTimeout: testWait, WriteTimeout: testWait, HandshakeTimeout: testWait,
 	}, registry, n.rt, log)

@@ -51,13 +51,7 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 	if timeout <= 0 {
 		timeout = s.opts.HandshakeTimeout
 	}
-	s.mu.Lock()
-	draining := s.draining
-	if !draining {
-		s.active.Add(1)
-	}
-	s.mu.Unlock()
-	if draining {
+	if !s.enter() {
 		return ErrDraining
 	}
 	dialer := websocket.Dialer{

@@ -291,13 +291,7 @@ func (s *Server) handler(l Listener) http.Handler {
 			writeRefusal(w, refuse(http.StatusBadRequest, "no supported subprotocol offered; this endpoint serves: %s", supported))
 			return
 		}
-		s.mu.Lock()
-		draining := s.draining
-		if !draining {
-			s.active.Add(1)
-		}
-		s.mu.Unlock()
-		if draining {
+		if !s.enter() {
 			s.countRefusal(http.StatusServiceUnavailable)
 			w.Header().Set("Retry-After", "5")
 			writeRefusal(w, refuse(http.StatusServiceUnavailable, "gateway shutting down"))
@@ -456,6 +450,18 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, p protocols.Protoco
 	}
 	c.log.Debug("connection open", "path", r.path, "outbound", r.outbound)
 	return c
+}
+
+// enter counts a connection about to open, unless the server is draining.
+// Every true is matched by one s.active.Done (forget does it).
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.active.Add(1)
+	return true
 }
 
 func (s *Server) forget(c *conn) {

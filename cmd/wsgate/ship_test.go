@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
 	"github.com/wsgate/wsgate/protocols/ship/identity"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 )
 
 // shipWait bounds every wait of the SHIP tests for something that should
@@ -55,40 +55,40 @@ func shipCert(t *testing.T, config string) (ski, output string) {
 	return m[1], out.String()
 }
 
-// shipTrace is the first trace of ship.md section 10: the data message as
-// on the wire, and its SPINE datagram in plain JSON, compact.
+// shipTrace is the first trace of ship.md section 10: the client's data
+// message as on the wire, and its SPINE datagram in plain JSON, compact.
 func shipTrace(t *testing.T) (data, plain []byte) {
 	t.Helper()
 	dir := filepath.Join("..", "..", "protocols", "ship", "eebus", "testdata")
-	f, err := os.Open(filepath.Join(dir, "trace-autoaccept.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if body, ok := strings.CutPrefix(sc.Text(), "client -> 2 "); ok {
-			data = eebus.Encode(eebus.TypeData, []byte(body))
+	for _, l := range shiptest.ReadTrace(t, filepath.Join(dir, "trace-autoaccept.txt")) {
+		if l.Sender == "client" && eebus.MessageType(l.Msg[0]) == eebus.TypeData {
+			data = l.Msg
 		}
 	}
-	doc, err := os.ReadFile(filepath.Join(dir, "data-plain.json"))
-	if err != nil {
-		t.Fatal(err)
+	if data == nil {
+		t.Fatal("trace: no data message of the client")
 	}
-	var d struct {
-		Data struct {
-			Payload json.RawMessage `json:"payload"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil || data == nil {
-		t.Fatalf("trace: %v", err)
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, d.Data.Payload); err != nil {
-		t.Fatal(err)
-	}
-	return data, b.Bytes()
+	return data, shiptest.ReadPlainDatagram(t, filepath.Join(dir, "data-plain.json"))
+}
+
+// shipGateway is the gateway the SHIP tests run in process with the
+// embedded broker: its setup, the SKI of its SHIP identity and an MQTT
+// subscriber to wsgate/#.
+type shipGateway struct {
+	testSetup
+	ski string
+	sub *brokertest.Subscriber
+}
+
+// startShipGateway checks the test for leaked goroutines, then runs the
+// gateway with shipKeys in its [ship] section until the test ends.
+func startShipGateway(t *testing.T, shipKeys string) shipGateway {
+	t.Helper()
+	shipLeakCheck(t)
+	ts := testConfigShip(t, shipKeys, "")
+	startInProcess(t, ts.path, ts.wsURL)
+	ski, _ := shipCert(t, ts.path)
+	return shipGateway{testSetup: ts, ski: ski, sub: brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")}
 }
 
 // shipPeer is a scripted SHIP client: a WebSocket over TLS with its own
@@ -149,7 +149,7 @@ func (p *shipPeer) expect(name string, parts ...string) []byte {
 	p.t.Helper()
 	msg := p.next()
 	if name == "cmi" {
-		if !bytes.Equal(msg, eebus.CMI()) {
+		if !bytes.Equal(msg, shiptest.CMI) {
 			p.t.Fatalf("got %q, want the CMI", msg)
 		}
 		return msg
@@ -189,22 +189,20 @@ func (p *shipPeer) expectClose(code int, reason string) {
 	}
 }
 
-func shipCtl(s string) []byte { return eebus.Encode(eebus.TypeControl, []byte(s)) }
-
-var (
-	shipHelloReady  = shipCtl(`{"connectionHello":[{"phase":"ready"},{"waiting":60000}]}`)
-	shipAnnounceMax = shipCtl(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	shipSelect      = shipCtl(`{"messageProtocolHandshake":[{"handshakeType":"select"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	shipPinNone     = shipCtl(`{"connectionPinState":[{"pinState":"none"}]}`)
-	shipAMRequest   = shipCtl(`{"accessMethodsRequest":[]}`)
-	shipAnnounce    = eebus.Encode(eebus.TypeEnd, []byte(`{"connectionClose":[{"phase":"announce"},{"maxTime":500},{"reason":"removedConnection"}]}`))
-)
+// hello sends the CMI and a ready hello and expects the gateway's CMI and
+// its hello of phase.
+func (p *shipPeer) hello(phase string) {
+	p.t.Helper()
+	p.send(shiptest.CMI, shiptest.HelloReady)
+	p.expect("cmi")
+	p.expect("connectionHello", strconv.Quote(phase))
+}
 
 // afterHello plays the rest of the handshake once both hellos said ready.
 func (p *shipPeer) afterHello(shipID string) {
 	p.t.Helper()
-	p.send(shipAnnounceMax, shipSelect, shipPinNone, shipAMRequest,
-		shipCtl(fmt.Sprintf(`{"accessMethods":[{"id":%q}]}`, shipID)))
+	p.send(shiptest.AnnounceMax, shiptest.Select, shiptest.PINNone, shiptest.AccessMethodsRequest,
+		shiptest.AccessMethods(shipID))
 	p.expect("messageProtocolHandshake", `"select"`)
 	p.expect("connectionPinState", `"none"`)
 	p.expect("accessMethodsRequest")
@@ -215,7 +213,7 @@ func (p *shipPeer) afterHello(shipID string) {
 // the gateway's confirm and close.
 func (p *shipPeer) closeShip() {
 	p.t.Helper()
-	p.send(shipAnnounce)
+	p.send(shiptest.Announce(500*time.Millisecond, "removedConnection"))
 	p.expect("connectionClose", `"confirm"`)
 	p.expectClose(4001, "close")
 }
@@ -277,30 +275,24 @@ func TestShipCertPrintsSKIOfCertOnDisk(t *testing.T) {
 // with the EEBus JSON of the trace, and the device's status goes online
 // and offline.
 func TestShipEndToEndMQTT(t *testing.T) {
-	shipLeakCheck(t)
-	ts := testConfigShip(t, "auto_accept = true\n[ship.timers]\nclose = \"100ms\"\n", "")
-	startInProcess(t, ts.path, ts.wsURL)
-	ski, _ := shipCert(t, ts.path)
-	sub := brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")
+	g := startShipGateway(t, "auto_accept = true\n[ship.timers]\nclose = \"100ms\"\n")
 	data, plain := shipTrace(t)
 
-	p := dialShipPeer(t, ts.shipURL, ski, "peer-1")
-	p.send(eebus.CMI(), shipHelloReady)
-	p.expect("cmi")
-	p.expect("connectionHello", `"ready"`)
+	p := dialShipPeer(t, g.shipURL, g.ski, "peer-1")
+	p.hello("ready")
 	p.afterHello("peer-1")
-	waitShipStatus(t, sub, "peer-1", "online")
+	waitShipStatus(t, g.sub, "peer-1", "online")
 
 	p.send(data)
-	if m := sub.Next(t, "wsgate/peer-1/spine", shipWait); !bytes.Equal(m.Payload, plain) {
+	if m := g.sub.Next(t, "wsgate/peer-1/spine", shipWait); !bytes.Equal(m.Payload, plain) {
 		t.Errorf("wsgate/peer-1/spine:\n %s\nwant\n %s", m.Payload, plain)
 	}
 
-	brokertest.Publish(t, ts.mqttURL, "wsgate/peer-1/cmd/spine", plain, false)
+	brokertest.Publish(t, g.mqttURL, "wsgate/peer-1/cmd/spine", plain, false)
 	if got := p.next(); !bytes.Equal(got, data) {
 		t.Errorf("the peer got\n %q\nwant\n %q", got, data)
 	}
-	m := sub.Next(t, "wsgate/peer-1/cmd/spine/result", shipWait)
+	m := g.sub.Next(t, "wsgate/peer-1/cmd/spine/result", shipWait)
 	var r struct {
 		ID string `json:"id"`
 		OK bool   `json:"ok"`
@@ -310,7 +302,7 @@ func TestShipEndToEndMQTT(t *testing.T) {
 	}
 
 	p.closeShip()
-	waitShipStatus(t, sub, "peer-1", "offline")
+	waitShipStatus(t, g.sub, "peer-1", "offline")
 }
 
 // TestShipApproveCommandCompletesPendingHandshake: with auto_accept off an
@@ -318,36 +310,30 @@ func TestShipEndToEndMQTT(t *testing.T) {
 // it; `wsgate ship approve` (through the admin API) makes the gateway say
 // ready, and the handshake goes on to data exchange.
 func TestShipApproveCommandCompletesPendingHandshake(t *testing.T) {
-	shipLeakCheck(t)
-	ts := testConfigShip(t, "[ship.timers]\nclose = \"100ms\"\n", "")
-	startInProcess(t, ts.path, ts.wsURL)
-	ski, _ := shipCert(t, ts.path)
-	sub := brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")
+	g := startShipGateway(t, "[ship.timers]\nclose = \"100ms\"\n")
 
-	p := dialShipPeer(t, ts.shipURL, ski, "peer-2")
-	p.send(eebus.CMI(), shipHelloReady)
-	p.expect("cmi")
-	p.expect("connectionHello", `"pending"`)
+	p := dialShipPeer(t, g.shipURL, g.ski, "peer-2")
+	p.hello("pending")
 
 	var out bytes.Buffer
-	if status := run(context.Background(), []string{"ship", "peers", "-config", ts.path}, &out, &out); status != 0 ||
+	if status := run(context.Background(), []string{"ship", "peers", "-config", g.path}, &out, &out); status != 0 ||
 		!regexp.MustCompile(p.id.SKI+`\s+pending\s`).MatchString(out.String()) {
 		t.Fatalf("ship peers: status %d, want the peer pending:\n%s", status, out.String())
 	}
 	out.Reset()
-	if status := run(context.Background(), []string{"ship", "approve", "-config", ts.path, p.id.SKI}, &out, &out); status != 0 ||
+	if status := run(context.Background(), []string{"ship", "approve", "-config", g.path, p.id.SKI}, &out, &out); status != 0 ||
 		strings.TrimSpace(out.String()) != p.id.SKI+": approved" {
 		t.Fatalf("ship approve: status %d\n%s", status, out.String())
 	}
 
 	p.expect("connectionHello", `"ready"`)
 	p.afterHello("peer-2")
-	waitShipStatus(t, sub, "peer-2", "online")
+	waitShipStatus(t, g.sub, "peer-2", "online")
 	out.Reset()
-	if status := run(context.Background(), []string{"ship", "peers", "-config", ts.path}, &out, &out); status != 0 ||
+	if status := run(context.Background(), []string{"ship", "peers", "-config", g.path}, &out, &out); status != 0 ||
 		!regexp.MustCompile(p.id.SKI+`\s+trusted\s+peer-2\s`).MatchString(out.String()) {
 		t.Errorf("ship peers: status %d, want the peer trusted with its SHIP ID:\n%s", status, out.String())
 	}
 	p.closeShip()
-	waitShipStatus(t, sub, "peer-2", "offline")
+	waitShipStatus(t, g.sub, "peer-2", "offline")
 }

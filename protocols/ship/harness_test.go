@@ -1,11 +1,9 @@
 package ship_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,9 +24,9 @@ import (
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/ship"
-	"github.com/wsgate/wsgate/protocols/ship/eebus"
 	"github.com/wsgate/wsgate/protocols/ship/identity"
 	"github.com/wsgate/wsgate/protocols/ship/machine"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 	"github.com/wsgate/wsgate/protocols/ship/trust"
 )
 
@@ -542,45 +539,6 @@ func (s *scriptedServer) accept(t *testing.T) *wire {
 	}
 }
 
-// --- SHIP messages ---
-
-func ctl(s string) []byte { return eebus.Encode(eebus.TypeControl, []byte(s)) }
-
-var (
-	cmi         = eebus.CMI()
-	helloReady  = ctl(`{"connectionHello":[{"phase":"ready"},{"waiting":60000}]}`)
-	announceMax = ctl(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	selectOK    = ctl(`{"messageProtocolHandshake":[{"handshakeType":"select"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	pinNone     = ctl(`{"connectionPinState":[{"pinState":"none"}]}`)
-	amRequest   = ctl(`{"accessMethodsRequest":[]}`)
-	aborted     = ctl(`{"connectionHello":[{"phase":"aborted"}]}`)
-	confirm     = eebus.Encode(eebus.TypeEnd, []byte(`{"connectionClose":[{"phase":"confirm"}]}`))
-)
-
-// helloMs is a hello of phase with waiting in milliseconds.
-func helloMs(phase string, d time.Duration) []byte {
-	return ctl(fmt.Sprintf(`{"connectionHello":[{"phase":%q},{"waiting":%d}]}`, phase, d.Milliseconds()))
-}
-
-func accessMethods(id string) []byte {
-	return ctl(fmt.Sprintf(`{"accessMethods":[{"id":%q}]}`, id))
-}
-
-func handshakeError(code int) []byte {
-	return ctl(fmt.Sprintf(`{"messageProtocolHandshakeError":[{"error":%d}]}`, code))
-}
-
-func announce(maxTime time.Duration, reason string) []byte {
-	return eebus.Encode(eebus.TypeEnd, []byte(fmt.Sprintf(
-		`{"connectionClose":[{"phase":"announce"},{"maxTime":%d},{"reason":%q}]}`, maxTime.Milliseconds(), reason)))
-}
-
-// dataMessage wraps a SPINE message in its EEBus root form in a data
-// message.
-func dataMessage(payload string) []byte {
-	return eebus.Encode(eebus.TypeData, []byte(`{"data":[{"header":[{"protocolId":"ee1.0"}]},{"payload":`+payload+`}]}`))
-}
-
 // step is one move of a scripted peer: send a message, or receive exactly
 // one.
 type step struct {
@@ -606,11 +564,11 @@ var waitNames = []string{"CMI", "hello", "protocol handshake", "PIN", "access me
 // wsgate waiting in state k.
 func clientStages(serverWait time.Duration, serverID, peerID string) [][]step {
 	return [][]step{
-		waitCMI:      {{send: cmi}, {expect: cmi}, {expect: helloMs("ready", serverWait)}},
-		waitHello:    {{send: helloReady}},
-		waitProtocol: {{send: announceMax}, {expect: selectOK}, {send: selectOK}, {expect: pinNone}},
-		waitPIN:      {{send: pinNone}, {expect: amRequest}, {send: amRequest}, {expect: accessMethods(serverID)}},
-		waitAccess:   {{send: accessMethods(peerID)}},
+		waitCMI:      {{send: shiptest.CMI}, {expect: shiptest.CMI}, {expect: shiptest.Hello("ready", serverWait)}},
+		waitHello:    {{send: shiptest.HelloReady}},
+		waitProtocol: {{send: shiptest.AnnounceMax}, {expect: shiptest.Select}, {send: shiptest.Select}, {expect: shiptest.PINNone}},
+		waitPIN:      {{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods(serverID)}},
+		waitAccess:   {{send: shiptest.AccessMethods(peerID)}},
 	}
 }
 
@@ -634,74 +592,19 @@ func (w *wire) handshakeTo(stages [][]step, k int) {
 	}
 }
 
-// --- The traces of ship.md section 10 ---
+// traceDir holds the traces of ship.md section 10 and the plain JSON of
+// their data message.
+var traceDir = filepath.Join("eebus", "testdata")
 
-// traceLine is one SHIP message of a trace in eebus/testdata.
-type traceLine struct {
-	where  string // file:line
-	sender string // "client" or "server"
-	msg    []byte // the whole message as on the wire
-}
-
-// readTrace reads a trace file of eebus/testdata: "<sender> -> <type>
-// <json>", or "<sender> -> 00 00" for the CMI, one a line, # for comments
-// (as eebus/golden_test.go reads them).
-func readTrace(t *testing.T, name string) []traceLine {
+// readTrace reads the trace file name of traceDir.
+func readTrace(t *testing.T, name string) []shiptest.TraceLine {
 	t.Helper()
-	f, err := os.Open(filepath.Join("eebus", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var lines []traceLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		text := sc.Text()
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		where := name + ":" + strconv.Itoa(n)
-		sender, msg, ok := strings.Cut(text, " -> ")
-		if !ok || (sender != "client" && sender != "server") {
-			t.Fatalf("%s: not '<client|server> -> message'", where)
-		}
-		if msg == "00 00" {
-			lines = append(lines, traceLine{where: where, sender: sender, msg: eebus.CMI()})
-			continue
-		}
-		typ, body, ok := strings.Cut(msg, " ")
-		b, err := strconv.ParseUint(typ, 10, 8)
-		if !ok || err != nil {
-			t.Fatalf("%s: bad message %q", where, msg)
-		}
-		lines = append(lines, traceLine{where: where, sender: sender, msg: eebus.Encode(eebus.MessageType(b), []byte(body))})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return lines
+	return shiptest.ReadTrace(t, filepath.Join(traceDir, name))
 }
 
 // tracePlain is the SPINE datagram of the traces' data message in plain
 // JSON, compact: what the router must get, and what a spine command sends.
 func tracePlain(t *testing.T) []byte {
 	t.Helper()
-	doc, err := os.ReadFile(filepath.Join("eebus", "testdata", "data-plain.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		Data struct {
-			Payload json.RawMessage `json:"payload"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(doc, &d); err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, d.Data.Payload); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return shiptest.ReadPlainDatagram(t, filepath.Join(traceDir, "data-plain.json"))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
 	"github.com/wsgate/wsgate/protocols/ship/machine"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 )
 
 // TestShipLargeFragmentedMessages: SPINE messages of 64 and 300 KiB, sent
@@ -30,7 +31,7 @@ func TestShipLargeFragmentedMessages(t *testing.T) {
 		description := strings.Repeat("x", size)
 		counter := fmt.Sprintf(`{"msgCounter":%d}`, i+1)
 		payload := `{"datagram":[{"header":[` + counter + `]},{"payload":[{"cmd":[[{"description":"` + description + `"}]]}]}]}`
-		msg := dataMessage(payload)
+		msg := shiptest.DataMessage(payload)
 		if len(msg) < size {
 			t.Fatalf("message of %d bytes", len(msg))
 		}

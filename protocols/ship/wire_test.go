@@ -11,6 +11,7 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
 	"github.com/wsgate/wsgate/protocols/ship/machine"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 	"github.com/wsgate/wsgate/protocols/ship/trust"
 )
 
@@ -53,14 +54,14 @@ func TestShipReplayServerRole(t *testing.T) {
 			w := dialWire(t, newIdentity(t, "scripted"), a)
 			waiting := cmp.Or(tt.helloInit, machine.DefaultHelloInit).Milliseconds()
 			for _, l := range trace {
-				if l.sender == "client" {
-					w.send(l.msg)
+				if l.Sender == "client" {
+					w.send(l.Msg)
 					continue
 				}
-				want := bytes.ReplaceAll(l.msg, []byte(`{"waiting":60000}`), fmt.Appendf(nil, `{"waiting":%d}`, waiting))
+				want := bytes.ReplaceAll(l.Msg, []byte(`{"waiting":60000}`), fmt.Appendf(nil, `{"waiting":%d}`, waiting))
 				want = bytes.ReplaceAll(want, []byte(`"SRV-Model-1"`), strconv.AppendQuote(nil, a.id.SHIPID))
 				if got := w.next(); !bytes.Equal(got, want) {
-					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.where, got, want)
+					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, want)
 				}
 			}
 			// After its confirm (the trace's last line) wsgate closes
@@ -97,11 +98,11 @@ func TestShipReplayClientRole(t *testing.T) {
 	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
 	w := srv.accept(t)
 	for _, l := range trace {
-		if l.sender == "server" {
-			w.send(l.msg)
+		if l.Sender == "server" {
+			w.send(l.Msg)
 			continue
 		}
-		switch eebus.MessageType(l.msg[0]) {
+		switch eebus.MessageType(l.Msg[0]) {
 		case eebus.TypeData:
 			b.waitAttached(t, "SRV-Model-1")
 			cmd := protocols.Command{Device: "SRV-Model-1", ID: "c1", Name: "spine", Args: tracePlain(t)}
@@ -113,8 +114,8 @@ func TestShipReplayClientRole(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got := w.next(); !bytes.Equal(got, l.msg) {
-			t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.where, got, l.msg)
+		if got := w.next(); !bytes.Equal(got, l.Msg) {
+			t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
 		}
 	}
 	// The confirm: the announcer closes at once.
@@ -172,8 +173,8 @@ func TestShipReplayPendingProlongationApprove(t *testing.T) {
 			peer := newIdentity(t, "scripted")
 			w := dialWire(t, peer, a)
 			for i, l := range lines {
-				if l.sender == "client" {
-					w.send(l.msg)
+				if l.Sender == "client" {
+					w.send(l.Msg)
 					continue
 				}
 				if i == approveAt {
@@ -184,8 +185,8 @@ func TestShipReplayPendingProlongationApprove(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if got := w.next(); !bytes.Equal(got, l.msg) {
-					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.where, got, l.msg)
+				if got := w.next(); !bytes.Equal(got, l.Msg) {
+					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
 				}
 			}
 			w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
@@ -214,9 +215,9 @@ func TestShipTimeouts(t *testing.T) {
 	}{
 		{waitCMI, machine.Config{CMITimeout: short}, nil, machine.CodeClose, "no CMI"},
 		// The hello is aborted and closed 4452 AbortDelay later (section 6.2).
-		{waitHello, machine.Config{HelloInit: short}, [][]byte{aborted}, machine.CodeNodeRejected, machine.ReasonNodeRejected},
+		{waitHello, machine.Config{HelloInit: short}, [][]byte{shiptest.Aborted}, machine.CodeNodeRejected, machine.ReasonNodeRejected},
 		// A protocol handshake error says why: 1 is timeout (section 6.3).
-		{waitProtocol, machine.Config{ProtocolHandshakeWait: short}, [][]byte{handshakeError(1)}, machine.CodeClose, "protocol handshake step took over"},
+		{waitProtocol, machine.Config{ProtocolHandshakeWait: short}, [][]byte{shiptest.HandshakeError(1)}, machine.CodeClose, "protocol handshake step took over"},
 		{waitPIN, machine.Config{PinWait: short}, nil, machine.CodeClose, "no PIN state"},
 		{waitAccess, machine.Config{AccessMethodsWait: short}, nil, machine.CodeClose, "no access methods"},
 	}
@@ -248,35 +249,35 @@ func TestShipHandshakeErrors(t *testing.T) {
 	}{
 		{name: "bad CMI head", wait: waitCMI, msg: []byte{0x00, 0x01},
 			code: machine.CodeClose, reason: "bad CMI"},
-		{name: "control message instead of CMI", wait: waitCMI, msg: helloReady,
+		{name: "control message instead of CMI", wait: waitCMI, msg: shiptest.HelloReady,
 			code: machine.CodeClose, reason: "bad CMI"},
 		// Section 6.2: anything unparseable in the hello aborts it.
-		{name: "garbage in hello", wait: waitHello, msg: ctl("garbage"),
-			before: [][]byte{aborted}, code: machine.CodeNodeRejected, reason: machine.ReasonNodeRejected},
-		{name: "garbage in protocol handshake", wait: waitProtocol, msg: ctl("{garbage"),
-			before: [][]byte{handshakeError(2)}, code: machine.CodeClose, reason: "malformed"},
-		{name: "garbage in PIN", wait: waitPIN, msg: ctl("garbage"),
+		{name: "garbage in hello", wait: waitHello, msg: shiptest.Control("garbage"),
+			before: [][]byte{shiptest.Aborted}, code: machine.CodeNodeRejected, reason: machine.ReasonNodeRejected},
+		{name: "garbage in protocol handshake", wait: waitProtocol, msg: shiptest.Control("{garbage"),
+			before: [][]byte{shiptest.HandshakeError(2)}, code: machine.CodeClose, reason: "malformed"},
+		{name: "garbage in PIN", wait: waitPIN, msg: shiptest.Control("garbage"),
 			code: machine.CodeClose, reason: "malformed"},
 		{name: "garbage in access methods", wait: waitAccess, msg: eebus.Encode(eebus.TypeControl, []byte{0xff, 0xfe}),
 			code: machine.CodeClose, reason: "malformed"},
 		// Section 6.3: a mismatch is answered by messageProtocolHandshakeError
 		// in its wrapped form, 3 is selection mismatch and 2 unexpected message.
 		{name: "format JSON-UTF16 only", wait: waitProtocol,
-			msg:    ctl(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF16"]}]}]}`),
-			before: [][]byte{handshakeError(3)}, code: machine.CodeClose, reason: "protocol handshake failed"},
+			msg:    shiptest.Control(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF16"]}]}]}`),
+			before: [][]byte{shiptest.HandshakeError(3)}, code: machine.CodeClose, reason: "protocol handshake failed"},
 		{name: "version 0.9", wait: waitProtocol,
-			msg:    ctl(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":0},{"minor":9}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`),
-			before: [][]byte{handshakeError(3)}, code: machine.CodeClose, reason: "protocol handshake failed"},
-		{name: "select instead of announceMax", wait: waitProtocol, msg: selectOK,
-			before: [][]byte{handshakeError(2)}, code: machine.CodeClose, reason: "unexpected message"},
+			msg:    shiptest.Control(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":0},{"minor":9}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`),
+			before: [][]byte{shiptest.HandshakeError(3)}, code: machine.CodeClose, reason: "protocol handshake failed"},
+		{name: "select instead of announceMax", wait: waitProtocol, msg: shiptest.Select,
+			before: [][]byte{shiptest.HandshakeError(2)}, code: machine.CodeClose, reason: "unexpected message"},
 		// Section 6.4: only PIN state none is supported.
-		{name: "PIN required", wait: waitPIN, msg: ctl(`{"connectionPinState":[{"pinState":"required"}]}`),
+		{name: "PIN required", wait: waitPIN, msg: shiptest.Control(`{"connectionPinState":[{"pinState":"required"}]}`),
 			code: machine.CodeClose, reason: "PIN verification not supported"},
-		{name: "PIN optional", wait: waitPIN, msg: ctl(`{"connectionPinState":[{"pinState":"optional"}]}`),
+		{name: "PIN optional", wait: waitPIN, msg: shiptest.Control(`{"connectionPinState":[{"pinState":"optional"}]}`),
 			code: machine.CodeClose, reason: "PIN verification not supported"},
-		{name: "PIN ok", wait: waitPIN, msg: ctl(`{"connectionPinState":[{"pinState":"pinOk"}]}`),
+		{name: "PIN ok", wait: waitPIN, msg: shiptest.Control(`{"connectionPinState":[{"pinState":"pinOk"}]}`),
 			code: machine.CodeClose, reason: "PIN verification not supported"},
-		{name: "accessMethods without id", wait: waitAccess, msg: ctl(`{"accessMethods":[]}`),
+		{name: "accessMethods without id", wait: waitAccess, msg: shiptest.Control(`{"accessMethods":[]}`),
 			code: machine.CodeClose, reason: "without id"},
 		// Section 3: SHIP messages are binary frames.
 		{name: "text frame instead of CMI", wait: waitCMI, text: "00",
@@ -307,8 +308,8 @@ func TestShipGarbageInDataExchangeIsIgnored(t *testing.T) {
 	a := startNode(t, "A", nodeOptions{autoAccept: true, machine: quick})
 	w := dialWire(t, newIdentity(t, "scripted"), a)
 	w.handshakeTo(clientStages(machine.DefaultHelloInit, a.id.SHIPID, "scripted"), dataExchange)
-	w.send(ctl("garbage"))
-	w.send(dataMessage(`{"datagram":[{"header":[{"msgCounter":7}]}]}`))
+	w.send(shiptest.Control("garbage"))
+	w.send(shiptest.DataMessage(`{"datagram":[{"header":[{"msgCounter":7}]}]}`))
 	if f := a.waitFrame(t, "scripted", "spine"); string(f.Payload) != `{"datagram":{"header":{"msgCounter":7}}}` {
 		t.Errorf("router got %s", f.Payload)
 	}
@@ -330,17 +331,17 @@ func TestShipReject(t *testing.T) {
 				}
 			}
 			w := dialWire(t, peer, a)
-			w.send(cmi)
-			w.expect(cmi)
+			w.send(shiptest.CMI)
+			w.expect(shiptest.CMI)
 			if whilePending {
-				w.expect(helloMs("pending", machine.DefaultHelloInit))
-				w.send(helloReady)
+				w.expect(shiptest.Hello("pending", machine.DefaultHelloInit))
+				w.send(shiptest.HelloReady)
 				a.waitPending(t, peer.SKI)
 				if err := a.store.Reject(peer.SKI); err != nil {
 					t.Fatal(err)
 				}
 			}
-			w.expectClose([][]byte{aborted}, machine.CodeNodeRejected, machine.ReasonNodeRejected)
+			w.expectClose([][]byte{shiptest.Aborted}, machine.CodeNodeRejected, machine.ReasonNodeRejected)
 			a.waitLog(t, "SHIP connection ended", nil)
 			if s := a.p.Stats(); s.Rejected != 1 || s.Complete != 0 {
 				t.Errorf("stats %+v", s)
@@ -377,15 +378,15 @@ func TestShipCloseExchange(t *testing.T) {
 				if err := a.store.Remove(peer.SKI); err != nil {
 					t.Fatal(err)
 				}
-				w.expect(announce(quick.CloseWait, "removedConnection"))
+				w.expect(shiptest.Announce(quick.CloseWait, "removedConnection"))
 				if tt.confirm {
-					w.send(confirm)
+					w.send(shiptest.Confirm)
 				}
 				// On the confirm at once, else when CloseWait is over.
 				w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
 			} else {
-				w.send(announce(500*time.Millisecond, "removedConnection"))
-				w.expect(confirm)
+				w.send(shiptest.Announce(500*time.Millisecond, "removedConnection"))
+				w.expect(shiptest.Confirm)
 				// CloseWait after its confirm.
 				w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
 			}
@@ -410,7 +411,7 @@ func TestShipDoubleConnection(t *testing.T) {
 	newer.handshakeTo(stages, dataExchange)
 	older.expectClose(nil, protocols.CloseNormal, "double connection")
 
-	newer.send(dataMessage(`{"datagram":[{"header":[{"msgCounter":2}]}]}`))
+	newer.send(shiptest.DataMessage(`{"datagram":[{"header":[{"msgCounter":2}]}]}`))
 	if f := a.waitFrame(t, "scripted", "spine"); string(f.Payload) != `{"datagram":{"header":{"msgCounter":2}}}` {
 		t.Errorf("router got %s", f.Payload)
 	}
@@ -420,7 +421,7 @@ func TestShipDoubleConnection(t *testing.T) {
 	if err := a.rt.Command(protocols.Command{Device: "scripted", ID: "c1", Name: "spine", Args: []byte(`{"datagram":{"header":{"msgCounter":3}}}`)}); err != nil {
 		t.Fatal(err)
 	}
-	newer.expect(dataMessage(`{"datagram":[{"header":[{"msgCounter":3}]}]}`))
+	newer.expect(shiptest.DataMessage(`{"datagram":[{"header":[{"msgCounter":3}]}]}`))
 	if s := a.p.Stats(); s.Complete != 2 || s.Connected != 1 {
 		t.Errorf("stats %+v", s)
 	}
@@ -435,11 +436,11 @@ func TestShipWrongSHIPID(t *testing.T) {
 	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-9")
 	w := srv.accept(t)
 	w.run([]step{
-		{expect: cmi}, {send: cmi},
-		{expect: helloMs("ready", machine.DefaultHelloInit)}, {send: helloReady},
-		{expect: announceMax}, {send: selectOK}, {expect: selectOK}, {expect: pinNone},
-		{send: pinNone}, {expect: amRequest}, {send: amRequest}, {expect: accessMethods("CLI-Model-2")},
-		{send: accessMethods("SRV-Model-1")},
+		{expect: shiptest.CMI}, {send: shiptest.CMI},
+		{expect: shiptest.Hello("ready", machine.DefaultHelloInit)}, {send: shiptest.HelloReady},
+		{expect: shiptest.AnnounceMax}, {send: shiptest.Select}, {expect: shiptest.Select}, {expect: shiptest.PINNone},
+		{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods("CLI-Model-2")},
+		{send: shiptest.AccessMethods("SRV-Model-1")},
 	})
 	w.expectCloseContaining(nil, machine.CodeSHIPIDMismatch, `peer says "SRV-Model-1", want "SRV-Model-9"`)
 	if err := d.wait(t); err != nil {

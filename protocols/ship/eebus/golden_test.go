@@ -1,14 +1,13 @@
 package eebus
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 )
 
 // traceLine is one SHIP message of a golden trace.
@@ -21,49 +20,16 @@ type traceLine struct {
 // frame is the message as it went over the wire.
 func (l traceLine) frame() []byte { return Encode(l.t, l.body) }
 
-// readTrace reads a trace file of testdata: "<sender> -> <type> <json>" or
-// "<sender> -> 00 00" per line, # for comments.
-func readTrace(t testing.TB, name string) []traceLine {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var lines []traceLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		text := sc.Text()
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		where := name + ":" + strconv.Itoa(n)
-		_, msg, ok := strings.Cut(text, " -> ")
-		if !ok {
-			t.Fatalf("%s: no ' -> '", where)
-		}
-		if msg == "00 00" {
-			lines = append(lines, traceLine{where: where, t: TypeInit, body: []byte{0}})
-			continue
-		}
-		typ, body, ok := strings.Cut(msg, " ")
-		b, err := strconv.ParseUint(typ, 10, 8)
-		if !ok || err != nil {
-			t.Fatalf("%s: bad message %q", where, msg)
-		}
-		lines = append(lines, traceLine{where: where, t: MessageType(b), body: []byte(body)})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return lines
-}
-
 // traces is every SHIP message of both golden traces.
 func traces(t testing.TB) []traceLine {
 	t.Helper()
-	return append(readTrace(t, "trace-autoaccept.txt"), readTrace(t, "trace-pending.txt")...)
+	var lines []traceLine
+	for _, name := range []string{"trace-autoaccept.txt", "trace-pending.txt"} {
+		for _, l := range shiptest.ReadTrace(t, filepath.Join("testdata", name)) {
+			lines = append(lines, traceLine{where: l.Where, t: MessageType(l.Msg[0]), body: l.Msg[1:]})
+		}
+	}
+	return lines
 }
 
 // compact returns the compact form of JSON text: equal compact forms mean
@@ -194,15 +160,7 @@ func TestTraceDataPlain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wantSpine struct {
-		Data struct {
-			Payload json.RawMessage `json:"payload"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(golden, &wantSpine); err != nil {
-		t.Fatal(err)
-	}
-	if w := compact(t, wantSpine.Data.Payload); !bytes.Equal(spine, w) {
+	if w := shiptest.ReadPlainDatagram(t, filepath.Join("testdata", "data-plain.json")); !bytes.Equal(spine, w) {
 		t.Errorf("FromEEBus(payload)\n got %s\nwant %s", spine, w)
 	}
 }

@@ -9,27 +9,22 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 )
 
-func ctl(json string) []byte { return eebus.Encode(eebus.TypeControl, []byte(json)) }
-
+// The messages of the tests' peer that shiptest does not have: its SHIP
+// ID is PEER.
 var (
-	cmi           = eebus.CMI()
-	helloReady    = ctl(`{"connectionHello":[{"phase":"ready"},{"waiting":60000}]}`)
-	announceMax   = ctl(`{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	selectOK      = ctl(`{"messageProtocolHandshake":[{"handshakeType":"select"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}`)
-	pinNone       = ctl(`{"connectionPinState":[{"pinState":"none"}]}`)
-	amRequest     = ctl(`{"accessMethodsRequest":[]}`)
-	amPeer        = ctl(`{"accessMethods":[{"id":"PEER"}]}`)
-	dataMsg       = eebus.Encode(eebus.TypeData, []byte(`{"data":[{"header":[{"protocolId":"ee1.0"}]},{"payload":{"datagram":[]}}]}`))
-	closeAnnounce = eebus.Encode(eebus.TypeEnd, []byte(`{"connectionClose":[{"phase":"announce"},{"maxTime":500}]}`))
+	amPeer        = shiptest.AccessMethods("PEER")
+	dataMsg       = shiptest.DataMessage(`{"datagram":[]}`)
+	closeAnnounce = shiptest.End(`{"connectionClose":[{"phase":"announce"},{"maxTime":500}]}`)
 )
 
 // script is what a well-behaved peer sends to a machine of each role, in
 // order; stage n means the first n messages were received.
 var script = map[Role][][]byte{
-	Server: {cmi, helloReady, announceMax, selectOK, pinNone, amPeer},
-	Client: {cmi, helloReady, selectOK, pinNone, amPeer},
+	Server: {shiptest.CMI, shiptest.HelloReady, shiptest.AnnounceMax, shiptest.Select, shiptest.PINNone, amPeer},
+	Client: {shiptest.CMI, shiptest.HelloReady, shiptest.Select, shiptest.PINNone, amPeer},
 }
 
 // record collects a machine's outputs.
@@ -100,11 +95,12 @@ func tickToClose(t *testing.T, m *Machine, r *record) time.Time {
 	return time.Time{}
 }
 
-const (
-	hsErr1  = "\x01" + `{"messageProtocolHandshakeError":[{"error":1}]}`
-	hsErr2  = "\x01" + `{"messageProtocolHandshakeError":[{"error":2}]}`
-	hsErr3  = "\x01" + `{"messageProtocolHandshakeError":[{"error":3}]}`
-	aborted = "\x01" + `{"connectionHello":[{"phase":"aborted"}]}`
+// The machine's replies the tests expect, as record.last gives them.
+var (
+	hsErr1  = string(shiptest.HandshakeError(1))
+	hsErr2  = string(shiptest.HandshakeError(2))
+	hsErr3  = string(shiptest.HandshakeError(3))
+	aborted = string(shiptest.Aborted)
 )
 
 func TestTimeouts(t *testing.T) {
@@ -155,7 +151,7 @@ func TestTimeouts(t *testing.T) {
 			if !m.State().Terminal() {
 				t.Errorf("state %v", m.State())
 			}
-			if outs := m.Receive(at, helloReady); outs != nil {
+			if outs := m.Receive(at, shiptest.HelloReady); outs != nil {
 				t.Errorf("outputs after close: %v", outs)
 			}
 		})
@@ -177,7 +173,7 @@ func TestCloseConfirmTimeout(t *testing.T) {
 	t.Parallel()
 	m, r := staged(t, Server, Config{AutoAccept: true}, 6)
 	r.take(m.Close(t0, eebus.CloseUnspecific))
-	want := "\x03" + `{"connectionClose":[{"phase":"announce"},{"maxTime":500},{"reason":"unspecific"}]}`
+	want := string(shiptest.Announce(500*time.Millisecond, "unspecific"))
 	if r.last() != want || m.State() != Closing {
 		t.Fatalf("sent %q in %v", r.last(), m.State())
 	}
@@ -194,7 +190,7 @@ func TestPeerAnnounce(t *testing.T) {
 	t.Parallel()
 	m, r := staged(t, Client, Config{AutoAccept: true}, 5)
 	r.take(m.Receive(t0, closeAnnounce))
-	if r.last() != "\x03"+`{"connectionClose":[{"phase":"confirm"}]}` {
+	if r.last() != string(shiptest.Confirm) {
 		t.Fatalf("sent %q", r.last())
 	}
 	if at := tickToClose(t, m, r); at.Sub(t0) != 500*time.Millisecond || r.close.Code != 4001 {
@@ -205,7 +201,7 @@ func TestPeerAnnounce(t *testing.T) {
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	handshake := func(typ, major, minor, formats string) []byte {
-		return ctl(`{"messageProtocolHandshake":[{"handshakeType":"` + typ + `"},{"version":[{"major":` + major +
+		return shiptest.Control(`{"messageProtocolHandshake":[{"handshakeType":"` + typ + `"},{"version":[{"major":` + major +
 			`},{"minor":` + minor + `}]},{"formats":[{"format":[` + formats + `]}]}]}`)
 	}
 	tests := []struct {
@@ -221,41 +217,41 @@ func TestErrors(t *testing.T) {
 	}{
 		{"CMI wrong type", Server, Config{}, 0, []byte{1, 0}, 4001, ErrBadCMI, "", 0},
 		{"CMI wrong head", Client, Config{}, 0, []byte{0, 1}, 4001, ErrBadCMI, "\x00\x00", 0},
-		{"hello instead of CMI", Server, Config{}, 0, helloReady, 4001, ErrBadCMI, "", 0},
+		{"hello instead of CMI", Server, Config{}, 0, shiptest.HelloReady, 4001, ErrBadCMI, "", 0},
 		{"empty instead of CMI", Server, Config{}, 0, []byte{}, 4001, ErrBadCMI, "", 0},
 		{"garbage after CMI", Server, Config{}, 1, []byte("\x01garbage"), 0, nil, aborted, HelloAbortDone},
 		{"short message after CMI", Server, Config{}, 1, []byte{1}, 0, nil, aborted, HelloAbortDone},
-		{"second CMI", Server, Config{}, 1, cmi, 0, nil, aborted, HelloAbortDone},
-		{"unknown message in hello", Server, Config{}, 1, ctl(`{"fooBar":[]}`), 0, nil, aborted, HelloAbortDone},
+		{"second CMI", Server, Config{}, 1, shiptest.CMI, 0, nil, aborted, HelloAbortDone},
+		{"unknown message in hello", Server, Config{}, 1, shiptest.Control(`{"fooBar":[]}`), 0, nil, aborted, HelloAbortDone},
 		{"unknown type byte, garbage", Server, Config{}, 1, []byte("\x07xyz"), 0, nil, aborted, HelloAbortDone},
 		{"peer aborts", Client, Config{}, 1, []byte(aborted), 0, nil, "", HelloRemoteAbortDone},
-		{"hello phase unknown", Server, Config{}, 1, ctl(`{"connectionHello":[{"phase":"maybe"}]}`), 0, nil, aborted, HelloAbortDone},
+		{"hello phase unknown", Server, Config{}, 1, shiptest.Control(`{"connectionHello":[{"phase":"maybe"}]}`), 0, nil, aborted, HelloAbortDone},
 		{"announceMax JSON-UTF16 only", Server, Config{}, 2, handshake("announceMax", "1", "0", `"JSON-UTF16"`), 4001, ErrHandshake, hsErr3, 0},
 		{"announceMax 0.9", Server, Config{}, 2, handshake("announceMax", "0", "9", `"JSON-UTF8"`), 4001, ErrHandshake, hsErr3, 0},
-		{"select instead of announceMax", Server, Config{}, 2, selectOK, 4001, ErrUnexpectedMessage, hsErr2, 0},
-		{"PIN instead of announceMax", Server, Config{}, 2, pinNone, 4001, ErrUnexpectedMessage, hsErr2, 0},
-		{"garbage in protocol handshake", Server, Config{}, 2, ctl(`nope`), 4001, ErrMalformed, hsErr2, 0},
+		{"select instead of announceMax", Server, Config{}, 2, shiptest.Select, 4001, ErrUnexpectedMessage, hsErr2, 0},
+		{"PIN instead of announceMax", Server, Config{}, 2, shiptest.PINNone, 4001, ErrUnexpectedMessage, hsErr2, 0},
+		{"garbage in protocol handshake", Server, Config{}, 2, shiptest.Control(`nope`), 4001, ErrMalformed, hsErr2, 0},
 		{"peer handshake error wrapped", Server, Config{}, 2, []byte(hsErr2), 4001, ErrHandshake, "", 0},
-		{"peer handshake error unwrapped", Client, Config{}, 2, ctl(`{"error":3}`), 4001, ErrHandshake, "", 0},
+		{"peer handshake error unwrapped", Client, Config{}, 2, shiptest.Control(`{"error":3}`), 4001, ErrHandshake, "", 0},
 		{"server selects 2.0", Client, Config{}, 2, handshake("select", "2", "0", `"JSON-UTF8"`), 4001, ErrHandshake, hsErr3, 0},
 		{"server selects two formats", Client, Config{}, 2, handshake("select", "1", "0", `"JSON-UTF8","JSON-UTF16"`), 4001, ErrHandshake, hsErr3, 0},
 		{"client confirms 2.0", Server, Config{}, 3, handshake("select", "2", "0", `"JSON-UTF8"`), 4001, ErrHandshake, hsErr3, 0},
-		{"client announces again", Server, Config{}, 3, announceMax, 4001, ErrUnexpectedMessage, hsErr2, 0},
-		{"PIN required", Server, Config{}, 4, ctl(`{"connectionPinState":[{"pinState":"required"}]}`), 4001, ErrPINUnsupported, "", 0},
-		{"PIN optional", Client, Config{}, 3, ctl(`{"connectionPinState":[{"pinState":"optional"},{"inputPermission":"ok"}]}`), 4001, ErrPINUnsupported, "", 0},
-		{"PIN ok", Client, Config{}, 3, ctl(`{"connectionPinState":[{"pinState":"pinOk"}]}`), 4001, ErrPINUnsupported, "", 0},
-		{"PIN input", Server, Config{}, 4, ctl(`{"connectionPinInput":[{"pin":"12345678"}]}`), 4001, ErrPINUnsupported, "", 0},
-		{"hello in PIN", Server, Config{}, 4, helloReady, 4001, ErrUnexpectedMessage, "", 0},
+		{"client announces again", Server, Config{}, 3, shiptest.AnnounceMax, 4001, ErrUnexpectedMessage, hsErr2, 0},
+		{"PIN required", Server, Config{}, 4, shiptest.Control(`{"connectionPinState":[{"pinState":"required"}]}`), 4001, ErrPINUnsupported, "", 0},
+		{"PIN optional", Client, Config{}, 3, shiptest.Control(`{"connectionPinState":[{"pinState":"optional"},{"inputPermission":"ok"}]}`), 4001, ErrPINUnsupported, "", 0},
+		{"PIN ok", Client, Config{}, 3, shiptest.Control(`{"connectionPinState":[{"pinState":"pinOk"}]}`), 4001, ErrPINUnsupported, "", 0},
+		{"PIN input", Server, Config{}, 4, shiptest.Control(`{"connectionPinInput":[{"pin":"12345678"}]}`), 4001, ErrPINUnsupported, "", 0},
+		{"hello in PIN", Server, Config{}, 4, shiptest.HelloReady, 4001, ErrUnexpectedMessage, "", 0},
 		{"SHIP id mismatch", Server, Config{PeerSHIPID: "OTHER"}, 5, amPeer, 4450, ErrSHIPID, "", 0},
-		{"access methods without id", Client, Config{}, 4, ctl(`{"accessMethods":[]}`), 4001, ErrSHIPID, "", 0},
+		{"access methods without id", Client, Config{}, 4, shiptest.Control(`{"accessMethods":[]}`), 4001, ErrSHIPID, "", 0},
 		{"expected SHIP id", Client, Config{PeerSHIPID: "PEER"}, 4, amPeer, 0, nil, "", Complete},
-		{"announceMax 2.0 accepted", Server, Config{}, 2, handshake("announceMax", "2", "0", `"JSON-UTF16","JSON-UTF8"`), 0, nil, string(selectOK), ProtHServerListenConfirm},
-		{"hello with stray NULs", Server, Config{}, 1, append(append([]byte{1, 0, 0}, helloReady[1:]...), 0), 0, nil, "", ProtHServerListenProposal},
+		{"announceMax 2.0 accepted", Server, Config{}, 2, handshake("announceMax", "2", "0", `"JSON-UTF16","JSON-UTF8"`), 0, nil, string(shiptest.Select), ProtHServerListenConfirm},
+		{"hello with stray NULs", Server, Config{}, 1, append(append([]byte{1, 0, 0}, shiptest.HelloReady[1:]...), 0), 0, nil, "", ProtHServerListenProposal},
 		{"CMI with trailing bytes", Server, Config{}, 0, []byte{0, 0, 0xff}, 0, nil, "", HelloReadyListen},
 		{"garbage after Complete", Server, Config{}, 6, []byte("\x02{]"), 0, nil, "", Complete},
-		{"hello after Complete", Server, Config{}, 6, helloReady, 0, nil, "", Complete},
-		{"confirm without announce", Server, Config{}, 6, eebus.Encode(eebus.TypeEnd, []byte(`{"connectionClose":[{"phase":"confirm"}]}`)), 0, nil, "", Complete},
-		{"access request after Complete", Server, Config{}, 6, amRequest, 0, nil, "\x01" + `{"accessMethods":[{"id":"ME"}]}`, Complete},
+		{"hello after Complete", Server, Config{}, 6, shiptest.HelloReady, 0, nil, "", Complete},
+		{"confirm without announce", Server, Config{}, 6, shiptest.Confirm, 0, nil, "", Complete},
+		{"access request after Complete", Server, Config{}, 6, shiptest.AccessMethodsRequest, 0, nil, string(shiptest.AccessMethods("ME")), Complete},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,7 +297,7 @@ func TestLiberalType(t *testing.T) {
 	t.Parallel()
 	for _, typ := range []byte{2, 3, 5, 0xff} {
 		m, r := staged(t, Server, Config{AutoAccept: true}, 1)
-		msg := append([]byte{typ}, helloReady[1:]...)
+		msg := append([]byte{typ}, shiptest.HelloReady[1:]...)
 		r.take(m.Receive(t0, msg))
 		if m.State() != ProtHServerListenProposal || !containsErr(r.warnings, ErrWrongType) {
 			t.Errorf("type %#x: state %v, warnings %v", typ, m.State(), r.warnings)
@@ -322,19 +318,19 @@ func TestEarlyMessages(t *testing.T) {
 	t.Parallel()
 	m, r := staged(t, Server, Config{AutoAccept: true}, 1)
 	r.take(m.Receive(t0, dataMsg)) // during the hello
-	for _, msg := range [][]byte{helloReady, announceMax, selectOK, amRequest, dataMsg, amPeer} {
+	for _, msg := range [][]byte{shiptest.HelloReady, shiptest.AnnounceMax, shiptest.Select, shiptest.AccessMethodsRequest, dataMsg, amPeer} {
 		r.take(m.Receive(t0, msg))
 	}
 	if m.State() != PinCheckListen || len(r.deliver) != 0 {
 		t.Fatalf("state %v, delivered %q", m.State(), r.deliver)
 	}
 	n := len(r.sent)
-	r.take(m.Receive(t0, pinNone))
+	r.take(m.Receive(t0, shiptest.PINNone))
 	got := make([]string, 0)
 	for _, s := range r.sent[n:] {
 		got = append(got, string(s))
 	}
-	want := []string{string(amRequest), "\x01" + `{"accessMethods":[{"id":"ME"}]}`}
+	want := []string{string(shiptest.AccessMethodsRequest), string(shiptest.AccessMethods("ME"))}
 	if !equalStrings(got, want) {
 		t.Errorf("sent %q, want %q", got, want)
 	}
@@ -359,7 +355,9 @@ func TestTooManyEarly(t *testing.T) {
 
 func TestHelloPendingPeer(t *testing.T) {
 	t.Parallel()
-	pending := func(json string) []byte { return ctl(`{"connectionHello":[{"phase":"pending"}` + json + `]}`) }
+	pending := func(json string) []byte {
+		return shiptest.Control(`{"connectionHello":[{"phase":"pending"}` + json + `]}`)
+	}
 	tests := []struct {
 		name     string
 		msg      []byte
@@ -367,10 +365,10 @@ func TestHelloPendingPeer(t *testing.T) {
 		deadline time.Duration // 0: none checked
 		lastSent string
 	}{
-		{"ready without waiting", ctl(`{"connectionHello":[{"phase":"ready"}]}`), HelloAbortDone, time.Second, aborted},
-		{"ready waiting below minimum", ctl(`{"connectionHello":[{"phase":"ready"},{"waiting":999}]}`), HelloAbortDone, time.Second, aborted},
-		{"ready waiting short", ctl(`{"connectionHello":[{"phase":"ready"},{"waiting":10000}]}`), HelloPendingListen, 10 * time.Second, ""},
-		{"ready waiting long", helloReady, HelloPendingListen, 45 * time.Second, ""},
+		{"ready without waiting", shiptest.Control(`{"connectionHello":[{"phase":"ready"}]}`), HelloAbortDone, time.Second, aborted},
+		{"ready waiting below minimum", shiptest.Control(`{"connectionHello":[{"phase":"ready"},{"waiting":999}]}`), HelloAbortDone, time.Second, aborted},
+		{"ready waiting short", shiptest.Control(`{"connectionHello":[{"phase":"ready"},{"waiting":10000}]}`), HelloPendingListen, 10 * time.Second, ""},
+		{"ready waiting long", shiptest.HelloReady, HelloPendingListen, 45 * time.Second, ""},
 		{"pending waiting", pending(`,{"waiting":40000}`), HelloPendingListen, 25 * time.Second, ""},
 		{"pending prolongation", pending(`,{"prolongationRequest":true}`), HelloPendingListen, 120 * time.Second,
 			"\x01" + `{"connectionHello":[{"phase":"pending"},{"waiting":120000}]}`},
@@ -404,11 +402,11 @@ func TestHelloReadyPeerPending(t *testing.T) {
 	t.Parallel()
 	m, r := staged(t, Client, Config{AutoAccept: true}, 1)
 	at := t0.Add(100 * time.Second)
-	r.take(m.Receive(at, ctl(`{"connectionHello":[{"phase":"pending"},{"waiting":60000}]}`)))
+	r.take(m.Receive(at, shiptest.Control(`{"connectionHello":[{"phase":"pending"},{"waiting":60000}]}`)))
 	if dl, _ := m.NextDeadline(); dl.Sub(t0) != 120*time.Second || len(r.sent) != 2 {
 		t.Fatalf("deadline %v, sent %q", dl.Sub(t0), r.sent)
 	}
-	r.take(m.Receive(at, ctl(`{"connectionHello":[{"phase":"pending"},{"prolongationRequest":true}]}`)))
+	r.take(m.Receive(at, shiptest.Control(`{"connectionHello":[{"phase":"pending"},{"prolongationRequest":true}]}`)))
 	if r.last() != "\x01"+`{"connectionHello":[{"phase":"ready"},{"waiting":120000}]}` {
 		t.Errorf("sent %q", r.last())
 	}
@@ -431,7 +429,7 @@ func TestTrustBeforeHello(t *testing.T) {
 		} else {
 			r.take(m.Reject(t0))
 		}
-		r.take(m.Receive(t0, cmi))
+		r.take(m.Receive(t0, shiptest.CMI))
 		want := "\x01" + `{"connectionHello":[{"phase":"ready"},{"waiting":120000}]}`
 		if !approve {
 			want = aborted

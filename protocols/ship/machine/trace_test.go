@@ -1,59 +1,14 @@
 package machine
 
 import (
-	"bufio"
 	"bytes"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
+	"github.com/wsgate/wsgate/protocols/ship/shiptest"
 )
-
-// traceMsg is one line of a golden trace of the eebus package.
-type traceMsg struct {
-	from  string // "client" or "server"
-	frame []byte
-}
-
-func readTrace(t *testing.T, name string) []traceMsg {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "eebus", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var msgs []traceMsg
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		from, msg, ok := strings.Cut(line, " -> ")
-		if !ok {
-			t.Fatalf("bad line %q", line)
-		}
-		if msg == "00 00" {
-			msgs = append(msgs, traceMsg{from, eebus.CMI()})
-			continue
-		}
-		typ, body, _ := strings.Cut(msg, " ")
-		b, err := strconv.ParseUint(typ, 10, 8)
-		if err != nil {
-			t.Fatalf("bad line %q", line)
-		}
-		msgs = append(msgs, traceMsg{from, eebus.Encode(eebus.MessageType(b), []byte(body))})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return msgs
-}
 
 // TestTraceReplay plays the peer of section 10's first trace, byte for
 // byte, against a machine in either role, and checks that the machine's
@@ -63,7 +18,7 @@ func TestTraceReplay(t *testing.T) {
 	for _, role := range []Role{Server, Client} {
 		t.Run(role.String(), func(t *testing.T) {
 			t.Parallel()
-			trace := readTrace(t, "trace-autoaccept.txt")
+			trace := shiptest.ReadTrace(t, filepath.Join("..", "eebus", "testdata", "trace-autoaccept.txt"))
 			me := role.String()
 			id := map[Role]string{Server: "SRV-Model-1", Client: "CLI-Model-2"}[role]
 			m, err := New(role, Config{LocalSHIPID: id, AutoAccept: true, HelloInit: time.Minute})
@@ -91,21 +46,21 @@ func TestTraceReplay(t *testing.T) {
 			take(m.Start(now))
 			var lastData []byte
 			var lastRecv time.Time
-			for i, msg := range trace {
+			for _, msg := range trace {
 				now = now.Add(time.Millisecond)
-				if msg.from != me {
-					take(m.Receive(now, msg.frame))
+				if msg.Sender != me {
+					take(m.Receive(now, msg.Msg))
 					lastRecv = now
-					if msg.frame[0] == byte(eebus.TypeData) {
-						lastData = msg.frame
+					if msg.Msg[0] == byte(eebus.TypeData) {
+						lastData = msg.Msg
 					}
 					continue
 				}
 				if len(queue) == 0 { // the application's turn
-					switch eebus.MessageType(msg.frame[0]) {
+					switch eebus.MessageType(msg.Msg[0]) {
 					case eebus.TypeData:
 						var d eebus.Data
-						if err := eebus.Unmarshal(msg.frame[1:], &d); err != nil {
+						if err := eebus.Unmarshal(msg.Msg[1:], &d); err != nil {
 							t.Fatal(err)
 						}
 						outs, err := m.SendData(now, d.Payload)
@@ -118,10 +73,10 @@ func TestTraceReplay(t *testing.T) {
 					}
 				}
 				if len(queue) == 0 {
-					t.Fatalf("line %d: machine sent nothing, trace has %q", i+1, msg.frame)
+					t.Fatalf("%s: machine sent nothing, trace has %q", msg.Where, msg.Msg)
 				}
-				if !bytes.Equal(queue[0], msg.frame) {
-					t.Fatalf("line %d: machine sent\n%q\ntrace has\n%q", i+1, queue[0], msg.frame)
+				if !bytes.Equal(queue[0], msg.Msg) {
+					t.Fatalf("%s: machine sent\n%q\ntrace has\n%q", msg.Where, queue[0], msg.Msg)
 				}
 				queue = queue[1:]
 			}

@@ -39,7 +39,8 @@
 //
 // # Dependencies
 //
-// This package depends on the standard library only. It must not depend on
-// the SHIP state machine, the trust store, WebSocket, mDNS or the gateway:
-// those take an *Identity, a *tls.Config or a Peer from here.
+// This package depends on the standard library and internal/atomicfile
+// only. It must not depend on the SHIP state machine, the trust store,
+// WebSocket, mDNS or the gateway: those take an *Identity, a *tls.Config or
+// a Peer from here.
 package identity

@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wsgate/wsgate/protocols/ship/internal/atomicfile"
 )
 
 // File names of the identity inside its directory.
@@ -111,8 +112,8 @@ func LoadOrCreate(dir string, subject Subject) (*Identity, error) {
 		if err != nil {
 			return nil, fmt.Errorf("identity: marshal key: %w", err)
 		}
-		if err := writeFileAtomic(id.KeyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, err
+		if err := atomicfile.Write(id.KeyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
 		}
 		id.Created = true
 	case err != nil:
@@ -145,8 +146,8 @@ func LoadOrCreate(dir string, subject Subject) (*Identity, error) {
 		if leaf, err = x509.ParseCertificate(der); err != nil {
 			return nil, fmt.Errorf("identity: parse generated certificate: %w", err)
 		}
-		if err := writeFileAtomic(id.CertPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-			return nil, err
+		if err := atomicfile.Write(id.CertPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
 		}
 		id.Created = true
 	}
@@ -247,42 +248,4 @@ func parseCertPEM(data []byte) (*x509.Certificate, error) {
 		return nil, errors.New("no CERTIFICATE PEM block")
 	}
 	return x509.ParseCertificate(block.Bytes)
-}
-
-// writeFileAtomic writes data to path so that a crash leaves either the old
-// file or the new one: a temporary file in the same directory is written,
-// synced and renamed over path, then the directory is synced.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if _, err = bytes.NewReader(data).WriteTo(f); err != nil {
-		return fmt.Errorf("identity: write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

@@ -19,7 +19,8 @@
 //
 // # Dependencies
 //
-// trust uses the standard library and identity.NormalizeSKI only. It must
-// not depend on TLS, WebSocket, the SHIP state machine, mDNS or the
-// gateway: it keys peers by SKI strings and knows nothing of connections.
+// trust uses the standard library, identity.NormalizeSKI and
+// internal/atomicfile only. It must not depend on TLS, WebSocket, the SHIP
+// state machine, mDNS or the gateway: it keys peers by SKI strings and knows
+// nothing of connections.
 package trust

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/protocols/ship/identity"
+	"github.com/wsgate/wsgate/protocols/ship/internal/atomicfile"
 )
 
 // State is the trust state of a peer.
@@ -107,7 +108,7 @@ func Open(path string) (*Store, error) {
 		maxPending: MaxPending,
 		maxAuto:    MaxAutoAccepted,
 		now:        time.Now,
-		writeFile:  writeFileAtomic,
+		writeFile:  writeFile,
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
@@ -452,37 +453,10 @@ func tempPattern(path string) string {
 	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 }
 
-// writeFileAtomic writes data to path (mode 0600) so that a crash leaves
-// either the old file or the new one: a temporary file in the same directory
-// is written, synced and renamed over path, then the directory is synced.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
+// writeFile writes the store's file (mode 0600) atomically.
+func writeFile(path string, data []byte) error {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("trust: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("trust: write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("trust: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("trust: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("trust: %w", err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }

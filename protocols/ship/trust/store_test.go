@@ -292,7 +292,7 @@ func TestLastSeenWrites(t *testing.T) {
 	t.Parallel()
 	s, c := openTest(t)
 	writes := 0
-	s.writeFile = func(path string, data []byte) error { writes++; return writeFileAtomic(path, data) }
+	s.writeFile = func(path string, data []byte) error { writes++; return writeFile(path, data) }
 	mustCheck(t, s, ski(1), "", true)
 	c.advance(10 * time.Second)
 	mustCheck(t, s, ski(1), "", true)

@@ -745,3 +745,35 @@ func TestAttachRacesClose(t *testing.T) {
 		}
 	}
 }
+
+// TestListenerOverrides: a listener's keepalive and message limit replace
+// the server's for its connections only.
+func TestListenerOverrides(t *testing.T) {
+	t.Parallel()
+	opts := baseOptions() // no keepalive, no message limit
+	opts.MaxMessage = 1024
+	opts.Listeners = []Listener{
+		{Address: "127.0.0.1:0", Path: "/plain/"},
+		{Address: "127.0.0.1:0", Path: "/tuned/", PingInterval: 20 * time.Millisecond, PongTimeout: 300 * time.Millisecond, MaxMessage: 4096},
+	}
+	gw := startGateway(t, opts)
+
+	// The tuned listener pings and cuts a silent client with 1001.
+	rc := rawUpgrade(t, gw.addr, "/tuned/", "echo")
+	if code, reason, pings := rc.readClose(); code != protocols.CloseGoingAway || pings == 0 {
+		t.Fatalf("tuned: close %d %q after %d pings, want 1001 after pings", code, reason, pings)
+	}
+
+	// It takes 2 KiB messages, which the plain listener refuses with 1009.
+	big := bytes.Repeat([]byte("x"), 2048)
+	tuned := gw.dial(t, "/tuned/", "echo")
+	if err := tuned.WriteMessage(websocket.TextMessage, big); err != nil {
+		t.Fatal(err)
+	}
+	readText(t, tuned, string(big))
+	plain := gw.dial(t, "/plain/", "echo")
+	if err := plain.WriteMessage(websocket.TextMessage, big); err != nil {
+		t.Fatal(err)
+	}
+	wantCloseCode(t, readUntilClose(t, plain), protocols.CloseMessageTooBig)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -27,7 +28,6 @@ type conn struct {
 	ws      *websocket.Conn
 	wire    *wireConn // ws's connection: the frame guard over the accepted conn
 	info    protocols.SessionInfo
-	log     *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started time.Time
@@ -46,7 +46,7 @@ type conn struct {
 	queue   []outgoing
 	writing bool
 	closing bool
-	drained chan struct{} // signalled when the writer takes the queue
+	drained chan struct{} // signalled when the writer takes the queue; made by waitForRoom
 
 	writer    sync.WaitGroup
 	keepalive *time.Timer
@@ -64,9 +64,6 @@ var _ router.Endpoint = (*conn)(nil)
 // run serves the connection until it ends, on the connection's goroutine.
 func (c *conn) run(p protocols.Protocol) {
 	defer c.srv.forget(c)
-	c.mu.Lock()
-	c.drained = make(chan struct{}, 1)
-	c.mu.Unlock()
 	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
 	c.ws.SetCloseHandler(c.onClose)
@@ -75,7 +72,7 @@ func (c *conn) run(p protocols.Protocol) {
 
 	session, err := c.newSession(p)
 	if err != nil {
-		c.log.Error("protocol refused the session", "err", err)
+		c.logAt(slog.LevelError, "protocol refused the session", "err", err)
 		c.Close(protocols.CloseInternalError, "protocol session could not start")
 		c.drainUntilClosed()
 		c.teardown(true, err)
@@ -120,7 +117,7 @@ func (c *conn) readLoop() (handshake bool, cause error) {
 			if errors.As(err, &ce) {
 				c.Close(ce.Code, ce.Reason)
 			} else {
-				c.log.Error("session failed", "device", c.deviceID(), "err", err)
+				c.logAt(slog.LevelError, "session failed", "device", c.deviceID(), "err", err)
 				c.Close(protocols.CloseInternalError, "internal error")
 			}
 		}
@@ -138,18 +135,22 @@ func (c *conn) waitForRoom() {
 	for {
 		c.mu.Lock()
 		full := !c.closing && len(c.queue) >= high
+		if full && c.drained == nil {
+			c.drained = make(chan struct{}, 1) // made when first needed: most connections never wait
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		if !full {
 			return
 		}
-		<-c.drained
+		<-drained
 	}
 }
 
 // signalDrained wakes waitForRoom; c.mu is held.
 func (c *conn) signalDrained() {
 	select {
-	case c.drained <- struct{}{}: // a nil channel (before run) never is ready
+	case c.drained <- struct{}{}: // nil (nobody has waited yet): never ready
 	default:
 	}
 }
@@ -207,7 +208,7 @@ func (c *conn) deliver(m protocols.Message) (err error) {
 // faulty session closes with 1011 instead of taking the gateway down.
 func (c *conn) recoverSession(method string, err *error) {
 	if r := recover(); r != nil {
-		c.log.Error("protocol session panicked", "method", method, "device", c.deviceID(), "panic", r, "stack", string(debug.Stack()))
+		c.logAt(slog.LevelError, "protocol session panicked", "method", method, "device", c.deviceID(), "panic", r, "stack", string(debug.Stack()))
 		*err = &sessionPanic{method: method, value: r}
 	}
 }
@@ -247,7 +248,7 @@ func (c *conn) readFailed(err error) (handshake bool, cause error) {
 	if errors.As(err, &corrupt) || errors.Is(err, io.ErrUnexpectedEOF) && c.wire != nil && c.wire.guard.compressed {
 		// The inflater's (on data cut inside a deflate block); gorilla
 		// reports a cut connection as a 1006 CloseError instead.
-		c.log.Debug("inflating a message failed", "err", err)
+		c.logAt(slog.LevelDebug, "inflating a message failed", "err", err)
 		return true, c.fail(protocols.CloseInvalidPayload, "invalid compressed data")
 	}
 	var ne net.Error
@@ -334,7 +335,7 @@ func (c *conn) teardown(handshake bool, cause error) {
 	if handshake {
 		c.lingerClose()
 	}
-	c.log.Debug("connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
+	c.logAt(slog.LevelDebug, "connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
 }
 
 // lingerClose closes the connection after the closing handshake: the
@@ -364,6 +365,25 @@ func (c *conn) drainUntilClosed() {
 			return
 		}
 	}
+}
+
+// logAt writes a line on the server's logger with the connection's session,
+// protocol and remote address first. They are added line by line rather
+// than held in a logger of the connection's own (slog.Logger.With), which
+// would keep them formatted on the heap of every idle connection.
+func (c *conn) logAt(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	h := c.srv.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	var pcs [1]uintptr
+	runtime.Callers(2, pcs[:]) // logAt's caller, as slog.Logger would record it
+	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
+	r.AddAttrs(slog.String("session", c.info.ID), slog.String("protocol", c.info.Subprotocol),
+		slog.String("remote", c.info.RemoteAddr))
+	r.Add(args...)
+	_ = h.Handle(ctx, r)
 }
 
 func (c *conn) extendReadDeadline() {
@@ -441,7 +461,7 @@ func (c *conn) Attach(device string) error {
 }
 
 // deviceID returns the attached device id, "" before Attach. Log lines name
-// it explicitly: c.log is shared with other goroutines and never replaced.
+// it explicitly, as it is set after the connection's first lines.
 func (c *conn) deviceID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -465,7 +485,7 @@ func (c *conn) Send(m protocols.Message) error {
 		c.enqueueLocked(outgoing{close: closePayload(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")})
 		device := c.device
 		c.mu.Unlock()
-		c.log.Warn("device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
+		c.logAt(slog.LevelWarn, "device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
 		return protocols.ErrSendQueueFull
 	}
 	c.enqueueLocked(outgoing{msg: m})
@@ -552,7 +572,7 @@ func (c *conn) writeLoop() {
 				c.ws.EnableWriteCompression(len(o.msg.Data) >= c.compressMin)
 			}
 			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
-				c.log.Debug("write failed", "device", c.deviceID(), "err", err)
+				c.logAt(slog.LevelDebug, "write failed", "device", c.deviceID(), "err", err)
 				c.mu.Lock()
 				c.closing = true // first, so that nothing extends the deadline below
 				c.queue = nil

@@ -235,6 +235,12 @@ func baseOptions() Options {
 // down when the test ends.
 func startGateway(t *testing.T, opts Options, names ...string) *testGateway {
 	t.Helper()
+	return startGatewayLog(t, opts, testLogger(), names...)
+}
+
+// startGatewayLog is startGateway with the server and router logging to log.
+func startGatewayLog(t *testing.T, opts Options, log *slog.Logger, names ...string) *testGateway {
+	t.Helper()
 	if len(names) == 0 {
 		names = []string{"echo"}
 	}
@@ -253,7 +259,6 @@ func startGateway(t *testing.T, opts Options, names ...string) *testGateway {
 			t.Fatal(err)
 		}
 	}
-	log := testLogger()
 	gw.router = router.New(gw.sink, log)
 	gw.srv, err = New(opts, registry, gw.router, log)
 	if err != nil {

@@ -386,7 +386,6 @@ func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol,
 			Gateway:     s.opts.GatewayID,
 			TLS:         r.tls,
 		},
-		log:         s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
 		compressMin: r.compressMin,
 	}
 	if s.opts.MaxMessage > 0 {
@@ -404,7 +403,7 @@ func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol,
 	if draining { // Shutdown began while this connection was upgrading
 		c.Close(protocols.CloseGoingAway, "gateway shutting down")
 	}
-	c.log.Debug("connection open", "path", r.path)
+	c.logAt(slog.LevelDebug, "connection open", "path", r.path)
 	c.run(p)
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"compress/flate"
 	"context"
 	"errors"
@@ -21,12 +22,15 @@ import (
 )
 
 // conn runs one upgraded WebSocket connection and the protocol session on
-// it. A goroutine started for it after the upgrade owns it and runs its
-// read loop; a writer goroutine exists only while messages are queued.
+// it. One goroutine at a time owns it and runs its read loop: the one
+// started after the upgrade, then, each time the connection has nothing
+// left to read, a fresh one that waits for more (awaitData). A writer
+// goroutine exists only while messages are queued.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
-	wire    *wireConn // ws's connection: the frame guard over the accepted conn
+	wire    *wireConn     // ws's connection: the frame guard over the accepted conn
+	br      *bufio.Reader // what ws reads through, over wire
 	info    protocols.SessionInfo
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -61,9 +65,9 @@ type outgoing struct {
 var _ protocols.Outlet = (*conn)(nil)
 var _ router.Endpoint = (*conn)(nil)
 
-// run serves the connection until it ends, on the connection's goroutine.
+// run starts the session and serves the connection, on the goroutine
+// started for it after the upgrade.
 func (c *conn) run(p protocols.Protocol) {
-	defer c.srv.forget(c)
 	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
 	c.ws.SetCloseHandler(c.onClose)
@@ -76,10 +80,47 @@ func (c *conn) run(p protocols.Protocol) {
 		c.Close(protocols.CloseInternalError, "protocol session could not start")
 		c.drainUntilClosed()
 		c.teardown(true, err)
+		c.srv.forget(c)
 		return
 	}
 	c.session = session
-	c.teardown(c.readLoop())
+	c.serveReads(false)
+}
+
+// Why a fresh goroutine for every wait: a goroutine's stack grows to what
+// its deepest call needed (starting the session, decoding and routing a
+// message, writing a log line), 4 or 8 KiB, and a goroutine blocked in a
+// read never gives it back. Most connections are idle almost all the time,
+// so the goroutine that waits for their next bytes is a fresh one that
+// does nothing else: it keeps the initial 2 KiB stack. The read loop
+// returns as soon as nothing is left in the read buffer, having answered
+// the pings and pongs there itself (takeControl): gorilla's NextReader
+// reads on after a control frame until a data message comes, so a
+// keepalive pong handed to it would leave a deep goroutine waiting.
+
+// serveReads runs the read loop on the calling goroutine until the
+// connection is idle, then hands it to a fresh goroutine and returns, or
+// until the connection ends, and then ends it. mustRead makes the first
+// turn of the loop go to gorilla whatever is buffered.
+func (c *conn) serveReads(mustRead bool) {
+	idle, handshake, cause := c.readLoop(mustRead)
+	if idle {
+		go c.awaitData()
+		return
+	}
+	c.teardown(handshake, cause)
+	c.srv.forget(c)
+}
+
+// awaitData waits, with as small a stack as a goroutine has, until the
+// connection has bytes to read or fails, then serves the reads. A read
+// error is handed back to the wire so that gorilla meets it in turn.
+func (c *conn) awaitData() {
+	_, err := c.br.Peek(1)
+	if err != nil {
+		c.wire.replay = err
+	}
+	c.serveReads(err != nil)
 }
 
 func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error) {
@@ -87,27 +128,37 @@ func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error)
 	return p.NewSession(c.ctx, c.info, c)
 }
 
-// readLoop reads messages and hands them to the session until the
-// connection ends. It returns whether a close frame is queued or sent (the
-// closing handshake is under way, so the writer is let finish before TCP is
-// closed) and why the connection ended, nil for a clean close.
-func (c *conn) readLoop() (handshake bool, cause error) {
+// readLoop reads messages and hands them to the session until nothing is
+// left to read (idle) or the connection ends. Then it returns whether a
+// close frame is queued or sent (the closing handshake is under way, so the
+// writer is let finish before TCP is closed) and why the connection ended,
+// nil for a clean close. mustRead skips the idle check once.
+func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 	for {
 		c.waitForRoom()
+		if !mustRead {
+			if err := c.takeControl(); err != nil {
+				return c.readEnded(err)
+			}
+			if c.br.Buffered() == 0 {
+				return true, false, nil
+			}
+		}
+		mustRead = false
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
-			return c.readFailed(err)
+			return c.readEnded(err)
 		}
 		if c.isClosing() {
 			// After our close frame only the peer's close matters.
 			if _, err := io.Copy(io.Discard, r); err != nil {
-				return c.readFailed(err)
+				return c.readEnded(err)
 			}
 			continue
 		}
 		buf, err := c.readMessage(mt, r)
 		if err != nil {
-			return c.readFailed(err)
+			return c.readEnded(err)
 		}
 		c.extendReadDeadline()
 		err = c.deliver(protocols.Message{Type: protocols.MessageType(mt), Data: *buf})
@@ -122,6 +173,60 @@ func (c *conn) readLoop() (handshake bool, cause error) {
 			}
 		}
 	}
+}
+
+// takeControl answers the pings and pongs at the head of the read buffer
+// as the handlers gorilla would call do, and drops them, until the head is
+// a data or close frame for gorilla, or nothing. A frame is read whole
+// first: its first bytes are there, the rest is on its way. The wire guard
+// has checked every byte buffered: a control frame is masked, final and
+// carries at most 125 bytes. A read error is handed back to the wire and
+// left to gorilla.
+func (c *conn) takeControl() error {
+	for c.br.Buffered() > 0 {
+		head, err := c.peek(2)
+		if err != nil {
+			return nil
+		}
+		op := head[0] & 0x0F
+		if op != opPing && op != opPong {
+			return nil
+		}
+		size := 6 + int(head[1]&0x7F)
+		frame, err := c.peek(size)
+		if err != nil {
+			return nil
+		}
+		var payload [125]byte
+		n := copy(payload[:], frame[6:])
+		for i := range n {
+			payload[i] ^= frame[2+i%4]
+		}
+		_, _ = c.br.Discard(size)
+		if op == opPong {
+			c.extendReadDeadline()
+		} else if err := c.onPing(string(payload[:n])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peek returns the next n bytes of the read buffer, reading as needed. A
+// read error, which bufio reports once, is handed back to the wire for
+// gorilla's next read.
+func (c *conn) peek(n int) ([]byte, error) {
+	p, err := c.br.Peek(n)
+	if err != nil {
+		c.wire.replay = err
+	}
+	return p, err
+}
+
+// readEnded is readFailed for readLoop.
+func (c *conn) readEnded(err error) (idle, handshake bool, cause error) {
+	handshake, cause = c.readFailed(err)
+	return false, handshake, cause
 }
 
 // waitForRoom pauses reading while the send queue is half full, until the

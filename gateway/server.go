@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -243,10 +244,9 @@ func (s *Server) handler(l Listener) http.Handler {
 	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
 	plain := &websocket.Upgrader{
 		HandshakeTimeout: s.opts.HandshakeTimeout,
-		// A small read buffer of its own instead of net/http's 4 KiB one:
-		// every idle connection keeps it, and device messages are small
-		// (larger ones are read in more calls, not refused).
-		ReadBufferSize:  readBufferSize,
+		// 0: gorilla reads through the hijacked bufio.Reader, which
+		// upgradeWriter makes readBufferSize.
+		ReadBufferSize:  0,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -315,7 +315,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		// The connection gets a goroutine of its own so that this handler
 		// returns and net/http frees its per-request buffers (about 6 KiB
 		// an idle connection would otherwise keep).
-		go s.serve(ws, uw.conn, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
+		go s.serve(ws, uw.conn, uw.reader, p, requestInfo{remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress)})
 	})
 }
 
@@ -329,7 +329,10 @@ func (l Listener) compressMin(negotiated bool) int {
 	return l.CompressMin
 }
 
-// readBufferSize is the per-connection read buffer.
+// readBufferSize is the per-connection read buffer: a small one of its own
+// instead of net/http's 4 KiB one, as every idle connection keeps it and
+// device messages are small (larger ones are read in more calls, not
+// refused). It holds a whole control frame, as gorilla needs.
 const readBufferSize = 512
 
 // requestInfo is what a connection keeps of its upgrade request.
@@ -366,13 +369,14 @@ func (s *Server) originAllowed(r *http.Request) bool {
 }
 
 // serve runs an upgraded connection until it ends.
-func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) {
+func (s *Server) serve(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p protocols.Protocol, r requestInfo) {
 	ctx, cancel := context.WithCancel(context.Background())
 	id := newSessionID()
 	c := &conn{
 		srv:     s,
 		ws:      ws,
 		wire:    wire,
+		br:      br,
 		ctx:     ctx,
 		cancel:  cancel,
 		started: time.Now(),

@@ -22,10 +22,11 @@ import (
 )
 
 // conn runs one upgraded WebSocket connection and the protocol session on
-// it. One goroutine at a time owns it and runs its read loop: the one
-// started after the upgrade, then, each time the connection has nothing
-// left to read, a fresh one that waits for more (awaitData). A writer
-// goroutine exists only while messages are queued.
+// it. Its reading side is owned by one goroutine at a time, which runs its
+// read loop: the one started after the upgrade, then, each time the
+// connection has nothing left to read, a fresh one that waits for more,
+// unless the connection is parked in the server's poller (idle.go). A
+// writer goroutine exists only while messages are queued.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
@@ -51,9 +52,15 @@ type conn struct {
 	writing bool
 	closing bool
 	drained chan struct{} // signalled when the writer takes the queue; made by waitForRoom
+	// Waiting (idle.go).
+	deadline time.Time   // the read deadline; zero: none
+	nextPing time.Time   // zero: no more pings
+	timer    *time.Timer // for nextPing, and deadline while parked
+	parked   bool        // the poller owns the reading side
+	noPark   bool        // the connection cannot park
+	token    uint32      // the poller's name for the connection; 0 before it first parks
 
-	writer    sync.WaitGroup
-	keepalive *time.Timer
+	writer sync.WaitGroup
 }
 
 // outgoing is a queued data message, or the close frame that ends the queue.
@@ -85,42 +92,6 @@ func (c *conn) run(p protocols.Protocol) {
 	}
 	c.session = session
 	c.serveReads(false)
-}
-
-// Why a fresh goroutine for every wait: a goroutine's stack grows to what
-// its deepest call needed (starting the session, decoding and routing a
-// message, writing a log line), 4 or 8 KiB, and a goroutine blocked in a
-// read never gives it back. Most connections are idle almost all the time,
-// so the goroutine that waits for their next bytes is a fresh one that
-// does nothing else: it keeps the initial 2 KiB stack. The read loop
-// returns as soon as nothing is left in the read buffer, having answered
-// the pings and pongs there itself (takeControl): gorilla's NextReader
-// reads on after a control frame until a data message comes, so a
-// keepalive pong handed to it would leave a deep goroutine waiting.
-
-// serveReads runs the read loop on the calling goroutine until the
-// connection is idle, then hands it to a fresh goroutine and returns, or
-// until the connection ends, and then ends it. mustRead makes the first
-// turn of the loop go to gorilla whatever is buffered.
-func (c *conn) serveReads(mustRead bool) {
-	idle, handshake, cause := c.readLoop(mustRead)
-	if idle {
-		go c.awaitData()
-		return
-	}
-	c.teardown(handshake, cause)
-	c.srv.forget(c)
-}
-
-// awaitData waits, with as small a stack as a goroutine has, until the
-// connection has bytes to read or fails, then serves the reads. A read
-// error is handed back to the wire so that gorilla meets it in turn.
-func (c *conn) awaitData() {
-	_, err := c.br.Peek(1)
-	if err != nil {
-		c.wire.replay = err
-	}
-	c.serveReads(err != nil)
 }
 
 func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error) {
@@ -412,13 +383,14 @@ func (c *conn) isClosing() bool {
 // closed at once.
 func (c *conn) teardown(handshake bool, cause error) {
 	c.cancel()
-	if c.keepalive != nil {
-		c.keepalive.Stop()
-	}
 	c.mu.Lock()
 	c.closing = true
+	c.stopTimerLocked()
 	device := c.device
 	c.mu.Unlock()
+	if c.token != 0 {
+		c.srv.poller.forget(c)
+	}
 	if device != "" {
 		c.srv.router.Detach(device, c)
 	}
@@ -500,11 +472,11 @@ func (c *conn) extendReadDeadline() {
 	if c.closing {
 		return
 	}
-	if o.PingInterval <= 0 {
-		_ = c.ws.SetReadDeadline(time.Time{})
-		return
+	var t time.Time
+	if o.PingInterval > 0 {
+		t = time.Now().Add(o.PingInterval + o.PongTimeout)
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout))
+	c.setReadDeadlineLocked(t)
 }
 
 func (c *conn) onPing(data string) error {
@@ -518,22 +490,6 @@ func (c *conn) onPing(data string) error {
 		return nil
 	}
 	return err
-}
-
-func (c *conn) scheduleKeepalive() {
-	interval := c.srv.opts.PingInterval
-	if interval <= 0 {
-		return
-	}
-	c.keepalive = time.AfterFunc(interval, func() {
-		if c.isClosing() {
-			return
-		}
-		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
-			return // the read loop notices the dead connection
-		}
-		c.keepalive.Reset(interval)
-	})
 }
 
 // Attach implements protocols.Outlet.
@@ -669,7 +625,9 @@ func (c *conn) writeLoop() {
 			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
 			if o.close != nil {
 				_ = c.ws.WriteControl(websocket.CloseMessage, o.close, deadline)
-				_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.opts.CloseTimeout))
+				c.mu.Lock()
+				c.setReadDeadlineLocked(time.Now().Add(c.srv.opts.CloseTimeout))
+				c.mu.Unlock()
 				continue
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
@@ -683,8 +641,8 @@ func (c *conn) writeLoop() {
 				c.queue = nil
 				c.writing = false
 				c.signalDrained()
+				c.setReadDeadlineLocked(time.Now()) // wake the read loop
 				c.mu.Unlock()
-				_ = c.ws.NetConn().SetReadDeadline(time.Now()) // wake the read loop
 				return
 			}
 		}

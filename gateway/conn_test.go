@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -232,69 +229,6 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// TestIdleConnectionStack: the goroutine an idle connection keeps has done
-// nothing but wait, so its stack is the 2 KiB a goroutine starts with, also
-// after the session attached a device and after a pong and a ping (which
-// gorilla, given them, would have waited on after).
-func TestIdleConnectionStack(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector makes stack frames larger")
-	}
-	if os.Getenv("WSGATE_TEST_STACK") == "" {
-		// New goroutines start with the average stack of the process's
-		// goroutines (GODEBUG adaptivestackstart), which other tests'
-		// goroutines raise: this test runs in a process of its own with
-		// the fixed start of 2 KiB.
-		godebug := "adaptivestackstart=0"
-		if v := os.Getenv("GODEBUG"); v != "" {
-			godebug = v + "," + godebug
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleConnectionStack$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "WSGATE_TEST_STACK=1", "GODEBUG="+godebug)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestIdleConnectionStack")) {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		return
-	}
-	// Not parallel: the stacks of other tests' goroutines would count.
-	gw := startGateway(t, baseOptions())
-	const n = 200
-	before := stackInuse()
-	for i := range n {
-		rc := rawUpgrade(t, gw.addr, "/", "echo")
-		events := eventReader{t: t, rc: rc}
-		id := fmt.Sprintf("dev-%d", i)
-		rc.write(true, opText, []byte("!attach "+id))
-		if got := events.next(); !sameEvent(got, textEvent("attached "+id)) {
-			t.Fatalf("got %v, want attached", got)
-		}
-		rc.write(true, opPong, []byte("unsolicited"))
-		rc.write(true, opPing, []byte("p"))
-		if got := events.next(); !sameEvent(got, pongEvent("p")) {
-			t.Fatalf("got %v, want a pong", got)
-		}
-	}
-	// The last goroutines that served a message may still be ending.
-	var per uint64
-	for deadline := time.Now().Add(testWait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if per = (stackInuse() - before) / n; per <= 3072 {
-			return
-		}
-	}
-	t.Errorf("%d bytes of stack per idle connection, want 2 KiB (3 KiB with what the test adds)", per)
-}
-
-// stackInuse returns the bytes of goroutine stacks, after freeing those of
-// goroutines that have ended.
-func stackInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.StackInuse
 }
 
 // TestNewSessionRefused: a protocol that cannot start a session gets the

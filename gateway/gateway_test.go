@@ -27,7 +27,12 @@ import (
 
 // Every test shuts its servers down in t.Cleanup; anything still running
 // when the package's tests end is a leak.
+//
+// Idle connections park after a millisecond instead of parkAfter, so that
+// the tests run every kind of wait (idle.go): a goroutine's, parked, and
+// woken by bytes, by the read deadline or by Shutdown.
 func TestMain(m *testing.M) {
+	parkAfter = time.Millisecond
 	goleak.VerifyTestMain(m)
 }
 

@@ -67,6 +67,9 @@ type Server struct {
 	listeners   []net.Listener
 	serving     sync.WaitGroup
 
+	pollerOnce sync.Once
+	poller     *poller // parks idle connections; started by the first (idle.go)
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
@@ -224,12 +227,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		for c := range s.conns {
 			_ = c.ws.NetConn().Close()
+			c.wakeParked() // its socket left the poller without an event
 		}
 		s.mu.Unlock()
 		s.log.Warn("grace period over; cut remaining connections", "connections", n)
 		<-done
 		errs = append(errs, fmt.Errorf("shutdown: %d connections cut: %w", n, ctx.Err()))
 	}
+	s.stopPoller()
 	return errors.Join(errs...)
 }
 
@@ -391,6 +396,7 @@ func (s *Server) serve(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p p
 			TLS:         r.tls,
 		},
 		compressMin: r.compressMin,
+		noPark:      !canPark(wire.Conn),
 	}
 	if s.opts.MaxMessage > 0 {
 		// The wire guard fails a message that is too big on the wire (at

@@ -13,29 +13,34 @@ import (
 // time, so what one keeps while it waits is most of what the gateway's
 // memory grows by per device.
 //
-// A goroutine's stack grows to what its deepest call needed (starting the
-// session, decoding and routing a message, a log line), 4 or 8 KiB, and a
-// goroutine blocked in a read never gives it back. So the read loop returns
-// as soon as nothing is left in the read buffer, and a fresh goroutine
-// waits for the connection's next bytes (awaitData): it does nothing else,
-// and keeps the 2 KiB a goroutine starts with. Before it returns, the read
-// loop answers and drops the pings and pongs at the head of the buffer
-// itself (takeControl): gorilla's NextReader reads on after a control frame
-// until a data message comes, so a keepalive pong handed to it would leave
-// a deep goroutine waiting.
+// The read loop returns as soon as nothing is left in the read buffer, and
+// the connection waits for its next bytes outside gorilla (wait). Before it
+// returns, the read loop answers and drops the pings and pongs at the head
+// of the buffer itself (takeControl): gorilla's NextReader reads on after a
+// control frame until a data message comes, so a keepalive pong handed to
+// it would leave the goroutine waiting in gorilla.
 //
-// A connection that has had nothing to read for parkAfter gives up that
-// goroutine too: it is parked in the server's poller (epoll, Linux only),
-// which wakes it, on a fresh goroutine again, when its socket has something
-// to read. While it is parked no read is blocked on it, so the runtime no
-// longer notices its read deadline: the connection's timer, which sends its
-// keepalive pings, then also wakes it at its read deadline, and the read
-// that follows times out. TLS connections are not parked: their tls.Conn
-// may hold decrypted bytes that the socket no longer shows.
+// A connection that has had nothing to read for parkAfter is parked in the
+// server's poller (epoll, Linux only) and gives up its goroutine: the
+// poller wakes it, on a fresh goroutine, when its socket has something to
+// read. Until then it waits on the goroutine that ran its read loop, whose
+// stack has grown to what the session needed: the next message of a busy
+// device is served without a new goroutine or stack growth. While it is
+// parked no read is blocked on it, so the runtime no longer notices its
+// read deadline: the connection's timer, which sends its keepalive pings,
+// then also wakes it at its read deadline, and the read that follows times
+// out.
+//
+// A connection that cannot park (a TLS connection: its tls.Conn may hold
+// decrypted bytes the socket no longer shows; any connection on other
+// systems) waits on a fresh goroutine (awaitData) instead: a goroutine's
+// stack grows to what its deepest call needed (starting the session,
+// decoding and routing a message, a log line), 4 or 8 KiB, and a goroutine
+// blocked in a read never gives it back, while a fresh one that only waits
+// keeps the 2 KiB it starts with.
 //
 // At any time exactly one of these owns a connection's reading side: a
-// goroutine running the read loop, a goroutine in awaitData, or the poller
-// (parked).
+// goroutine running the read loop or waiting, or the poller (parked).
 
 // parkAfter is how long a connection waits for its next bytes on a
 // goroutine before it is parked. Long enough that a device sending a few
@@ -45,48 +50,71 @@ import (
 // bytes, is never freed but kept for reuse). 0 or less: never park.
 var parkAfter = 250 * time.Millisecond
 
-// serveReads runs the read loop on the calling goroutine until the
-// connection is idle, then hands it to a fresh goroutine and returns, or
-// until the connection ends, and then ends it. mustRead makes the first
-// turn of the loop go to gorilla whatever is buffered.
+// serveReads runs the read loop on the calling goroutine, and waits
+// between messages, until the connection is parked or ends, and then ends
+// it; a connection that cannot park is handed to a fresh goroutine to wait.
+// mustRead makes the first turn of the loop go to gorilla whatever is
+// buffered.
 func (c *conn) serveReads(mustRead bool) {
-	idle, handshake, cause := c.readLoop(mustRead)
-	if idle {
-		go c.awaitData()
-		return
-	}
-	c.teardown(handshake, cause)
-	c.srv.forget(c)
-}
-
-// awaitData waits, with as small a stack as a goroutine has, until the
-// connection has bytes to read or fails, and then serves the reads; or
-// parks the connection when nothing came for parkAfter. A read error is
-// handed back to the wire so that gorilla meets it in turn.
-func (c *conn) awaitData() {
 	for {
-		lingering := c.linger()
-		_, err := c.br.Peek(1)
-		if err == nil {
-			if lingering {
-				c.restoreDeadline() // the message may take longer to arrive
-			}
-			c.serveReads(false)
+		idle, handshake, cause := c.readLoop(mustRead)
+		if !idle {
+			c.teardown(handshake, cause)
+			c.srv.forget(c)
 			return
 		}
-		if lingering && isTimeout(err) {
-			parked, expired := c.park()
-			if parked {
-				return
-			}
-			if !expired {
-				continue // it cannot park: wait on
-			}
+		if !c.mayPark() {
+			go c.awaitData()
+			return
 		}
-		c.wire.replay = err
-		c.serveReads(true)
-		return
+		var parked bool
+		if parked, mustRead = c.wait(); parked {
+			return
+		}
 	}
+}
+
+// awaitData waits on a fresh goroutine, with as small a stack as a
+// goroutine has, then serves the reads.
+func (c *conn) awaitData() {
+	if parked, mustRead := c.wait(); !parked {
+		c.serveReads(mustRead)
+	}
+}
+
+// wait waits until the connection has bytes to read or fails, or parks it
+// when nothing came for parkAfter and it may park. Unless parked, the read
+// loop goes on: with mustRead when a read error was handed back to the wire
+// for gorilla to meet, and else finding nothing to read when the
+// connection could not park after all.
+func (c *conn) wait() (parked, mustRead bool) {
+	lingering := c.linger()
+	_, err := c.br.Peek(1)
+	if err == nil {
+		if lingering {
+			c.restoreDeadline() // the message may take longer to arrive
+		}
+		return false, false
+	}
+	if lingering && isTimeout(err) {
+		parked, expired := c.park()
+		if parked || !expired {
+			return parked, false
+		}
+	}
+	c.wire.replay = err
+	return false, true
+}
+
+// mayPark reports whether the connection is to wait for parkAfter and
+// then park.
+func (c *conn) mayPark() bool {
+	if parkAfter <= 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.noPark
 }
 
 func isTimeout(err error) bool {

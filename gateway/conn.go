@@ -23,10 +23,9 @@ import (
 
 // conn runs one upgraded WebSocket connection and the protocol session on
 // it. Its reading side is owned by one goroutine at a time, which runs its
-// read loop: the one started after the upgrade, then, each time the
-// connection has nothing left to read, a fresh one that waits for more,
-// unless the connection is parked in the server's poller (idle.go). A
-// writer goroutine exists only while messages are queued.
+// read loop and waits between messages, or by the server's poller while
+// the connection is parked (idle.go). A writer goroutine exists only while
+// messages are queued.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
@@ -147,7 +146,7 @@ func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 }
 
 // takeControl answers the pings and pongs at the head of the read buffer
-// as the handlers gorilla would call do, and drops them, until the head is
+// as gorilla's handlers would, and drops them, until the head is
 // a data or close frame for gorilla, or nothing. A frame is read whole
 // first: its first bytes are there, the rest is on its way. The wire guard
 // has checked every byte buffered: a control frame is masked, final and

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"compress/flate"
 	"context"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -20,14 +22,16 @@ import (
 )
 
 // conn runs one upgraded WebSocket connection and the protocol session on
-// it. A goroutine started for it after the upgrade owns it and runs its
-// read loop; a writer goroutine exists only while messages are queued.
+// it. Its reading side is owned by one goroutine at a time, which runs its
+// read loop and waits between messages, or by the server's poller while
+// the connection is parked (idle.go). A writer goroutine exists only while
+// messages are queued.
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
-	wire    *wireConn // ws's connection: the frame guard over the accepted conn
+	wire    *wireConn     // ws's connection: the frame guard over the accepted conn
+	br      *bufio.Reader // what ws reads through, over wire
 	info    protocols.SessionInfo
-	log     *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started time.Time
@@ -47,10 +51,16 @@ type conn struct {
 	queue   []outgoing
 	writing bool
 	closing bool
-	drained chan struct{} // signalled when the writer takes the queue
+	drained chan struct{} // signalled when the writer takes the queue; made by waitForRoom
+	// Waiting (idle.go).
+	deadline time.Time   // the read deadline; zero: none
+	nextPing time.Time   // zero: no more pings
+	timer    *time.Timer // for nextPing, and deadline while parked
+	parked   bool        // the poller owns the reading side
+	noPark   bool        // the connection cannot park
+	token    uint32      // the poller's name for the connection; 0 before it first parks
 
-	writer    sync.WaitGroup
-	keepalive *time.Timer
+	writer sync.WaitGroup
 }
 
 // outgoing is a queued data message, or the close frame that ends the queue.
@@ -62,12 +72,9 @@ type outgoing struct {
 var _ protocols.Outlet = (*conn)(nil)
 var _ router.Endpoint = (*conn)(nil)
 
-// run serves the connection until it ends, on the connection's goroutine.
+// run starts the session and serves the connection, on the goroutine
+// started for it after the upgrade.
 func (c *conn) run(p protocols.Protocol) {
-	defer c.srv.forget(c)
-	c.mu.Lock()
-	c.drained = make(chan struct{}, 1)
-	c.mu.Unlock()
 	c.ws.SetPingHandler(c.onPing)
 	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
 	c.ws.SetCloseHandler(c.onClose)
@@ -76,14 +83,15 @@ func (c *conn) run(p protocols.Protocol) {
 
 	session, err := c.newSession(p)
 	if err != nil {
-		c.log.Error("protocol refused the session", "err", err)
+		c.logAt(slog.LevelError, "protocol refused the session", "err", err)
 		c.Close(protocols.CloseInternalError, "protocol session could not start")
 		c.drainUntilClosed()
 		c.teardown(true, err)
+		c.srv.forget(c)
 		return
 	}
 	c.session = session
-	c.teardown(c.readLoop())
+	c.serveReads(false)
 }
 
 func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error) {
@@ -91,27 +99,37 @@ func (c *conn) newSession(p protocols.Protocol) (s protocols.Session, err error)
 	return p.NewSession(c.ctx, c.info, c)
 }
 
-// readLoop reads messages and hands them to the session until the
-// connection ends. It returns whether a close frame is queued or sent (the
-// closing handshake is under way, so the writer is let finish before TCP is
-// closed) and why the connection ended, nil for a clean close.
-func (c *conn) readLoop() (handshake bool, cause error) {
+// readLoop reads messages and hands them to the session until nothing is
+// left to read (idle) or the connection ends. Then it returns whether a
+// close frame is queued or sent (the closing handshake is under way, so the
+// writer is let finish before TCP is closed) and why the connection ended,
+// nil for a clean close. mustRead skips the idle check once.
+func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 	for {
 		c.waitForRoom()
+		if !mustRead && c.br != nil { // a dialled connection reads on in gorilla
+			if err := c.takeControl(); err != nil {
+				return c.readEnded(err)
+			}
+			if c.br.Buffered() == 0 {
+				return true, false, nil
+			}
+		}
+		mustRead = false
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
-			return c.readFailed(err)
+			return c.readEnded(err)
 		}
 		if c.isClosing() {
 			// After our close frame only the peer's close matters.
 			if _, err := io.Copy(io.Discard, r); err != nil {
-				return c.readFailed(err)
+				return c.readEnded(err)
 			}
 			continue
 		}
 		buf, err := c.readMessage(mt, r)
 		if err != nil {
-			return c.readFailed(err)
+			return c.readEnded(err)
 		}
 		c.extendReadDeadline()
 		err = c.deliver(protocols.Message{Type: protocols.MessageType(mt), Data: *buf})
@@ -121,11 +139,65 @@ func (c *conn) readLoop() (handshake bool, cause error) {
 			if errors.As(err, &ce) {
 				c.Close(ce.Code, ce.Reason)
 			} else {
-				c.log.Error("session failed", "device", c.deviceID(), "err", err)
+				c.logAt(slog.LevelError, "session failed", "device", c.deviceID(), "err", err)
 				c.Close(protocols.CloseInternalError, "internal error")
 			}
 		}
 	}
+}
+
+// takeControl answers the pings and pongs at the head of the read buffer
+// as gorilla's handlers would, and drops them, until the head is
+// a data or close frame for gorilla, or nothing. A frame is read whole
+// first: its first bytes are there, the rest is on its way. The wire guard
+// has checked every byte buffered: a control frame is masked, final and
+// carries at most 125 bytes. A read error is handed back to the wire and
+// left to gorilla.
+func (c *conn) takeControl() error {
+	for c.br.Buffered() > 0 {
+		head, err := c.peek(2)
+		if err != nil {
+			return nil
+		}
+		op := head[0] & 0x0F
+		if op != opPing && op != opPong {
+			return nil
+		}
+		size := 6 + int(head[1]&0x7F)
+		frame, err := c.peek(size)
+		if err != nil {
+			return nil
+		}
+		var payload [125]byte
+		n := copy(payload[:], frame[6:])
+		for i := range n {
+			payload[i] ^= frame[2+i%4]
+		}
+		_, _ = c.br.Discard(size)
+		if op == opPong {
+			c.extendReadDeadline()
+		} else if err := c.onPing(string(payload[:n])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peek returns the next n bytes of the read buffer, reading as needed. A
+// read error, which bufio reports once, is handed back to the wire for
+// gorilla's next read.
+func (c *conn) peek(n int) ([]byte, error) {
+	p, err := c.br.Peek(n)
+	if err != nil {
+		c.wire.replay = err
+	}
+	return p, err
+}
+
+// readEnded is readFailed for readLoop.
+func (c *conn) readEnded(err error) (idle, handshake bool, cause error) {
+	handshake, cause = c.readFailed(err)
+	return false, handshake, cause
 }
 
 // waitForRoom pauses reading while the send queue is half full, until the
@@ -139,18 +211,22 @@ func (c *conn) waitForRoom() {
 	for {
 		c.mu.Lock()
 		full := !c.closing && len(c.queue) >= high
+		if full && c.drained == nil {
+			c.drained = make(chan struct{}, 1) // made when first needed: most connections never wait
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		if !full {
 			return
 		}
-		<-c.drained
+		<-drained
 	}
 }
 
 // signalDrained wakes waitForRoom; c.mu is held.
 func (c *conn) signalDrained() {
 	select {
-	case c.drained <- struct{}{}: // a nil channel (before run) never is ready
+	case c.drained <- struct{}{}: // nil (nobody has waited yet): never ready
 	default:
 	}
 }
@@ -208,7 +284,7 @@ func (c *conn) deliver(m protocols.Message) (err error) {
 // faulty session closes with 1011 instead of taking the gateway down.
 func (c *conn) recoverSession(method string, err *error) {
 	if r := recover(); r != nil {
-		c.log.Error("protocol session panicked", "method", method, "device", c.deviceID(), "panic", r, "stack", string(debug.Stack()))
+		c.logAt(slog.LevelError, "protocol session panicked", "method", method, "device", c.deviceID(), "panic", r, "stack", string(debug.Stack()))
 		*err = &sessionPanic{method: method, value: r}
 	}
 }
@@ -248,7 +324,7 @@ func (c *conn) readFailed(err error) (handshake bool, cause error) {
 	if errors.As(err, &corrupt) || errors.Is(err, io.ErrUnexpectedEOF) && c.wire != nil && c.wire.guard.compressed {
 		// The inflater's (on data cut inside a deflate block); gorilla
 		// reports a cut connection as a 1006 CloseError instead.
-		c.log.Debug("inflating a message failed", "err", err)
+		c.logAt(slog.LevelDebug, "inflating a message failed", "err", err)
 		return true, c.fail(protocols.CloseInvalidPayload, "invalid compressed data")
 	}
 	var ne net.Error
@@ -307,13 +383,14 @@ func (c *conn) isClosing() bool {
 // closed at once.
 func (c *conn) teardown(handshake bool, cause error) {
 	c.cancel()
-	if c.keepalive != nil {
-		c.keepalive.Stop()
-	}
 	c.mu.Lock()
 	c.closing = true
+	c.stopTimerLocked()
 	device := c.device
 	c.mu.Unlock()
+	if c.token != 0 {
+		c.srv.poller.forget(c)
+	}
 	if device != "" {
 		c.srv.router.Detach(device, c)
 	}
@@ -335,7 +412,7 @@ func (c *conn) teardown(handshake bool, cause error) {
 	if handshake {
 		c.lingerClose()
 	}
-	c.log.Debug("connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
+	c.logAt(slog.LevelDebug, "connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
 }
 
 // lingerClose closes the connection after the closing handshake: the
@@ -367,6 +444,25 @@ func (c *conn) drainUntilClosed() {
 	}
 }
 
+// logAt writes a line on the server's logger with the connection's session,
+// protocol and remote address first. They are added line by line rather
+// than held in a logger of the connection's own (slog.Logger.With), which
+// would keep them formatted on the heap of every idle connection.
+func (c *conn) logAt(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	h := c.srv.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	var pcs [1]uintptr
+	runtime.Callers(2, pcs[:]) // logAt's caller, as slog.Logger would record it
+	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
+	r.AddAttrs(slog.String("session", c.info.ID), slog.String("protocol", c.info.Subprotocol),
+		slog.String("remote", c.info.RemoteAddr))
+	r.Add(args...)
+	_ = h.Handle(ctx, r)
+}
+
 func (c *conn) extendReadDeadline() {
 	h := c.heartbeat
 	// Under mu: once closing is set, the writer's CloseTimeout deadline
@@ -376,11 +472,11 @@ func (c *conn) extendReadDeadline() {
 	if c.closing {
 		return
 	}
-	if h.interval <= 0 {
-		_ = c.ws.SetReadDeadline(time.Time{})
-		return
+	var t time.Time
+	if h.interval > 0 {
+		t = time.Now().Add(h.interval + h.timeout)
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(h.interval + h.timeout))
+	c.setReadDeadlineLocked(t)
 }
 
 func (c *conn) onPing(data string) error {
@@ -394,22 +490,6 @@ func (c *conn) onPing(data string) error {
 		return nil
 	}
 	return err
-}
-
-func (c *conn) scheduleKeepalive() {
-	interval := c.heartbeat.interval
-	if interval <= 0 {
-		return
-	}
-	c.keepalive = time.AfterFunc(interval, func() {
-		if c.isClosing() {
-			return
-		}
-		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
-			return // the read loop notices the dead connection
-		}
-		c.keepalive.Reset(interval)
-	})
 }
 
 // Attach implements protocols.Outlet.
@@ -442,7 +522,7 @@ func (c *conn) Attach(device string) error {
 }
 
 // deviceID returns the attached device id, "" before Attach. Log lines name
-// it explicitly: c.log is shared with other goroutines and never replaced.
+// it explicitly, as it is set after the connection's first lines.
 func (c *conn) deviceID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -466,7 +546,7 @@ func (c *conn) Send(m protocols.Message) error {
 		c.enqueueLocked(outgoing{close: closePayload(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")})
 		device := c.device
 		c.mu.Unlock()
-		c.log.Warn("device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
+		c.logAt(slog.LevelWarn, "device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
 		return protocols.ErrSendQueueFull
 	}
 	c.enqueueLocked(outgoing{msg: m})
@@ -545,7 +625,9 @@ func (c *conn) writeLoop() {
 			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
 			if o.close != nil {
 				_ = c.ws.WriteControl(websocket.CloseMessage, o.close, deadline)
-				_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.opts.CloseTimeout))
+				c.mu.Lock()
+				c.setReadDeadlineLocked(time.Now().Add(c.srv.opts.CloseTimeout))
+				c.mu.Unlock()
 				continue
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
@@ -553,14 +635,14 @@ func (c *conn) writeLoop() {
 				c.ws.EnableWriteCompression(len(o.msg.Data) >= c.compressMin)
 			}
 			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
-				c.log.Debug("write failed", "device", c.deviceID(), "err", err)
+				c.logAt(slog.LevelDebug, "write failed", "device", c.deviceID(), "err", err)
 				c.mu.Lock()
 				c.closing = true // first, so that nothing extends the deadline below
 				c.queue = nil
 				c.writing = false
 				c.signalDrained()
+				c.setReadDeadlineLocked(time.Now()) // wake the read loop
 				c.mu.Unlock()
-				_ = c.ws.NetConn().SetReadDeadline(time.Now()) // wake the read loop
 				return
 			}
 		}

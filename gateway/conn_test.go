@@ -3,10 +3,13 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,6 +177,58 @@ func TestSessionErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogAttributes: a connection's log lines name its session, protocol
+// and remote address, and the line's own attributes follow.
+func TestLogAttributes(t *testing.T) {
+	t.Parallel()
+	var buf lockedBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gw := startGatewayLog(t, baseOptions(), log)
+	ws := gw.dial(t, "/", "echo")
+	session := gw.protos["echo"].next(t)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("!crash")); err != nil {
+		t.Fatal(err)
+	}
+	wantCloseCode(t, readUntilClose(t, ws), protocols.CloseInternalError)
+	session.waitClosed(t)
+
+	var line map[string]any
+	for l := range strings.Lines(buf.String()) {
+		if strings.Contains(l, `"msg":"session failed"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := map[string]any{
+		"level": "ERROR", "session": session.info.ID, "protocol": "echo",
+		"remote": ws.LocalAddr().String(), "device": "", "err": "the session crashed",
+	}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("%s = %v, want %v (line %v)", k, line[k], v, line)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger that several goroutines use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestNewSessionRefused: a protocol that cannot start a session gets the

@@ -94,7 +94,7 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 		state := tc.ConnectionState()
 		info.tls = &state
 	}
-	c := s.newConn(ws, nil, p, info)
+	c := s.newConn(ws, nil, nil, p, info)
 	stop := context.AfterFunc(ctx, func() { c.Close(protocols.CloseGoingAway, "connection no longer wanted") })
 	defer stop()
 	c.run(p)

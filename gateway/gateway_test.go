@@ -27,7 +27,12 @@ import (
 
 // Every test shuts its servers down in t.Cleanup; anything still running
 // when the package's tests end is a leak.
+//
+// Idle connections park after a millisecond instead of parkAfter, so that
+// the tests run every kind of wait (idle.go): a goroutine's, parked, and
+// woken by bytes, by the read deadline or by Shutdown.
 func TestMain(m *testing.M) {
+	parkAfter = time.Millisecond
 	goleak.VerifyTestMain(m)
 }
 
@@ -235,6 +240,12 @@ func baseOptions() Options {
 // down when the test ends.
 func startGateway(t *testing.T, opts Options, names ...string) *testGateway {
 	t.Helper()
+	return startGatewayLog(t, opts, testLogger(), names...)
+}
+
+// startGatewayLog is startGateway with the server and router logging to log.
+func startGatewayLog(t *testing.T, opts Options, log *slog.Logger, names ...string) *testGateway {
+	t.Helper()
 	if len(names) == 0 {
 		names = []string{"echo"}
 	}
@@ -253,7 +264,6 @@ func startGateway(t *testing.T, opts Options, names ...string) *testGateway {
 			t.Fatal(err)
 		}
 	}
-	log := testLogger()
 	gw.router = router.New(gw.sink, log)
 	gw.srv, err = New(opts, registry, gw.router, log)
 	if err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -75,6 +76,9 @@ type Server struct {
 	httpServers []*http.Server
 	listeners   []net.Listener
 	serving     sync.WaitGroup
+
+	pollerOnce sync.Once
+	poller     *poller // parks idle connections; started by the first (idle.go)
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -236,12 +240,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		for c := range s.conns {
 			_ = c.ws.NetConn().Close()
+			c.wakeParked() // its socket left the poller without an event
 		}
 		s.mu.Unlock()
 		s.log.Warn("grace period over; cut remaining connections", "connections", n)
 		<-done
 		errs = append(errs, fmt.Errorf("shutdown: %d connections cut: %w", n, ctx.Err()))
 	}
+	s.stopPoller()
 	return errors.Join(errs...)
 }
 
@@ -256,10 +262,9 @@ func (s *Server) handler(l Listener) http.Handler {
 	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
 	plain := &websocket.Upgrader{
 		HandshakeTimeout: s.opts.HandshakeTimeout,
-		// A small read buffer of its own instead of net/http's 4 KiB one:
-		// every idle connection keeps it, and device messages are small
-		// (larger ones are read in more calls, not refused).
-		ReadBufferSize:  readBufferSize,
+		// 0: gorilla reads through the hijacked bufio.Reader, which
+		// upgradeWriter makes readBufferSize.
+		ReadBufferSize:  0,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -326,7 +331,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		// The connection gets a goroutine of its own so that this handler
 		// returns and net/http frees its per-request buffers (about 6 KiB
 		// an idle connection would otherwise keep).
-		go s.serve(ws, uw.conn, p, requestInfo{
+		go s.serve(ws, uw.conn, uw.reader, p, requestInfo{
 			remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress),
 			heartbeat: s.heartbeat(l.PingInterval, l.PongTimeout), maxMessage: maxMessage,
 		})
@@ -343,7 +348,10 @@ func (l Listener) compressMin(negotiated bool) int {
 	return l.CompressMin
 }
 
-// readBufferSize is the per-connection read buffer.
+// readBufferSize is the per-connection read buffer: a small one of its own
+// instead of net/http's 4 KiB one, as every idle connection keeps it and
+// device messages are small (larger ones are read in more calls, not
+// refused). It holds a whole control frame, as gorilla needs.
 const readBufferSize = 512
 
 // requestInfo is what a connection keeps of its upgrade request.
@@ -402,19 +410,22 @@ func (s *Server) originAllowed(r *http.Request) bool {
 }
 
 // serve runs an upgraded connection until it ends.
-func (s *Server) serve(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) {
-	s.newConn(ws, wire, p, r).run(p)
+func (s *Server) serve(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p protocols.Protocol, r requestInfo) {
+	s.newConn(ws, wire, br, p, r).run(p)
 }
 
-// newConn registers a connection that s.active already counts; wire is nil
-// for a dialled one.
-func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, p protocols.Protocol, r requestInfo) *conn {
+// newConn registers a connection that s.active already counts. wire and br
+// (the read buffer gorilla reads through) are nil for a dialled one, which
+// never parks: the frames it reads are a server's, and it has no guard to
+// follow them.
+func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p protocols.Protocol, r requestInfo) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	id := newSessionID()
 	c := &conn{
 		srv:     s,
 		ws:      ws,
 		wire:    wire,
+		br:      br,
 		ctx:     ctx,
 		cancel:  cancel,
 		started: time.Now(),
@@ -429,9 +440,9 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, p protocols.Protoco
 			TLS:         r.tls,
 			Outbound:    r.outbound,
 		},
-		log:         s.log.With("session", id, "protocol", p.Name(), "remote", r.remote),
 		compressMin: r.compressMin,
 		heartbeat:   r.heartbeat,
+		noPark:      wire == nil || !canPark(wire.Conn),
 	}
 	if r.maxMessage > 0 {
 		// The wire guard fails a message that is too big on the wire (at
@@ -448,7 +459,7 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, p protocols.Protoco
 	if draining { // Shutdown began while this connection was upgrading
 		c.Close(protocols.CloseGoingAway, "gateway shutting down")
 	}
-	c.log.Debug("connection open", "path", r.path, "outbound", r.outbound)
+	c.logAt(slog.LevelDebug, "connection open", "path", r.path, "outbound", r.outbound)
 	return c
 }
 

@@ -292,6 +292,10 @@ type wireConn struct {
 	net.Conn // the accepted connection (after TLS): raw for lingerClose
 	guard    frameGuard
 	err      *wireError // held back behind the bytes returned last
+	// replay is a read error the read loop took from the bufio.Reader
+	// over this connection (conn.peek), returned once by the next Read so
+	// that gorilla sees it too.
+	replay error
 
 	deflate *deflateParams // offered and acceptable; nil: not enabled or not offered
 }
@@ -299,6 +303,10 @@ type wireConn struct {
 func (w *wireConn) Read(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
+	}
+	if err := w.replay; err != nil {
+		w.replay = nil
+		return 0, err
 	}
 	n, err := w.Conn.Read(p)
 	if n > 0 {
@@ -353,15 +361,17 @@ func (w *wireConn) Write(p []byte) (int, error) {
 // known once the handshake response has been written.
 func (w *wireConn) compressing() bool { return w.guard.deflate }
 
-// upgradeWriter hands gorilla the hijacked connection as a wireConn.
-// gorilla resets the hijacked bufio.Reader onto the connection it gets (and
-// refuses clients that sent frames before the response), so every byte read
-// after the upgrade passes the guard.
+// upgradeWriter hands gorilla the hijacked connection as a wireConn, and a
+// bufio.Reader of readBufferSize over it instead of net/http's. gorilla
+// resets the hijacked bufio.Reader onto the connection it gets (and refuses
+// clients that sent frames before the response), so every byte read after
+// the upgrade passes the guard.
 type upgradeWriter struct {
 	http.ResponseWriter
 	maxMessage int64
 	deflate    *deflateParams
 	conn       *wireConn
+	reader     *bufio.Reader // over conn, what gorilla reads through
 }
 
 // Hijack implements http.Hijacker.
@@ -371,7 +381,13 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	u.conn = &wireConn{Conn: nc, guard: newFrameGuard(u.maxMessage, false), deflate: u.deflate}
-	return u.conn, brw, nil
+	if brw.Reader.Buffered() > 0 {
+		return u.conn, brw, nil // gorilla refuses the connection
+	}
+	// gorilla reads through this reader (the Upgrader's ReadBufferSize is
+	// 0, so it reuses the hijacked one) and the read loop looks into it.
+	u.reader = bufio.NewReaderSize(u.conn, readBufferSize)
+	return u.conn, bufio.NewReadWriter(u.reader, brw.Writer), nil
 }
 
 var _ http.Hijacker = (*upgradeWriter)(nil)

@@ -87,7 +87,7 @@ func (*Protocol) Name() string { return Name }
 
 // NewSession implements protocols.Protocol.
 func (p *Protocol) NewSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
-	return &session{cfg: &p.cfg, info: info, out: out, inflight: make(map[uint64]int)}, nil
+	return &session{cfg: &p.cfg, id: info.ID, heartbeat: info.Heartbeat, maxMessage: info.MaxMessage, out: out}, nil
 }
 
 var _ protocols.Protocol = (*Protocol)(nil)
@@ -150,22 +150,35 @@ func validChars[T ~string | ~[]byte](s T) bool {
 // session is one device connection. The gateway serialises OnMessage,
 // OnCommand and Close; mu guards what acks and command timers, which run
 // elsewhere, share with them.
+//
+// Every connected device keeps one, idle or not, so it holds only what
+// outlives a message: the message being decoded comes from inbounds, and
+// the dedup window and the map of pubs awaiting their ack are made by the
+// first pub that needs them.
 type session struct {
-	cfg  *Config
-	info protocols.SessionInfo
-	out  protocols.Outlet
+	cfg        *Config
+	id         string        // the gateway's session id (SessionInfo.ID)
+	heartbeat  time.Duration // SessionInfo.Heartbeat
+	maxMessage int64         // SessionInfo.MaxMessage
+	out        protocols.Outlet
 
 	device      string // set by hello
-	msg         inbound
 	lastChannel string
 
 	mu       sync.Mutex
-	window   seqWindow
+	window   *seqWindow     // nil until the first pub with a seq
 	inflight map[uint64]int // seq -> copies received while awaiting the ack
 	pending  map[string]*pendingCommand
 	nextCmd  uint64
 	closed   bool
 }
+
+// inbounds holds decoded messages between OnMessage calls, each with the
+// scratch buffer of its unescaped strings.
+var inbounds = sync.Pool{New: func() any { return new(inbound) }}
+
+// maxScratch is the largest scratch buffer kept for the next message.
+const maxScratch = 4 << 10
 
 type pendingCommand struct {
 	name  string
@@ -176,7 +189,21 @@ func (s *session) OnMessage(m protocols.Message) error {
 	if m.Type != protocols.Text {
 		return &protocols.CloseError{Code: protocols.CloseUnsupportedData, Reason: "binary (CBOR) messages are not supported"}
 	}
-	if err := decode(m.Data, &s.msg); err != nil {
+	msg := inbounds.Get().(*inbound)
+	defer func() {
+		// Drop what points into m.Data, which the gateway reuses.
+		scratch := msg.scratch[:0]
+		if cap(scratch) > maxScratch {
+			scratch = nil
+		}
+		*msg = inbound{scratch: scratch}
+		inbounds.Put(msg)
+	}()
+	return s.onMessage(m, msg)
+}
+
+func (s *session) onMessage(m protocols.Message, msg *inbound) error {
+	if err := decode(m.Data, msg); err != nil {
 		if errors.Is(err, errSyntax) {
 			return &protocols.CloseError{Code: protocols.CloseInvalidPayload, Reason: "invalid JSON"}
 		}
@@ -186,7 +213,6 @@ func (s *session) OnMessage(m protocols.Message) error {
 		s.sendError(CodeBadRequest, err.Error())
 		return nil
 	}
-	msg := &s.msg
 	if s.device == "" {
 		if string(msg.Op) != "hello" {
 			return s.refuse(CodeBadRequest, "the first message must be a hello")
@@ -231,8 +257,8 @@ func (s *session) hello(msg *inbound) error {
 		return fmt.Errorf("attach %q: %w", msg.ID, err)
 	}
 	s.device = msg.ID
-	heartbeat := int(s.info.Heartbeat / time.Second)
-	s.send(appendWelcome(nil, s.info.ID, heartbeat, s.info.MaxMessage))
+	heartbeat := int(s.heartbeat / time.Second)
+	s.send(appendWelcome(nil, s.id, heartbeat, s.maxMessage))
 	return nil
 }
 
@@ -292,8 +318,14 @@ func (s *session) pub(msg *inbound) {
 		s.send(appendNack(nil, seq, CodeBusy, "too many pubs awaiting their ack"))
 		return
 	}
+	if s.window == nil {
+		s.window = new(seqWindow)
+	}
 	s.window.add(seq)
 	if qos == 1 {
+		if s.inflight == nil {
+			s.inflight = make(map[uint64]int)
+		}
 		s.inflight[seq] = 1
 		frame.Ack = func(err error) { s.acked(seq, err) }
 	}

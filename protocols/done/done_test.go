@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/protocols"
 )
@@ -949,5 +950,21 @@ func TestValidDeviceID(t *testing.T) {
 		if got := ValidDeviceID(id); got != want {
 			t.Errorf("ValidDeviceID(%q) = %v", id, got)
 		}
+	}
+}
+
+// TestIdleSessionSmall: every connected device keeps its session for as long
+// as it is connected, so what an idle one holds counts per device. After a
+// hello it holds no dedup window, no inflight map and nothing of the
+// decoded message.
+func TestIdleSessionSmall(t *testing.T) {
+	t.Parallel()
+	if size, limit := unsafe.Sizeof(session{}), 18*unsafe.Sizeof(uintptr(0)); size > limit {
+		t.Errorf("session is %d bytes, want at most %d", size, limit)
+	}
+	ps, _ := started(t, nil)
+	s := ps.(*session)
+	if s.window != nil || s.inflight != nil || s.pending != nil {
+		t.Errorf("idle session holds window %v, inflight %v, pending %v", s.window != nil, s.inflight, s.pending)
 	}
 }

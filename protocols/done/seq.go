@@ -7,7 +7,7 @@ package done
 const windowSize = 1024
 
 // seqWindow remembers which of the last windowSize seqs were accepted.
-// Bit i of bits marks seq high-i.
+// Bit i of bits marks seq high-i. A nil window has seen nothing.
 type seqWindow struct {
 	started bool
 	high    uint64
@@ -15,7 +15,7 @@ type seqWindow struct {
 }
 
 func (w *seqWindow) seen(seq uint64) bool {
-	if !w.started || seq > w.high {
+	if w == nil || !w.started || seq > w.high {
 		return false
 	}
 	age := w.high - seq
@@ -42,7 +42,7 @@ func (w *seqWindow) add(seq uint64) {
 }
 
 func (w *seqWindow) remove(seq uint64) {
-	if !w.started || seq > w.high {
+	if w == nil || !w.started || seq > w.high {
 		return
 	}
 	if age := w.high - seq; age < windowSize {

@@ -90,7 +90,9 @@ func (c *conn) run(p protocols.Protocol) {
 		c.srv.forget(c)
 		return
 	}
+	c.sessionMu.Lock() // Command and goAway may look already: NewSession may Attach
 	c.session = session
+	c.sessionMu.Unlock()
 	c.serveReads(false)
 }
 
@@ -600,6 +602,26 @@ func (c *conn) Command(cmd protocols.Command) (err error) {
 	}()
 	defer c.recoverSession("OnCommand", &err)
 	return c.session.OnCommand(cmd)
+}
+
+// goAway ends the connection for a shutdown: with the session's own
+// closing handshake when its protocol has one, else with 1001.
+func (c *conn) goAway(reason string) {
+	c.sessionMu.Lock()
+	g, ok := c.session.(protocols.GoingAway)
+	if ok && !c.ended {
+		var panicked error
+		func() {
+			defer c.recoverSession("GoingAway", &panicked)
+			g.GoingAway()
+		}()
+		if panicked == nil {
+			c.sessionMu.Unlock()
+			return
+		}
+	}
+	c.sessionMu.Unlock()
+	c.Close(protocols.CloseGoingAway, reason)
 }
 
 // Evict implements router.Endpoint.

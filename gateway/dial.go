@@ -36,7 +36,8 @@ var ErrDraining = errors.New("gateway shutting down")
 // Dial connects to a WebSocket server and runs a session of p on the
 // connection exactly as on an accepted one (router, send queue, keepalive,
 // shutdown), until the connection ends or ctx is cancelled (then it is
-// closed with 1001). It returns an error when the connection could not be
+// closed as at shutdown: by the session's own closing handshake, or with
+// 1001). It returns an error when the connection could not be
 // opened, and nil once an opened connection has ended: the session saw why.
 func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protocol) error {
 	u, err := url.Parse(opts.URL)
@@ -95,7 +96,7 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 		info.tls = &state
 	}
 	c := s.newConn(ws, nil, nil, p, info)
-	stop := context.AfterFunc(ctx, func() { c.Close(protocols.CloseGoingAway, "connection no longer wanted") })
+	stop := context.AfterFunc(ctx, func() { c.goAway("connection no longer wanted") })
 	defer stop()
 	c.run(p)
 	return nil

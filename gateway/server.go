@@ -229,7 +229,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.serving.Wait()
 	for _, c := range conns {
-		c.Close(protocols.CloseGoingAway, "gateway shutting down")
+		c.goAway("gateway shutting down")
 	}
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()

@@ -62,6 +62,16 @@ type Session interface {
 	Close(err error)
 }
 
+// GoingAway is implemented by sessions whose protocol has a closing
+// handshake of its own (SHIP's connectionClose). When the gateway shuts
+// down, or no longer wants a connection it dialled, it calls GoingAway
+// instead of closing with 1001; the session then closes the connection
+// through its Outlet. Connections still open when the shutdown grace ends
+// are cut.
+type GoingAway interface {
+	GoingAway()
+}
+
 // Outlet is what a session can do to the world. Every method is safe for
 // concurrent use and none blocks on the network.
 type Outlet interface {

@@ -147,6 +147,17 @@ func (s *session) Close(err error) {
 	s.log.Info("SHIP connection ended", "state", state.String(), "err", err)
 }
 
+// GoingAway implements protocols.GoingAway: the gateway shuts down or no
+// longer wants the connection, which then ends with SHIP's close announce
+// and confirm (section 6.7) in data exchange, or at once before it.
+func (s *session) GoingAway() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
+	}
+}
+
 // unpair ends the connection because the user removed or rejected the
 // peer (section 6.7: reason removedConnection).
 func (s *session) unpair() {

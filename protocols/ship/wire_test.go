@@ -3,6 +3,7 @@ package ship_test
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"strconv"
 	"testing"
@@ -449,4 +450,57 @@ func TestShipWrongSHIPID(t *testing.T) {
 	if _, ok := b.dev.find(func(presenceEvent) bool { return true }); ok {
 		t.Error("the peer was attached")
 	}
+}
+
+// TestShipShutdownAnnouncesClose: a gateway that shuts down ends its SHIP
+// connections with the close announce of section 6.7, not a bare 1001,
+// both as server and, through its dial loop, as client.
+func TestShipShutdownAnnouncesClose(t *testing.T) {
+	t.Parallel()
+	t.Run("server", func(t *testing.T) {
+		t.Parallel()
+		a := startNode(t, "A", nodeOptions{autoAccept: true, machine: quick})
+		w := dialWire(t, newIdentity(t, "scripted"), a)
+		w.handshakeTo(clientStages(machine.DefaultHelloInit, a.id.SHIPID, "scripted"), dataExchange)
+		a.waitAttached(t, "scripted")
+		shutdown := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			shutdown <- a.srv.Shutdown(ctx)
+		}()
+		w.expect(shiptest.Announce(quick.CloseWait, "unspecific"))
+		w.send(shiptest.Confirm)
+		w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
+		if err := <-shutdown; err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	})
+	t.Run("client", func(t *testing.T) {
+		t.Parallel()
+		srv := startScriptedServer(t, "SRV-Model-1")
+		b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2",
+			machine: machine.Config{HelloInit: 60 * time.Second, CloseWait: 500 * time.Millisecond}})
+		d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
+		w := srv.accept(t)
+		// The trace's handshake, up to its first data message.
+		for _, l := range readTrace(t, "trace-autoaccept.txt") {
+			if eebus.MessageType(l.Msg[0]) == eebus.TypeData {
+				break
+			}
+			if l.Sender == "server" {
+				w.send(l.Msg)
+			} else if got := w.next(); !bytes.Equal(got, l.Msg) {
+				t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
+			}
+		}
+		b.waitAttached(t, "SRV-Model-1")
+		d.cancel() // the peer is no longer wanted, as when the gateway stops
+		w.expect(shiptest.Announce(500*time.Millisecond, "unspecific"))
+		w.send(shiptest.Confirm)
+		w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
+		if err := d.wait(t); err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+	})
 }

@@ -592,7 +592,7 @@ func (c *conn) Publish(f protocols.Frame) error {
 func (c *conn) Command(cmd protocols.Command) (err error) {
 	c.sessionMu.Lock()
 	defer c.sessionMu.Unlock()
-	if c.ended {
+	if c.ended || c.session == nil { // nil: NewSession attached and has not returned yet
 		return protocols.ErrDeviceOffline
 	}
 	defer func() {

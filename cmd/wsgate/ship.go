@@ -36,7 +36,7 @@ func shipDir(cfg config.Config) string {
 	return filepath.Join(config.StateDir(), "ship")
 }
 
-// TrustFile is the trust store's file name in the SHIP directory.
+// trustFile is the trust store's file name in the SHIP directory.
 const trustFile = "ship-trust.json"
 
 // loadShipIdentity loads the local SHIP node, making its key and

@@ -73,10 +73,16 @@ func Handler(src Sources) http.Handler {
 		for _, d := range src.Router.Devices() {
 			list = append(list, device(d))
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(list)
+		writeJSON(w, http.StatusOK, list)
 	})
 	return mux
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Server is the admin HTTP listener.

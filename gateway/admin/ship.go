@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -68,12 +67,6 @@ func shipRoutes(mux *http.ServeMux, store Ship, node ShipNode) {
 	mux.HandleFunc("POST /ship/peers/{ski}/approve", decide(store.Approve))
 	mux.HandleFunc("POST /ship/peers/{ski}/reject", decide(store.Reject))
 	mux.HandleFunc("DELETE /ship/peers/{ski}", decide(store.Remove))
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 var (

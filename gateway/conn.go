@@ -477,6 +477,11 @@ func (c *conn) extendReadDeadline() {
 	var t time.Time
 	if h.interval > 0 {
 		t = time.Now().Add(h.interval + h.timeout)
+		// A busy device would move the deadline on every message, a timer
+		// update each; a few percent of the timeout earlier does no harm.
+		if d := t.Sub(c.deadline); d >= 0 && d < h.timeout/16 {
+			return
+		}
 	}
 	c.setReadDeadlineLocked(t)
 }

@@ -36,7 +36,7 @@ type Config struct {
 	PublishTimeout time.Duration // a PUBACK not seen by then spools the frame
 	GatewayID      string
 	Topics         Topics
-	Queue          int // frames waiting for the publisher
+	Queue          int // QoS 1+ frames waiting for the publisher
 	// QueueWait is how long Deliver waits for room in a full queue before
 	// it refuses with protocols.ErrBusy; 0 refuses at once.
 	QueueWait      time.Duration
@@ -285,6 +285,10 @@ func (b *Bridge) deliver(f protocols.Frame, wait time.Duration) error {
 	if b.closed {
 		return protocols.ErrClosed
 	}
+	if f.QoS == 0 {
+		b.publishAtMostOnce(topic, f)
+		return nil
+	}
 	q := queued{frame: f, topic: topic}
 	select {
 	case b.in <- q:
@@ -304,23 +308,43 @@ func (b *Bridge) deliver(f protocols.Frame, wait time.Duration) error {
 	return protocols.ErrBusy
 }
 
-// publishLoop takes frames in arrival order and either publishes them or
-// marks them for the spool; the acker settles them in the same order.
+// publishAtMostOnce hands a QoS 0 frame to the client on the caller's
+// goroutine. Such a frame is neither spooled nor ordered behind QoS 1
+// frames (MQTT orders messages per QoS level only), so the queue and the
+// publisher goroutine would only add a hand-over per frame, which is most
+// of the latency a busy gateway adds. A client that cannot take the frame
+// (a stalled broker) holds the device's reads for up to its write timeout;
+// then paho fails the token and the frame is counted as dropped.
+func (b *Bridge) publishAtMostOnce(topic string, f protocols.Frame) {
+	if b.client.IsConnectionOpen() {
+		if t := b.client.Publish(topic, 0, f.Retain, f.Payload); isFailed(t) {
+			b.qos0Dropped.Add(1)
+		}
+	} else {
+		b.qos0Dropped.Add(1)
+	}
+	if f.Ack != nil {
+		f.Ack(nil)
+	}
+}
+
+// isFailed tells whether a token has already failed, without waiting.
+func isFailed(t mqtt.Token) bool {
+	select {
+	case <-t.Done():
+		return t.Error() != nil
+	default:
+		return false
+	}
+}
+
+// publishLoop takes QoS 1+ frames in arrival order and either publishes
+// them or marks them for the spool; the acker settles them in the same
+// order.
 func (b *Bridge) publishLoop() {
 	defer close(b.pipeline)
 	for q := range b.in {
 		f := q.frame
-		if f.QoS == 0 {
-			if b.client.IsConnectionOpen() {
-				b.client.Publish(q.topic, 0, f.Retain, f.Payload)
-			} else {
-				b.qos0Dropped.Add(1)
-			}
-			if f.Ack != nil {
-				f.Ack(nil)
-			}
-			continue
-		}
 		b.modeMu.Lock()
 		toSpool := b.spooling || !b.client.IsConnectionOpen()
 		if toSpool {

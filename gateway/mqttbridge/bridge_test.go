@@ -88,6 +88,45 @@ func TestUplink(t *testing.T) {
 	})
 }
 
+// QoS 0 frames are fire-and-forget: while the broker is unreachable they
+// are dropped and counted, never spooled or refused, and the device's
+// connection goes on; once the broker is back they flow again.
+func TestQoS0DuringOutage(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		sub := b.subscribe(t, "wsgate/q0-1/data")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		d := connectDevice(t, g.addr, "q0-1")
+
+		b.down()
+		g.waitConnected(t, false)
+		for n := 1; n <= 3; n++ {
+			d.pub("data", fmt.Sprintf(`{"n":%d}`, n), 0, 0, false)
+		}
+		d.pub("data", `{"n":"qos1"}`, 1, 1, false) // behind the QoS 0 frames on the connection
+		if m := d.settle(1); m.Op != "ack" {
+			t.Fatalf("QoS 1 pub during the outage: %s, want an ack (spooled)", m.raw)
+		}
+		if st := g.bridge.Stats(); st.QoS0Dropped != 3 || st.Spooled != 1 || st.Busy != 0 {
+			t.Fatalf("stats %+v: want 3 QoS 0 frames dropped, the QoS 1 frame spooled", st)
+		}
+
+		b.up()
+		g.waitConnected(t, true)
+		if m := sub.Next(t, "wsgate/q0-1/data", wait); string(m.Payload) != `{"n":"qos1"}` {
+			t.Fatalf("after the outage got %s first, want the spooled frame", m.Payload)
+		}
+		d.pub("data", `{"n":4}`, 0, 0, false)
+		if m := sub.Next(t, "wsgate/q0-1/data", wait); string(m.Payload) != `{"n":4}` || m.QoS != 0 {
+			t.Fatalf("after the outage got %s (QoS %d), want n=4 at QoS 0", m.Payload, m.QoS)
+		}
+		if st := g.bridge.Stats(); st.QoS0Dropped != 3 {
+			t.Errorf("stats %+v: want still 3 QoS 0 frames dropped", st)
+		}
+	})
+}
+
 // Invalid channels never reach the broker: done refuses them, and the
 // device gets a nack.
 func TestUplinkRefusesReservedChannels(t *testing.T) {

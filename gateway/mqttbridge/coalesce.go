@@ -23,6 +23,7 @@ const maxCoalesced = 256 << 10
 // cost of a busy bridge.
 type coalescingConn struct {
 	net.Conn
+	writeTimeout time.Duration // bounds each batch's write; 0 for none
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -34,8 +35,8 @@ type coalescingConn struct {
 	done    chan struct{}
 }
 
-func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c, done: make(chan struct{})}
+func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
+	cc := &coalescingConn{Conn: c, writeTimeout: writeTimeout, done: make(chan struct{})}
 	cc.cond = sync.NewCond(&cc.mu)
 	go cc.flushLoop()
 	return cc
@@ -76,7 +77,13 @@ func (c *coalescingConn) flushLoop() {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 
-		_, err := c.Conn.Write(out)
+		var err error
+		if c.writeTimeout > 0 {
+			err = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		}
+		if err == nil {
+			_, err = c.Conn.Write(out)
+		}
 
 		c.mu.Lock()
 		c.spare, c.writing = out, false
@@ -87,6 +94,15 @@ func (c *coalescingConn) flushLoop() {
 		c.mu.Unlock()
 	}
 }
+
+// SetWriteDeadline does nothing: paho sets a deadline around each packet's
+// Write, which returns before the packet is on the wire, so the deadline
+// would bound the wrong write (and cost two timer updates a packet). The
+// flush loop gives each batch's write a deadline of its own instead.
+func (c *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only; see SetWriteDeadline.
+func (c *coalescingConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 // Close writes what is queued (paho's DISCONNECT, say), for at most a
 // second, then closes.
@@ -125,5 +141,5 @@ func openCoalescing(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newCoalescingConn(c), nil
+	return newCoalescingConn(c, opts.WriteTimeout), nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 // order, also those still queued when the connection is closed.
 func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
 	client, server := tcpPair(t)
-	cc := newCoalescingConn(client)
+	cc := newCoalescingConn(client, 0)
 	var want bytes.Buffer
 	for i := range 5000 {
 		p := []byte{byte(i), byte(i >> 8), 0xAB}
@@ -63,7 +64,7 @@ func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
 // later Write, never swallowed.
 func TestCoalescingConnReportsWriteErrors(t *testing.T) {
 	client, _ := tcpPair(t)
-	cc := newCoalescingConn(client)
+	cc := newCoalescingConn(client, 0)
 	_ = client.Close() // the flusher's next write fails
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -76,4 +77,27 @@ func TestCoalescingConnReportsWriteErrors(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	_ = cc.Close()
+}
+
+// TestCoalescingConnWriteTimeout: a peer that stops reading fails the
+// writes after the write timeout, whatever deadlines paho sets around each
+// packet (a deadline already past must not fail a packet, either).
+func TestCoalescingConnWriteTimeout(t *testing.T) {
+	client, _ := tcpPair(t) // the server side never reads
+	cc := newCoalescingConn(client, 200*time.Millisecond)
+	defer cc.Close()
+	if err := cc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Write([]byte("first")); err != nil {
+		t.Fatalf("a past per-packet deadline failed the write: %v", err)
+	}
+	chunk := make([]byte, 64<<10)
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		_, err = cc.Write(chunk)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writes to a peer that does not read: %v, want a deadline error", err)
+	}
 }

@@ -166,23 +166,44 @@ type incoming struct {
 }
 
 // parse classifies a topic received on one of the bridge's subscriptions.
+// It does not allocate: Uplink runs it on every frame.
 func (t Topics) parse(topic string) (incoming, bool) {
-	rest, ok := strings.CutPrefix(topic, t.prefix+"/")
+	rest, ok := strings.CutPrefix(topic, t.prefix)
 	if !ok {
 		return incoming{}, false
 	}
-	levels := strings.Split(rest, "/")
+	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+		return incoming{}, false
+	}
+	var levels [4]string
+	n := splitLevels(rest, levels[:])
 	switch {
-	case len(levels) == 4 && levels[0] == "$gateway" && levels[1] == t.gateway && levels[2] == "cmd" && levels[3] != "":
+	case n == 4 && levels[0] == "$gateway" && levels[1] == t.gateway && levels[2] == "cmd" && levels[3] != "":
 		return incoming{gateway: true, command: levels[3]}, true
 	case strings.HasPrefix(rest, "$"):
 		return incoming{}, false
-	case len(levels) == 2 && levels[1] == "status":
+	case n == 2 && levels[1] == "status":
 		return incoming{device: levels[0], status: true}, true
-	case len(levels) == 3 && levels[1] == "cmd" && levels[2] != "":
+	case n == 3 && levels[1] == "cmd" && levels[2] != "":
 		return incoming{device: levels[0], command: levels[2]}, true
 	}
 	return incoming{}, false // results and deeper levels are not commands
+}
+
+// splitLevels puts the first levels of topic into dst and returns how many
+// levels topic has, counting no further than len(dst)+1.
+func splitLevels(topic string, dst []string) int {
+	for n := 0; ; n++ {
+		if n == len(dst) {
+			return n + 1
+		}
+		level, rest, more := strings.Cut(topic, "/")
+		dst[n] = level
+		if !more {
+			return n + 1
+		}
+		topic = rest
+	}
 }
 
 var (

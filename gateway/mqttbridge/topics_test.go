@@ -167,11 +167,30 @@ func TestParse(t *testing.T) {
 		{"other/d1/status", incoming{}, false},
 		{"wsgatex/d1/status", incoming{}, false},
 		{"wsgate", incoming{}, false},
+		{"wsgate/", incoming{}, false},
+		{"wsgate/$gateway/gw/cmd/ship-peers", incoming{gateway: true, command: "ship-peers"}, true},
+		{"wsgate/$gateway/gw/cmd/ship-peers/result", incoming{}, false},
+		{"wsgate/$gateway/other/cmd/ship-peers", incoming{}, false},
+		{"wsgate/$gateway/gw/cmd/", incoming{}, false},
+		{"wsgate/$d1/status", incoming{}, false},
+		{"wsgate/d1/cmd/a/b/c", incoming{}, false},
 	} {
 		got, ok := topics.parse(tc.topic)
 		if ok != tc.ok || got != tc.want {
 			t.Errorf("parse(%q) = %+v, %v; want %+v, %v", tc.topic, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestUplinkAllocations: a frame's topic costs one allocation, the topic
+// itself (Uplink runs for every frame).
+func TestUplinkAllocations(t *testing.T) {
+	topics := mustTopics(t, "wsgate", "gw", DefaultUplinkTemplate)
+	if n := testing.AllocsPerRun(100, func() { topics.parse("wsgate/d1/cmd/reboot") }); n != 0 {
+		t.Errorf("parse allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = topics.Uplink("d1", "sensors/temp") }); n != 1 {
+		t.Errorf("Uplink allocates %v times, want 1", n)
 	}
 }
 

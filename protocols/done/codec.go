@@ -2,9 +2,11 @@ package done
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -33,44 +35,72 @@ var errSyntax = errors.New("invalid JSON")
 
 // decode parses one text message into m without allocating for a typical
 // pub. data is valid UTF-8: the gateway fails text messages that are not
-// with 1007 before a session sees them. It fails with errSyntax for malformed JSON and with a plain error
-// for JSON that is not a well-typed object. Object keys match exactly (the
-// spec's names are lower case); of a repeated key the last one counts.
+// with 1007 before a session sees them. It fails with errSyntax for what
+// json.Valid refuses, and with a plain error for JSON that is not a
+// well-typed object. Syntax is checked in the same pass that reads the
+// fields. Object keys match exactly (the spec's names are lower case); of a
+// repeated key the last one counts.
 func decode(data []byte, m *inbound) error {
 	scratch := m.scratch[:0]
 	*m = inbound{}
 	defer func() { m.scratch = scratch }()
-	if !json.Valid(data) {
-		return errSyntax
-	}
 	d := scanner{data: data}
 	d.space()
 	if d.peek() != '{' {
-		return fmt.Errorf("a message must be a JSON object, not %s", kind(d.data[d.pos:]))
+		raw, ok := d.value(0)
+		if !ok || !d.end() {
+			return errSyntax
+		}
+		return fmt.Errorf("a message must be a JSON object, not %s", kind(raw))
 	}
 	d.pos++
-	for {
-		d.space()
-		if d.peek() == '}' {
-			return nil
-		}
-		keyRaw := d.value()
-		d.space()
-		d.pos++ // ':'
-		d.space()
-		raw := d.value()
-		d.space()
-		if d.peek() == ',' {
+	d.space()
+	// A wrongly typed field is reported only once the whole message is
+	// known to be JSON, since a syntax error must close the session.
+	var fieldErr error
+	if d.peek() == '}' {
+		d.pos++
+	} else {
+		for {
+			keyStart := d.pos
+			escaped, ok := d.str()
+			if !ok {
+				return errSyntax
+			}
+			keyRaw := data[keyStart:d.pos]
+			d.space()
+			if d.peek() != ':' {
+				return errSyntax
+			}
 			d.pos++
-		}
-		var key []byte
-		key, scratch = unquote(keyRaw, scratch)
-		var err error
-		scratch, err = m.set(key, raw, scratch)
-		if err != nil {
-			return err
+			d.space()
+			raw, ok := d.value(1)
+			if !ok {
+				return errSyntax
+			}
+			if fieldErr == nil {
+				key := keyRaw[1 : len(keyRaw)-1]
+				if escaped {
+					key, scratch = unquote(keyRaw, scratch)
+				}
+				scratch, fieldErr = m.set(key, raw, scratch)
+			}
+			d.space()
+			if d.peek() == '}' {
+				d.pos++
+				break
+			}
+			if d.peek() != ',' {
+				return errSyntax
+			}
+			d.pos++
+			d.space()
 		}
 	}
+	if !d.end() {
+		return errSyntax
+	}
+	return fieldErr
 }
 
 // set stores one field; raw is its JSON value.
@@ -136,13 +166,19 @@ func boolInt(b bool) uint64 {
 	return 0
 }
 
-// scanner walks JSON that json.Valid has accepted, so it needs no error
-// handling of its own.
+// maxNestingDepth is encoding/json's limit on nested arrays and objects,
+// the outermost included: json.Valid refuses deeper input.
+const maxNestingDepth = 10000
+
+// scanner reads JSON and checks its syntax as it goes, accepting exactly what
+// json.Valid accepts (RFC 8259, without checking UTF-8 inside strings).
 type scanner struct {
 	data []byte
 	pos  int
 }
 
+// peek returns the byte at pos, or 0 at the end, which no JSON rule accepts
+// outside a string.
 func (d *scanner) peek() byte {
 	if d.pos < len(d.data) {
 		return d.data[d.pos]
@@ -151,57 +187,229 @@ func (d *scanner) peek() byte {
 }
 
 func (d *scanner) space() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
+	i := d.pos
+	// Most messages have no whitespace: c > ' ' ends the loop at once.
+	for i < len(d.data) {
+		if c := d.data[i]; c > ' ' || c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			break
+		}
+		i++
+	}
+	d.pos = i
+}
+
+// end reports whether only whitespace is left.
+func (d *scanner) end() bool {
+	d.space()
+	return d.pos == len(d.data)
+}
+
+// value moves past one JSON value and returns its raw bytes; ok is false if
+// the value is not valid JSON. depth is the number of arrays and objects the
+// value is in. Nested containers are walked with a stack of brackets instead
+// of recursion, so that hostile nesting costs bytes, not goroutine stack.
+func (d *scanner) value(depth int) (raw []byte, ok bool) {
+	start := d.pos
+	var small [32]byte   // usual nesting fits without allocating
+	closers := small[:0] // for each open container, the bracket that closes it
+	for {
+		switch c := d.peek(); c {
+		case '{', '[':
+			if depth+len(closers) == maxNestingDepth {
+				return nil, false
+			}
+			closer := byte('}')
+			if c == '[' {
+				closer = ']'
+			}
 			d.pos++
+			d.space()
+			if d.peek() != closer {
+				closers = append(closers, closer)
+				if c == '{' && !d.key() {
+					return nil, false
+				}
+				continue // to the first element
+			}
+			d.pos++ // an empty container is a complete value
+		case '"':
+			if _, ok := d.str(); !ok {
+				return nil, false
+			}
+		case 't':
+			if !d.literal("true") {
+				return nil, false
+			}
+		case 'f':
+			if !d.literal("false") {
+				return nil, false
+			}
+		case 'n':
+			if !d.literal("null") {
+				return nil, false
+			}
 		default:
-			return
+			if !d.number() {
+				return nil, false
+			}
+		}
+		// A value is complete: close the containers it ends, then go on
+		// with the next element, if any.
+		for {
+			if len(closers) == 0 {
+				return d.data[start:d.pos], true
+			}
+			d.space()
+			closer := closers[len(closers)-1]
+			if d.peek() == closer {
+				d.pos++
+				closers = closers[:len(closers)-1]
+				continue
+			}
+			if d.peek() != ',' {
+				return nil, false
+			}
+			d.pos++
+			d.space()
+			if closer == '}' && !d.key() {
+				return nil, false
+			}
+			break
 		}
 	}
 }
 
-// value returns the raw bytes of the value at pos and moves past it.
-func (d *scanner) value() []byte {
-	start := d.pos
-	switch d.peek() {
-	case '"':
-		d.pos++
-		for d.data[d.pos] != '"' {
-			if d.data[d.pos] == '\\' {
-				d.pos++
-			}
-			d.pos++
+// key moves past an object key, its colon and the whitespace up to the
+// value.
+func (d *scanner) key() bool {
+	if _, ok := d.str(); !ok {
+		return false
+	}
+	d.space()
+	if d.peek() != ':' {
+		return false
+	}
+	d.pos++
+	d.space()
+	return true
+}
+
+// str moves past a string literal; escaped tells whether it holds a
+// backslash escape.
+func (d *scanner) str() (escaped, ok bool) {
+	data, start := d.data, d.pos
+	if start >= len(data) || data[start] != '"' {
+		return false, false
+	}
+	for i := start + 1; i < len(data); i++ {
+		i = plainEnd(data, i)
+		if i == len(data) {
+			break
 		}
-		d.pos++
-	case '{', '[':
-		depth := 0
-		for {
-			c := d.data[d.pos]
-			switch c {
-			case '"':
-				d.value()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
+		switch data[i] {
+		case '"':
+			d.pos = i + 1
+			return escaped, true
+		case '\\':
+			escaped = true
+			i++
+			if i == len(data) {
+				return false, false
 			}
-			d.pos++
-			if depth == 0 {
-				break
+			switch data[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(data) || !isHex(data[i+1]) || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) {
+					return false, false
+				}
+				i += 4
+			default:
+				return false, false
 			}
-		}
-	default: // number, true, false, null
-		for d.pos < len(d.data) {
-			switch d.data[d.pos] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return d.data[start:d.pos]
-			}
-			d.pos++
+		default: // a control character
+			return false, false
 		}
 	}
-	return d.data[start:d.pos]
+	return false, false // unterminated
+}
+
+// plainEnd returns the index of the first byte from i on that a string
+// cannot hold as it is (a quote, a backslash or a control character), or
+// len(data). It reads eight bytes at a time: strings are most of a typical
+// pub.
+func plainEnd(data []byte, i int) int {
+	for ; i+8 <= len(data); i += 8 {
+		w := binary.LittleEndian.Uint64(data[i:])
+		if m := bytesBelow(w, 0x20) | bytesBelow(w^(ones*'"'), 1) | bytesBelow(w^(ones*'\\'), 1); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(data) && data[i] >= 0x20 && data[i] != '"' && data[i] != '\\' {
+		i++
+	}
+	return i
+}
+
+// ones has 1 in each byte of a word.
+const ones = 0x0101010101010101
+
+// bytesBelow sets the high bit of each byte of w that is below n (n <= 0x80),
+// the lowest exactly: the subtraction sets the high bit of a byte below n,
+// &^ w drops the bytes that had it already, and a borrow can only mark
+// bytes above (after, in little endian) one that was below n.
+func bytesBelow(w uint64, n byte) uint64 {
+	return (w - ones*uint64(n)) &^ w & (0x80 * ones)
+}
+
+// number moves past -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *scanner) number() bool {
+	data, i := d.data, d.pos
+	if i < len(data) && data[i] == '-' {
+		i++
+	}
+	end := digits(data, i)
+	if end == i || data[i] == '0' && end > i+1 { // none, or a leading zero
+		return false
+	}
+	i = end
+	if i < len(data) && data[i] == '.' {
+		if i, end = i+1, digits(data, i+1); end == i {
+			return false
+		}
+		i = end
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if end = digits(data, i); end == i {
+			return false
+		}
+		i = end
+	}
+	d.pos = i
+	return true
+}
+
+// digits returns the index of the first byte from i on that is not a digit.
+func digits(data []byte, i int) int {
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func (d *scanner) literal(lit string) bool {
+	if !bytes.HasPrefix(d.data[d.pos:], []byte(lit)) {
+		return false
+	}
+	d.pos += len(lit)
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // kind names the JSON type of a raw value, for error messages.

@@ -134,7 +134,7 @@ var (
 	descDevices     = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
 	descConnected   = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
 	descPublished   = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
-	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped while the broker was unreachable.", nil, nil)
+	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped: the broker was unreachable, or its connection failed before they were written.", nil, nil)
 	descBusy        = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
 	descSpooled     = prometheus.NewDesc("wsgate_spool_written_total", "Frames written to the on-disk spool.", nil, nil)
 	descReplayed    = prometheus.NewDesc("wsgate_spool_replayed_total", "Spooled frames confirmed by the broker.", nil, nil)

@@ -15,12 +15,13 @@ import (
 // writer waits beyond it.
 const maxCoalesced = 256 << 10
 
-// coalescingConn lets paho's writer hand over packets without waiting for
-// a system call each: a goroutine owned by the connection writes whatever
-// has accumulated in one call. Idle, a packet goes out at once; busy, the
-// packets that arrive during a write go out together in the next one.
-// paho writes one packet per Write, which made the syscall the largest
-// cost of a busy bridge.
+// coalescingConn is a broker connection that paho writes its packets to,
+// and the bridge its QoS 0 publishes (afterConnect). Writers do not wait
+// for a system call each: a goroutine owned by the connection writes
+// whatever has accumulated in one call, so the packets that arrive during
+// a write go out together in the next one. One system call per packet was
+// the largest cost of a busy bridge. A packet that comes after a quiet
+// spell is written at once by its writer.
 type coalescingConn struct {
 	net.Conn
 	writeTimeout time.Duration // bounds each batch's write; 0 for none
@@ -31,9 +32,15 @@ type coalescingConn struct {
 	spare   []byte
 	writing bool
 	closed  bool
+	started bool      // paho has written its first packet, the CONNECT
+	last    time.Time // when the last packet was queued
 	err     error
 	done    chan struct{}
 }
+
+// errBeforeConnect refuses a packet of the bridge's own on a connection
+// paho has not sent its CONNECT on yet.
+var errBeforeConnect = errors.New("the connection has not sent its CONNECT yet")
 
 func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
 	cc := &coalescingConn{Conn: c, writeTimeout: writeTimeout, done: make(chan struct{})}
@@ -42,29 +49,93 @@ func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
 	return cc
 }
 
-// Write queues p; an error of an earlier write is returned here.
-func (c *coalescingConn) Write(p []byte) (int, error) {
+// Write queues p, one whole packet of paho's; an error of an earlier write
+// is returned here.
+func (c *coalescingConn) Write(p []byte) (int, error) { return c.queue(p, false) }
+
+// queue appends p as a whole, so that packets never interleave. A packet
+// of the bridge's own (afterConnect) is refused until paho's CONNECT is
+// queued: MQTT lets a client send packets right behind its CONNECT,
+// without waiting for the CONNACK, but never before it.
+func (c *coalescingConn) queue(p []byte, afterConnect bool) (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for len(c.buf) >= maxCoalesced && c.err == nil && !c.closed {
 		c.cond.Wait()
 	}
+	var err error
 	switch {
 	case c.err != nil:
-		return 0, c.err
+		err = c.err
 	case c.closed:
-		return 0, net.ErrClosed
+		err = net.ErrClosed
+	case afterConnect && !c.started:
+		err = errBeforeConnect
 	}
-	c.buf = append(c.buf, p...)
-	c.cond.Broadcast()
+	if err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.started = true
+	now := time.Now()
+	quiet := now.Sub(c.last) > quietGap
+	c.last = now
+	if !quiet || c.writing || len(c.buf) > 0 {
+		c.buf = append(c.buf, p...)
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	// A lone packet: write it on this goroutine. Waking the flusher for it
+	// would cost a goroutine hand-over, a good part of its latency, and
+	// buy no batching. Packets queued meanwhile wait for this write.
+	c.writing = true
+	c.mu.Unlock()
+	err = c.write(p)
+	c.mu.Lock()
+	c.writeDone(err)
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	return len(p), nil
 }
+
+// quietGap is how long a connection must have had nothing to write for
+// the next packet to be written at once rather than handed to the flusher:
+// well above the gap between packets of a busy bridge, well below that of
+// one that is not.
+const quietGap = 200 * time.Microsecond
+
+// write sends p within the write timeout.
+func (c *coalescingConn) write(p []byte) error {
+	if c.writeTimeout > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+			return err
+		}
+	}
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// writeDone ends a write, under mu.
+func (c *coalescingConn) writeDone(err error) {
+	c.writing = false
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.cond.Broadcast()
+}
+
+// afterConnect writes the bridge's own packets to a connection paho owns.
+type afterConnect struct{ *coalescingConn }
+
+func (w afterConnect) Write(p []byte) (int, error) { return w.queue(p, true) }
 
 func (c *coalescingConn) flushLoop() {
 	defer close(c.done)
 	for {
 		c.mu.Lock()
-		for len(c.buf) == 0 && !c.closed && c.err == nil {
+		for c.err == nil && (c.writing || len(c.buf) == 0 && !c.closed) {
 			c.cond.Wait()
 		}
 		if len(c.buf) == 0 || c.err != nil {
@@ -77,20 +148,11 @@ func (c *coalescingConn) flushLoop() {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 
-		var err error
-		if c.writeTimeout > 0 {
-			err = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-		}
-		if err == nil {
-			_, err = c.Conn.Write(out)
-		}
+		err := c.write(out)
 
 		c.mu.Lock()
-		c.spare, c.writing = out, false
-		if err != nil {
-			c.err = err
-		}
-		c.cond.Broadcast()
+		c.spare = out
+		c.writeDone(err)
 		c.mu.Unlock()
 	}
 }
@@ -120,9 +182,10 @@ func (c *coalescingConn) Close() error {
 	return err
 }
 
-// openCoalescing opens tcp:// and ssl:// broker connections with write
-// coalescing; other schemes (ws://, wss://) are left to paho's defaults.
-func openCoalescing(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
+// openConn opens tcp:// and ssl:// broker connections with write
+// coalescing, and keeps the newest for publishAtMostOnce; other schemes
+// (ws://, wss://) are left to paho's defaults.
+func (b *Bridge) openConn(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 	d := &net.Dialer{Timeout: opts.ConnectTimeout}
 	var c net.Conn
 	var err error
@@ -141,5 +204,7 @@ func openCoalescing(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newCoalescingConn(c, opts.WriteTimeout), nil
+	cc := newCoalescingConn(c, opts.WriteTimeout)
+	b.conn.Store(cc)
+	return cc, nil
 }

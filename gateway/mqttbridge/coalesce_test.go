@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -99,5 +100,104 @@ func TestCoalescingConnWriteTimeout(t *testing.T) {
 	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("writes to a peer that does not read: %v, want a deadline error", err)
+	}
+}
+
+// TestCoalescingConnOwnPacketsFollowConnect: the bridge's own packets are
+// refused until paho's first packet (its CONNECT) is queued, and then go
+// out behind it, whole and in order.
+func TestCoalescingConnOwnPacketsFollowConnect(t *testing.T) {
+	client, server := tcpPair(t)
+	cc := newCoalescingConn(client, 0)
+	own := afterConnect{cc}
+	if _, err := own.Write([]byte("early")); !errors.Is(err, errBeforeConnect) {
+		t.Fatalf("a packet before CONNECT: %v, want errBeforeConnect", err)
+	}
+	for _, w := range []struct {
+		writer io.Writer
+		p      string
+	}{{cc, "CONNECT;"}, {own, "pub1;"}, {cc, "PINGREQ;"}, {own, "pub2;"}} {
+		if _, err := w.writer.Write([]byte(w.p)); err != nil {
+			t.Fatalf("write %q: %v", w.p, err)
+		}
+	}
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "CONNECT;pub1;PINGREQ;pub2;" {
+		t.Fatalf("the broker read %q", got)
+	}
+	if _, err := own.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("a packet after close: %v", err)
+	}
+}
+
+// TestCoalescingConnConcurrentWriters: writers that alternate bursts and
+// quiet spells (so that packets are written both by their writer and by
+// the flusher) never interleave packets, and each writer's packets arrive
+// whole and in order.
+func TestCoalescingConnConcurrentWriters(t *testing.T) {
+	client, server := tcpPair(t)
+	cc := newCoalescingConn(client, 10*time.Second)
+	const writers, packets = 4, 2000
+	if _, err := cc.Write([]byte{writers, 0, 0, 0xAB}); err != nil { // the CONNECT
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range packets {
+				if i%100 == 0 {
+					time.Sleep(2 * quietGap)
+				}
+				p := []byte{byte(w), byte(i >> 8), byte(i), 0xAB}
+				var err error
+				if w%2 == 0 {
+					_, err = cc.Write(p)
+				} else {
+					_, err = afterConnect{cc}.Write(p)
+				}
+				if err != nil {
+					t.Errorf("writer %d, packet %d: %v", w, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got)%4 != 0 {
+		t.Fatalf("read %d bytes, not whole packets", len(got))
+	}
+	if len(got) < 4 || got[0] != writers {
+		t.Fatalf("the first packet is not the CONNECT: % x", got[:min(len(got), 4)])
+	}
+	next := make([]int, writers)
+	for off := 4; off < len(got); off += 4 {
+		w, seq := int(got[off]), int(got[off+1])<<8|int(got[off+2])
+		if w >= writers || got[off+3] != 0xAB {
+			t.Fatalf("packet at %d is torn: % x", off, got[off:off+4])
+		}
+		if seq != next[w] {
+			t.Fatalf("writer %d: packet %d, want %d", w, seq, next[w])
+		}
+		next[w]++
+	}
+	for w, n := range next {
+		if n != packets {
+			t.Errorf("writer %d: %d packets arrived, want %d", w, n, packets)
+		}
 	}
 }

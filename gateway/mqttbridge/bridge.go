@@ -418,6 +418,11 @@ func (b *Bridge) ackLoop() {
 // from the publish, not from the wait: tokens are waited for one after the
 // other, and a stalled broker must not cost PublishTimeout per frame.
 func (b *Bridge) waitToken(t mqtt.Token, deadline time.Time) error {
+	select {
+	case <-t.Done(): // the usual case under load, without a timer
+		return t.Error()
+	default:
+	}
 	if !t.WaitTimeout(max(time.Until(deadline), time.Millisecond)) {
 		return errors.New("no PUBACK within the publish timeout")
 	}

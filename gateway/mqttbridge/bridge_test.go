@@ -90,7 +90,8 @@ func TestUplink(t *testing.T) {
 
 // QoS 0 frames are fire-and-forget: while the broker is unreachable they
 // are dropped and counted, never spooled or refused, and the device's
-// connection goes on; once the broker is back they flow again.
+// connection goes on; once the broker is back they flow again, retained
+// when asked.
 func TestQoS0DuringOutage(t *testing.T) {
 	t.Parallel()
 	forEachBroker(t, func(t *testing.T, b *testBroker) {
@@ -120,6 +121,16 @@ func TestQoS0DuringOutage(t *testing.T) {
 		d.pub("data", `{"n":4}`, 0, 0, false)
 		if m := sub.Next(t, "wsgate/q0-1/data", wait); string(m.Payload) != `{"n":4}` || m.QoS != 0 {
 			t.Fatalf("after the outage got %s (QoS %d), want n=4 at QoS 0", m.Payload, m.QoS)
+		}
+		// The retain flag goes with a QoS 0 frame too.
+		d.pub("state", `{"on":false}`, 0, 0, true)
+		d.pub("data", `{"n":5}`, 0, 0, false) // behind it on the same connection
+		if m := sub.Next(t, "wsgate/q0-1/data", wait); string(m.Payload) != `{"n":5}` {
+			t.Fatalf("got %s, want n=5", m.Payload)
+		}
+		late := b.subscribe(t, "wsgate/q0-1/state")
+		if m := late.Next(t, "wsgate/q0-1/state", wait); !m.Retained || string(m.Payload) != `{"on":false}` {
+			t.Errorf("a later subscriber got %q retained=%v, want the retained QoS 0 state", m.Payload, m.Retained)
 		}
 		if st := g.bridge.Stats(); st.QoS0Dropped != 3 {
 			t.Errorf("stats %+v: want still 3 QoS 0 frames dropped", st)

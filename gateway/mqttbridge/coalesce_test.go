@@ -32,6 +32,21 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// closeAndReadAll closes cc, which flushes it, and returns all the broker
+// side received.
+func closeAndReadAll(t *testing.T, cc *coalescingConn, server net.Conn) []byte {
+	t.Helper()
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // TestCoalescingConnKeepsOrderAndFlushesOnClose: every write arrives, in
 // order, also those still queued when the connection is closed.
 func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
@@ -45,14 +60,7 @@ func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
 			t.Fatalf("write %d: %d %v", i, n, err)
 		}
 	}
-	if err := cc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := closeAndReadAll(t, cc, server)
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("received %d bytes, want %d, in order", len(got), want.Len())
 	}
@@ -121,14 +129,7 @@ func TestCoalescingConnOwnPacketsFollowConnect(t *testing.T) {
 			t.Fatalf("write %q: %v", w.p, err)
 		}
 	}
-	if err := cc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := closeAndReadAll(t, cc, server)
 	if string(got) != "CONNECT;pub1;PINGREQ;pub2;" {
 		t.Fatalf("the broker read %q", got)
 	}
@@ -170,14 +171,7 @@ func TestCoalescingConnConcurrentWriters(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := cc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := closeAndReadAll(t, cc, server)
 	if len(got)%4 != 0 {
 		t.Fatalf("read %d bytes, not whole packets", len(got))
 	}

@@ -7,6 +7,7 @@ package mqttbridge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -216,7 +217,8 @@ func (p *cutProxy) restore() {
 type gatewayOptions struct {
 	id             string
 	url            string
-	spoolDir       string // default: a fresh temp dir
+	tls            *tls.Config // for ssl:// URLs
+	spoolDir       string      // default: a fresh temp dir
 	limits         spool.Limits
 	policy         spool.Policy // default reject
 	offlineResults bool
@@ -309,7 +311,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		t.Fatal(err)
 	}
 	b := New(Config{
-		URL: o.url, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
+		URL: o.url, TLS: o.tls, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,

@@ -138,6 +138,55 @@ func TestQoS0DuringOutage(t *testing.T) {
 	})
 }
 
+// A broker that stops reading slows a device down rather than costing its
+// QoS 0 frames or the gateway's memory: the broker connection's buffer
+// fills, the device's connection stops being read, and once the broker
+// runs again (within the write timeout) every frame arrives, in order.
+func TestQoS0WhileBrokerStalls(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, "mosquitto")
+	sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/stall-1/data")
+	g := startGateway(t, gatewayOptions{url: b.URL, keepAlive: time.Minute})
+	t.Cleanup(b.mosquitto.Resume) // before the gateway closes, should the test fail while paused
+	g.waitConnected(t, true)
+	d := connectDevice(t, g.addr, "stall-1")
+
+	// 29 MB in all: more than the sockets on the way and the bridge's
+	// buffer hold together.
+	const frames = 600
+	pad := strings.Repeat("x", 48<<10)
+	b.mosquitto.Pause()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for n := range frames {
+			d.pub("data", fmt.Sprintf(`{"n":%d,"pad":%q}`, n, pad), 0, 0, false)
+		}
+	}()
+	select {
+	case <-sent:
+		b.mosquitto.Resume()
+		t.Fatal("the device sent everything while the broker read nothing: the gateway buffered it all")
+	case <-time.After(time.Second):
+	}
+	b.mosquitto.Resume()
+	select {
+	case <-sent:
+	case <-time.After(wait):
+		t.Fatal("the device is still held back after the broker came back")
+	}
+	for n := range frames {
+		m := sub.Next(t, "wsgate/stall-1/data", wait)
+		var got struct{ N int }
+		if err := json.Unmarshal(m.Payload, &got); err != nil || got.N != n {
+			t.Fatalf("frame %d: got n=%d (%v)", n, got.N, err)
+		}
+	}
+	if st := g.bridge.Stats(); st.QoS0Dropped != 0 {
+		t.Errorf("stats %+v: want no QoS 0 frame dropped", st)
+	}
+}
+
 // Invalid channels never reach the broker: done refuses them, and the
 // device gets a nack.
 func TestUplinkRefusesReservedChannels(t *testing.T) {

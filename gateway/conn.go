@@ -648,6 +648,13 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.mu.Unlock()
+		// Several messages go out in one system call (the wire holds them
+		// back until the batch is written); a lone one at once.
+		held := len(batch) > 1 && c.wire != nil
+		if held {
+			c.wire.hold()
+		}
+		var err error
 		for _, o := range batch {
 			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
 			if o.close != nil {
@@ -661,17 +668,25 @@ func (c *conn) writeLoop() {
 			if c.compressMin > 0 {
 				c.ws.EnableWriteCompression(len(o.msg.Data) >= c.compressMin)
 			}
-			if err := c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
-				c.logAt(slog.LevelDebug, "write failed", "device", c.deviceID(), "err", err)
-				c.mu.Lock()
-				c.closing = true // first, so that nothing extends the deadline below
-				c.queue = nil
-				c.writing = false
-				c.signalDrained()
-				c.setReadDeadlineLocked(time.Now()) // wake the read loop
-				c.mu.Unlock()
-				return
+			if err = c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
+				break
 			}
+		}
+		if held {
+			if rerr := c.wire.release(); err == nil {
+				err = rerr
+			}
+		}
+		if err != nil {
+			c.logAt(slog.LevelDebug, "write failed", "device", c.deviceID(), "err", err)
+			c.mu.Lock()
+			c.closing = true // first, so that nothing extends the deadline below
+			c.queue = nil
+			c.writing = false
+			c.signalDrained()
+			c.setReadDeadlineLocked(time.Now()) // wake the read loop
+			c.mu.Unlock()
+			return
 		}
 	}
 }

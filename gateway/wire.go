@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/wsgate/wsgate/protocols"
 )
@@ -298,6 +299,41 @@ type wireConn struct {
 	replay error
 
 	deflate *deflateParams // offered and acceptable; nil: not enabled or not offered
+
+	// While the connection's writer holds (hold, release), writes wait in
+	// out and go out together: a burst of small messages, acks say, costs
+	// one system call instead of one each. Writes of other goroutines
+	// meanwhile, gorilla's control frames, join them.
+	wmu     sync.Mutex
+	holding bool
+	out     []byte
+}
+
+// maxHeld bounds the bytes held back; beyond it they are written at once.
+const maxHeld = 16 << 10
+
+// hold starts holding writes back.
+func (w *wireConn) hold() {
+	w.wmu.Lock()
+	w.holding = true
+	w.wmu.Unlock()
+}
+
+// release writes what was held back and stops holding.
+func (w *wireConn) release() error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.holding = false
+	return w.flushLocked()
+}
+
+func (w *wireConn) flushLocked() error {
+	if len(w.out) == 0 {
+		return nil
+	}
+	_, err := w.Conn.Write(w.out)
+	w.out = w.out[:0]
+	return err
 }
 
 func (w *wireConn) Read(p []byte) (int, error) {
@@ -331,7 +367,21 @@ const deflateLine = "\r\nSec-WebSocket-Extensions: permessage-deflate"
 // gorilla's fixed line cannot (server_max_window_bits).
 func (w *wireConn) Write(p []byte) (int, error) {
 	if w.deflate == nil {
-		return w.Conn.Write(p)
+		w.wmu.Lock()
+		defer w.wmu.Unlock()
+		if !w.holding {
+			return w.Conn.Write(p)
+		}
+		if len(w.out)+len(p) > maxHeld {
+			if err := w.flushLocked(); err != nil {
+				return 0, err
+			}
+			if len(p) > maxHeld {
+				return w.Conn.Write(p)
+			}
+		}
+		w.out = append(w.out, p...)
+		return len(p), nil
 	}
 	params := w.deflate
 	w.deflate = nil

@@ -127,3 +127,62 @@ func FuzzFrameGuard(f *testing.F) {
 		}
 	})
 }
+
+// writeCounter is a connection that records each Write it is given.
+type writeCounter struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestWireConnHold: writes made while the wire holds go out in one Write
+// at release, in order; past maxHeld they are written without waiting;
+// otherwise every write goes out at once.
+func TestWireConnHold(t *testing.T) {
+	under := &writeCounter{}
+	w := &wireConn{Conn: under}
+	if _, err := w.Write([]byte("a")); err != nil || len(under.writes) != 1 {
+		t.Fatalf("a write without holding: %v, %d writes", err, len(under.writes))
+	}
+	w.hold()
+	for _, p := range []string{"b", "cc", "ddd"} {
+		if n, err := w.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("held write %q: %d, %v", p, n, err)
+		}
+	}
+	if len(under.writes) != 1 {
+		t.Fatalf("%d writes while holding, want none yet", len(under.writes)-1)
+	}
+	if err := w.release(); err != nil {
+		t.Fatal(err)
+	}
+	if len(under.writes) != 2 || string(under.writes[1]) != "bccddd" {
+		t.Fatalf("after release: %q, want one write of bccddd", under.writes[1:])
+	}
+
+	under.writes = nil
+	w.hold()
+	big := bytes.Repeat([]byte("x"), maxHeld)
+	for _, p := range [][]byte{[]byte("e"), big, []byte("f")} {
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.release(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, p := range under.writes {
+		if len(p) > maxHeld {
+			t.Errorf("a write of %d bytes, over maxHeld", len(p))
+		}
+		got = append(got, p...)
+	}
+	if want := append(append([]byte("e"), big...), 'f'); !bytes.Equal(got, want) || len(under.writes) != 3 {
+		t.Errorf("%d writes of %d bytes, want the %d bytes in order in 3", len(under.writes), len(got), len(want))
+	}
+}

@@ -306,7 +306,7 @@ type wireConn struct {
 	// meanwhile, gorilla's control frames, join them.
 	wmu     sync.Mutex
 	holding bool
-	out     []byte
+	out     *[]byte // from bufferPool while holding, so that an idle connection keeps none
 }
 
 // maxHeld bounds the bytes held back; beyond it they are written at once.
@@ -324,15 +324,20 @@ func (w *wireConn) release() error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.holding = false
-	return w.flushLocked()
+	err := w.flushLocked()
+	if w.out != nil {
+		putBuffer(w.out)
+		w.out = nil
+	}
+	return err
 }
 
 func (w *wireConn) flushLocked() error {
-	if len(w.out) == 0 {
+	if w.out == nil || len(*w.out) == 0 {
 		return nil
 	}
-	_, err := w.Conn.Write(w.out)
-	w.out = w.out[:0]
+	_, err := w.Conn.Write(*w.out)
+	*w.out = (*w.out)[:0]
 	return err
 }
 
@@ -372,7 +377,10 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		if !w.holding {
 			return w.Conn.Write(p)
 		}
-		if len(w.out)+len(p) > maxHeld {
+		if w.out == nil {
+			w.out = getBuffer()
+		}
+		if len(*w.out)+len(p) > maxHeld {
 			if err := w.flushLocked(); err != nil {
 				return 0, err
 			}
@@ -380,7 +388,7 @@ func (w *wireConn) Write(p []byte) (int, error) {
 				return w.Conn.Write(p)
 			}
 		}
-		w.out = append(w.out, p...)
+		*w.out = append(*w.out, p...)
 		return len(p), nil
 	}
 	params := w.deflate

@@ -140,8 +140,8 @@ func (w *writeCounter) Write(p []byte) (int, error) {
 }
 
 // TestWireConnHold: writes made while the wire holds go out in one Write
-// at release, in order; past maxHeld they are written without waiting;
-// otherwise every write goes out at once.
+// at release, in order, and the buffer is given back; past maxHeld they are
+// written without waiting; otherwise every write goes out at once.
 func TestWireConnHold(t *testing.T) {
 	under := &writeCounter{}
 	w := &wireConn{Conn: under}
@@ -162,6 +162,9 @@ func TestWireConnHold(t *testing.T) {
 	}
 	if len(under.writes) != 2 || string(under.writes[1]) != "bccddd" {
 		t.Fatalf("after release: %q, want one write of bccddd", under.writes[1:])
+	}
+	if w.out != nil {
+		t.Error("the connection kept its write buffer after release")
 	}
 
 	under.writes = nil

@@ -29,9 +29,11 @@ build:
 run: build
 	./$(BIN) run $(if $(CONFIG),-config $(CONFIG))
 
-# The whole suite, race detector on, after the static checks.
+# The whole suite, race detector on, after the static checks; then the
+# binary's tests again as a build without SHIP (protocols/all's tags).
 test: test-deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -tags noship ./cmd/wsgate/
 
 # Unit and integration tests only, without installing anything.
 unit:
@@ -78,6 +80,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags noship ./...
 	$(GO) run $(STATICCHECK) ./...
 
 # Go benchmarks and end-to-end load runs against a Mosquitto it starts;

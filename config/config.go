@@ -19,9 +19,7 @@ import (
 
 	"github.com/wsgate/wsgate/devices"
 	"github.com/wsgate/wsgate/protocols"
-	"github.com/wsgate/wsgate/protocols/done"
-	"github.com/wsgate/wsgate/protocols/echo"
-	"github.com/wsgate/wsgate/protocols/ship"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // Example is config/example.toml: every key with its default, documented.
@@ -35,11 +33,14 @@ type Config struct {
 	Log       Log        `toml:"log"`
 	WebSocket WebSocket  `toml:"websocket"`
 	Listeners []Listener `toml:"listeners"`
-	Protocols Protocols  `toml:"protocols"`
-	MQTT      MQTT       `toml:"mqtt"`
-	Spool     Spool      `toml:"spool"`
-	Admin     Admin      `toml:"admin"`
-	Ship      Ship       `toml:"ship"`
+	// ProtocolTables is the [protocols] table as decoded by the file;
+	// Protocols is the same, each built-in protocol's table decoded by
+	// its module.
+	ProtocolTables map[string]toml.Primitive `toml:"protocols"`
+	Protocols      Protocols                 `toml:"-"`
+	MQTT           MQTT                      `toml:"mqtt"`
+	Spool          Spool                     `toml:"spool"`
+	Admin          Admin                     `toml:"admin"`
 	// DeviceTables are the [[devices]] entries as decoded by the file;
 	// Devices are the same, each with its driver's options.
 	DeviceTables []toml.Primitive `toml:"devices"`
@@ -170,18 +171,16 @@ type Listener struct {
 
 // Protocols is the [protocols] section.
 type Protocols struct {
-	Order  []string    `toml:"order"`
-	Policy string      `toml:"policy"`
-	Done   done.Config `toml:"done"`
+	// Order lists the enabled protocols in the server's preference order.
+	Order  []string `toml:"order"`
+	Policy string   `toml:"policy"`
+	// Modules holds every built-in protocol's configuration, by name:
+	// its [protocols.<name>] table decoded over its defaults.
+	Modules map[string]module.Config `toml:"-"`
 }
 
 // defaultCompressMin is the smallest message sent compressed.
 const defaultCompressMin = 256
-
-// BuiltinProtocols are the protocols compiled into wsgate. SHIP has a
-// section and a listener of its own ([ship]) instead of a place in
-// protocols.order.
-var BuiltinProtocols = []string{done.Name, echo.Name, ship.Name}
 
 // Default returns the configuration `wsgate run` uses without a file.
 func Default() Config {
@@ -202,7 +201,7 @@ func Default() Config {
 			SendQueue:        256,
 		},
 		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin}},
-		Protocols: Protocols{Order: []string{done.Name}, Policy: string(protocols.PolicyClient), Done: done.DefaultConfig()},
+		Protocols: Protocols{Order: module.DefaultOrder(), Policy: string(protocols.PolicyClient), Modules: defaultModules()},
 		MQTT: MQTT{
 			KeepAlive:      30 * time.Second,
 			ConnectTimeout: 10 * time.Second,
@@ -218,7 +217,6 @@ func Default() Config {
 		},
 		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin:      Admin{Address: "127.0.0.1:9180"},
-		Ship:       defaultShip(),
 		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
@@ -279,6 +277,24 @@ func Parse(name, doc string) (Config, error) {
 		cfg.Listeners = Default().Listeners
 	}
 	var ps Problems
+	errs, failed, stray := cfg.decodeProtocols(&md)
+	for _, err := range errs {
+		ps = append(ps, decodeProblem(name, lines, err))
+	}
+	unknown := map[string]bool{}
+	undecided := map[string]bool{} // tables whose decoding stopped at a problem
+	for _, table := range failed {
+		undecided[toml.Key{"protocols", table}.String()] = true
+	}
+	for _, table := range stray {
+		key := toml.Key{"protocols", table}
+		unknown[key.String()] = true // its keys are not reported one by one
+		msg := "unknown key"
+		if t := md.Type(key...); t == "Hash" {
+			msg = "unknown table" + tableHint(key)
+		}
+		ps = append(ps, Problem{File: name, Line: lines.line(key.String()), Key: key.String(), Msg: msg})
+	}
 	skipDeviceKeys := map[string]bool{} // "devices.N." prefixes whose other keys are not reported
 	// Each [[devices]] entry is decoded twice, for its id and driver and
 	// for the driver's options; keys neither knows stay undecoded.
@@ -299,8 +315,10 @@ func Parse(name, doc string) (Config, error) {
 		}
 		cfg.Devices = append(cfg.Devices, d)
 	}
-	unknown := map[string]bool{}
 	for _, key := range md.Undecoded() {
+		if underUnknown(key, undecided) {
+			continue // not known to be wrong: decoding stopped before it
+		}
 		k := key.String()
 		unknown[k] = true
 		line, at := lines.takeUnindexed(k)
@@ -314,7 +332,7 @@ func Parse(name, doc string) (Config, error) {
 		}
 		msg := "unknown key"
 		if t := md.Type(key...); t == "Hash" || t == "ArrayHash" {
-			msg = "unknown table"
+			msg = "unknown table" + tableHint(key)
 		}
 		ps = append(ps, Problem{File: name, Line: line, Key: displayKey(at), Msg: msg})
 	}
@@ -404,7 +422,21 @@ func decodeProblem(name string, lines *keyLines, err error) Problem {
 // fieldType is the Go type a key decodes into, or nil when Config has no
 // such key.
 func fieldType(key []string) reflect.Type {
-	t := reflect.TypeFor[Config]()
+	if len(key) >= 2 && key[0] == "protocols" && key[1] != "order" && key[1] != "policy" {
+		m, ok := module.Lookup(key[1])
+		if !ok {
+			return nil
+		}
+		return keyType(reflect.TypeOf(m.NewConfig()).Elem(), key[2:])
+	}
+	if len(key) >= 1 && key[0] == "protocols" {
+		return keyType(reflect.TypeFor[Protocols](), key[1:])
+	}
+	return keyType(reflect.TypeFor[Config](), key)
+}
+
+// keyType is the Go type key decodes into below a value of type t.
+func keyType(t reflect.Type, key []string) reflect.Type {
 	for _, part := range key {
 		for t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
 			t = t.Elem() // an array of tables: its elements' keys
@@ -542,42 +574,31 @@ func (c *Config) validate() []fault {
 		add("protocols.order", "enable at least one protocol")
 	}
 	declared := c.pluginProtocols()
+	builtin := module.Names()
 	for i, name := range order {
+		tag, omitted := module.Omitted(name)
 		switch {
-		case name == ship.Name:
-			add("protocols.order", "%q is served on its own wss:// listener: enable it with [ship] enabled = true, not here", name)
-		case !slices.Contains(BuiltinProtocols, name) && !slices.Contains(declared, name) && c.PluginHost.Dir == "":
-			add("protocols.order", "unknown protocol %q (built in: %s; plugins declare theirs in [[plugins]] protocols)", name, strings.Join(BuiltinProtocols, ", "))
 		case slices.Index(order, name) != i:
 			add("protocols.order", "protocol %q is listed twice", name)
+		case slices.Contains(builtin, name) || slices.Contains(declared, name):
+		case omitted:
+			add("protocols.order", "%q is not in this build of wsgate (built with -tags %s)", name, tag)
+		case c.PluginHost.Dir == "":
+			add("protocols.order", "unknown protocol %q (built in: %s; plugins declare theirs in [[plugins]] protocols)", name, strings.Join(builtin, ", "))
 		}
 	}
 	if !protocols.Policy(c.Protocols.Policy).Valid() {
 		add("protocols.policy", "%q is not client or server", c.Protocols.Policy)
 	}
-	if err := c.Protocols.Done.Validate(); err != nil {
-		for _, e := range unjoin(err) {
-			key, msg, _ := strings.Cut(e.Error(), ": ")
-			f := fault{path: "protocols.done." + key, msg: msg}
-			if id, err := strconv.QuotedPrefix(msg); err == nil && key == "tokens" {
-				if u, err := strconv.Unquote(id); err == nil {
-					f.at = toml.Key{"protocols", "done", "tokens", u}.String() // the line of that entry
-				}
-			}
-			fs = append(fs, f)
-		}
-	}
-	if n := c.Protocols.Done.MaxInflight; n > c.WebSocket.SendQueue/2 && c.WebSocket.SendQueue >= 1 {
-		add("protocols.done.max_inflight", "%d is more than half of websocket.send_queue (%d): a burst of acks would not fit the queue to the device", n, c.WebSocket.SendQueue)
-	}
+	fs = append(fs, c.validateModules()...)
 
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
-	fs = append(fs, c.Ship.validate()...)
 	fs = append(fs, c.validatePlugins()...)
 	fs = append(fs, c.validateDevices()...)
 
+	moduleListeners := c.moduleListeners()
 	type route struct{ address, path string }
 	seen := map[route]int{}
 	tlsByAddr := map[string]bool{}
@@ -633,8 +654,9 @@ func (c *Config) validate() []fault {
 			add(at("tls_cert"), "listeners on %s must all use TLS or all not", l.Address)
 		}
 		tlsByAddr[l.Address] = hasTLS
-		if c.Ship.Enabled && l.Address == c.Ship.Address {
-			add(at("address"), "%s is the SHIP listener's (ship.address); SHIP needs an address of its own", l.Address)
+		if ml, ok := moduleListeners[l.Address]; ok {
+			add(at("address"), "%s is the %s protocol's own listener (protocols.%s.%s); give this listener another address",
+				l.Address, ml.protocol, ml.protocol, ml.AddressKey)
 		}
 	}
 	return fs

@@ -40,6 +40,12 @@ func normalize(v reflect.Value) {
 	case reflect.Map:
 		if v.Len() == 0 {
 			v.SetZero()
+			return
+		}
+		for _, k := range v.MapKeys() { // protocols' configurations are pointers
+			if e := v.MapIndex(k); e.Kind() == reflect.Interface && e.Elem().Kind() == reflect.Pointer {
+				normalize(e.Elem().Elem())
+			}
 		}
 	}
 }
@@ -50,6 +56,17 @@ func diff(a, b reflect.Value, path string) []string {
 		var out []string
 		for i := range a.NumField() {
 			out = append(out, diff(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name)...)
+		}
+		return out
+	}
+	if a.Kind() == reflect.Map && a.Type().Elem().Kind() == reflect.Interface && a.Len() == b.Len() {
+		var out []string
+		for _, k := range a.MapKeys() {
+			x, y := a.MapIndex(k), b.MapIndex(k)
+			if !y.IsValid() || x.Elem().Kind() != reflect.Pointer || x.Elem().Type() != y.Elem().Type() {
+				return []string{fmt.Sprintf("%s: %#v, want %#v", path, a.Interface(), b.Interface())}
+			}
+			out = append(out, diff(x.Elem().Elem(), y.Elem().Elem(), fmt.Sprintf("%s[%v]", path, k))...)
 		}
 		return out
 	}
@@ -84,10 +101,13 @@ func TestExampleIsDefault(t *testing.T) {
 // which defaults to the host name, is left commented).
 func TestExampleSetsEveryKey(t *testing.T) {
 	t.Parallel()
-	var cfg Config
+	cfg := Config{Protocols: Protocols{Modules: zeroModules()}}
 	md, err := toml.Decode(Example, &cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if errs, _, stray := cfg.decodeProtocols(&md); len(errs) > 0 || len(stray) > 0 {
+		t.Fatal(errs, stray)
 	}
 	if u := md.Undecoded(); len(u) > 0 {
 		t.Errorf("example.toml has unknown keys %v", u)
@@ -151,14 +171,14 @@ websocket.ping_interval = "0s"
 protocols.done = { envelope = true, tokens = { "kitchen-sensor" = "s3cret", "esp32.garage" = "x" } }
 protocols.policy = "server"
 `, func(t *testing.T, c Config) {
-			if c.WebSocket.PingInterval != 0 || !c.Protocols.Done.Envelope || c.Protocols.Policy != "server" {
+			if c.WebSocket.PingInterval != 0 || !doneOf(c).Envelope || c.Protocols.Policy != "server" {
 				t.Errorf("config = %+v", c)
 			}
-			if c.Protocols.Done.Tokens["esp32.garage"] != "x" || len(c.Protocols.Done.Tokens) != 2 {
-				t.Errorf("tokens = %v", c.Protocols.Done.Tokens)
+			if doneOf(c).Tokens["esp32.garage"] != "x" || len(doneOf(c).Tokens) != 2 {
+				t.Errorf("tokens = %v", doneOf(c).Tokens)
 			}
 			// Keys the file does not set keep their defaults.
-			if c.Protocols.Done.MaxInflight != done.DefaultConfig().MaxInflight || c.WebSocket.PongTimeout != 10*time.Second {
+			if doneOf(c).MaxInflight != done.DefaultConfig().MaxInflight || c.WebSocket.PongTimeout != 10*time.Second {
 				t.Errorf("defaults lost: %+v", c)
 			}
 		}},
@@ -184,7 +204,7 @@ format = "json"
 [protocols.done]
 command_timeout = "500ms"
 `, func(t *testing.T, c Config) {
-			if c.Gateway.ID != "hub-1" || c.Gateway.ShutdownGrace != 90*time.Second || c.Log != (Log{"debug", "json"}) || c.Protocols.Done.CommandTimeout != 500*time.Millisecond {
+			if c.Gateway.ID != "hub-1" || c.Gateway.ShutdownGrace != 90*time.Second || c.Log != (Log{"debug", "json"}) || doneOf(c).CommandTimeout != 500*time.Millisecond {
 				t.Errorf("config = %+v", c)
 			}
 		}},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // pluginProtocols lists the protocol names the [[plugins]] entries declare.
@@ -37,7 +38,7 @@ func (c *Config) validatePlugins() []fault {
 			switch {
 			case !protocols.IsToken(name):
 				add(at("protocols"), "%q is not a valid subprotocol token", name)
-			case slices.Contains(BuiltinProtocols, name):
+			case slices.Contains(module.Names(), name):
 				add(at("protocols"), "%q is built in and cannot come from a plugin", name)
 			default:
 				if j, dup := seen[name]; dup {

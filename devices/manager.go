@@ -170,10 +170,12 @@ func (l *local) Command(cmd protocols.Command) error {
 	l.m.wg.Add(1)
 	go func() {
 		defer l.m.wg.Done()
-		defer func() { <-l.slots }()
 		ctx, cancel := context.WithTimeout(l.m.ctx, l.m.opts.CommandTimeout)
 		defer cancel()
 		result := l.dev.Command(ctx, cmd)
+		// The slot is free before the result is out: whoever reads the
+		// result may send the next command at once.
+		<-l.slots
 		result.ID = cmd.ID
 		f, err := protocols.ResultFrame(cmd.Name, result)
 		if err == nil {

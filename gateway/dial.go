@@ -16,7 +16,7 @@ import (
 )
 
 // DialOptions say how the gateway reaches a WebSocket server it connects to
-// as a client (SHIP devices that wait to be dialled, for example).
+// as a client (devices that wait to be dialled, for example).
 type DialOptions struct {
 	URL string // ws:// or wss://
 	// Subprotocols are offered in this order; empty offers the protocol's

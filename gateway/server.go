@@ -51,9 +51,14 @@ type Listener struct {
 	TLSCert   string   // PEM files; both set means wss://
 	TLSKey    string
 	// TLSConfig, when set, makes the address wss:// with this configuration
-	// instead of the PEM files (SHIP brings its own, with client
-	// certificates).
+	// instead of the PEM files (for a protocol that brings its own server
+	// identity).
 	TLSConfig *tls.Config
+	// RequestClientCert asks clients of a wss:// address for a certificate
+	// without requiring or verifying one, so that protocols can admit
+	// clients by it (protocols.Admitter). It applies to TLSCert/TLSKey
+	// listeners; a TLSConfig says what it wants itself.
+	RequestClientCert bool
 	// PingInterval and PongTimeout override the server's keepalive for
 	// connections on this listener when positive.
 	PingInterval time.Duration
@@ -173,7 +178,11 @@ func (s *Server) Start() error {
 				s.closeListeners()
 				return fmt.Errorf("listener %s: load TLS key pair: %w", addr, err)
 			}
-			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			if slices.ContainsFunc(group, func(l Listener) bool { return l.RequestClientCert }) {
+				c.ClientAuth = tls.RequestClientCert
+			}
+			ln = tls.NewListener(ln, c)
 		}
 		s.httpServers = append(s.httpServers, hs)
 		s.listeners = append(s.listeners, ln)
@@ -288,12 +297,19 @@ func (s *Server) handler(l Listener) http.Handler {
 			writeRefusal(w, herr)
 			return
 		}
-		p, err := s.registry.Negotiate(offered, negotiation)
+		p, err := s.registry.Negotiate(protocols.Handshake{
+			Offered: offered, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Header: r.Header, TLS: r.TLS,
+		}, negotiation)
 		if err != nil {
 			supported := strings.Join(s.registry.Supported(negotiation), ", ")
-			s.log.Debug("negotiation failed", "remote", r.RemoteAddr, "offered", offered, "supported", supported)
+			reason := "no supported subprotocol offered; this endpoint serves: " + supported
+			var nerr *protocols.NegotiationError
+			if errors.As(err, &nerr) && len(nerr.Declined) > 0 {
+				reason += " (" + nerr.Reasons() + ")"
+			}
+			s.log.Debug("negotiation failed", "remote", r.RemoteAddr, "offered", offered, "supported", supported, "err", err)
 			s.countRefusal(http.StatusBadRequest)
-			writeRefusal(w, refuse(http.StatusBadRequest, "no supported subprotocol offered; this endpoint serves: %s", supported))
+			writeRefusal(w, refuse(http.StatusBadRequest, "%s", reason))
 			return
 		}
 		if !s.enter() {

@@ -133,36 +133,49 @@ func (r *Registry) Lookup(name string) (Protocol, bool) {
 	return reg.protocol, ok
 }
 
-// Negotiate selects the protocol for a client that offered the names in
-// offered (already parsed with ParseOffer, in the client's preference
-// order). It returns ErrNoSubprotocol when nothing matches; the caller
-// answers with the names Supported reports.
-func (r *Registry) Negotiate(offered []string, n Negotiation) (Protocol, error) {
-	if len(offered) == 0 {
-		if n.Fallback == "" {
-			return nil, fmt.Errorf("%w: the client offered none", ErrNoSubprotocol)
+// Negotiate selects the protocol for a client whose offer, in its
+// preference order, is h.Offered (already parsed with ParseOffer). A
+// protocol that is an Admitter and declines the client is passed over.
+// When nothing matches the error is a *NegotiationError (ErrNoSubprotocol);
+// the caller answers with the names Supported reports.
+func (r *Registry) Negotiate(h Handshake, n Negotiation) (Protocol, error) {
+	nerr := &NegotiationError{Offered: h.Offered, Fallback: n.Fallback}
+	try := func(name string) Protocol {
+		p, ok := r.usable(name, n)
+		if !ok {
+			return nil
 		}
-		if p, ok := r.usable(n.Fallback, n); ok {
-			return p, nil
+		if a, ok := p.(Admitter); ok {
+			if err := a.Admit(h); err != nil {
+				nerr.Declined = append(nerr.Declined, Decline{Protocol: name, Reason: err})
+				return nil
+			}
 		}
-		return nil, fmt.Errorf("%w: fallback %q is not available", ErrNoSubprotocol, n.Fallback)
+		return p
 	}
-	if n.Policy == PolicyServer {
+	switch {
+	case len(h.Offered) == 0:
+		if n.Fallback != "" {
+			if p := try(n.Fallback); p != nil {
+				return p, nil
+			}
+		}
+	case n.Policy == PolicyServer:
 		for _, name := range r.order {
-			if slices.Contains(offered, name) {
-				if p, ok := r.usable(name, n); ok {
+			if slices.Contains(h.Offered, name) {
+				if p := try(name); p != nil {
 					return p, nil
 				}
 			}
 		}
-	} else {
-		for _, name := range offered {
-			if p, ok := r.usable(name, n); ok {
+	default:
+		for _, name := range h.Offered {
+			if p := try(name); p != nil {
 				return p, nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: offered %s", ErrNoSubprotocol, strings.Join(offered, ", "))
+	return nil, nerr
 }
 
 // Supported lists, in server order, the names a listener with settings n

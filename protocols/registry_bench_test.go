@@ -33,7 +33,7 @@ func BenchmarkNegotiate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := r.Negotiate(offered, Negotiation{Policy: policy}); err != nil {
+				if _, err := r.Negotiate(Handshake{Offered: offered}, Negotiation{Policy: policy}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,9 +2,12 @@ package protocols_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -45,7 +48,7 @@ func negotiate(t *testing.T, r *protocols.Registry, values []string, n protocols
 	if err != nil {
 		return "", err
 	}
-	p, err := r.Negotiate(offered, n)
+	p, err := r.Negotiate(protocols.Handshake{Offered: offered}, n)
 	if err != nil {
 		if p != nil {
 			t.Errorf("Negotiate returned protocol %q with error %v", p.Name(), err)
@@ -169,7 +172,7 @@ func TestNegotiate(t *testing.T) {
 func TestNegotiateErrorNamesOffer(t *testing.T) {
 	t.Parallel()
 	r := newRegistry(t, []string{"done"}, []string{"done"})
-	_, err := r.Negotiate([]string{"mqtt", "stomp"}, protocols.Negotiation{})
+	_, err := r.Negotiate(protocols.Handshake{Offered: []string{"mqtt", "stomp"}}, protocols.Negotiation{})
 	if !errors.Is(err, protocols.ErrNoSubprotocol) {
 		t.Fatalf("err = %v, want ErrNoSubprotocol", err)
 	}
@@ -186,7 +189,7 @@ func TestUnregister(t *testing.T) {
 
 	check := func(want string) {
 		t.Helper()
-		p, err := r.Negotiate(offer, n)
+		p, err := r.Negotiate(protocols.Handshake{Offered: offer}, n)
 		if want == "" {
 			if !errors.Is(err, protocols.ErrNoSubprotocol) {
 				t.Fatalf("Negotiate = %v, %v; want ErrNoSubprotocol", p, err)
@@ -208,7 +211,7 @@ func TestUnregister(t *testing.T) {
 		t.Errorf("Supported = %q, want [done]", got)
 	}
 	// A fallback that was unregistered is no longer served either.
-	if _, err := r.Negotiate(nil, protocols.Negotiation{Fallback: "ship"}); !errors.Is(err, protocols.ErrNoSubprotocol) {
+	if _, err := r.Negotiate(protocols.Handshake{}, protocols.Negotiation{Fallback: "ship"}); !errors.Is(err, protocols.ErrNoSubprotocol) {
 		t.Errorf("fallback to unregistered ship: err = %v, want ErrNoSubprotocol", err)
 	}
 
@@ -401,7 +404,7 @@ func TestRegistryConcurrent(t *testing.T) {
 					r.Unregister("ship")
 					continue
 				}
-				p, err := r.Negotiate([]string{"ship", "done"}, protocols.Negotiation{})
+				p, err := r.Negotiate(protocols.Handshake{Offered: []string{"ship", "done"}}, protocols.Negotiation{})
 				if err != nil || (p.Name() != "ship" && p.Name() != "done") {
 					t.Errorf("Negotiate = %v, %v", p, err)
 					return
@@ -412,4 +415,76 @@ func TestRegistryConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// choosyProtocol admits only clients that present a TLS client
+// certificate, as SHIP does.
+type choosyProtocol struct{ fakeProtocol }
+
+var errNoCertificate = errors.New("needs a client certificate")
+
+func (p *choosyProtocol) Admit(h protocols.Handshake) error {
+	if h.TLS == nil || len(h.TLS.PeerCertificates) == 0 {
+		return errNoCertificate
+	}
+	return nil
+}
+
+var _ protocols.Admitter = (*choosyProtocol)(nil)
+
+// TestNegotiateAdmit: a protocol that declines a client is passed over as
+// if it had not been offered, under both policies and as a fallback, and
+// the error says why when nothing is left.
+func TestNegotiateAdmit(t *testing.T) {
+	t.Parallel()
+	r, err := protocols.NewRegistry([]string{"ship", "done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []protocols.Protocol{&choosyProtocol{fakeProtocol{"ship"}}, &fakeProtocol{"done"}} {
+		if err := r.Register(p, "builtin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withCert := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{}}}
+	tests := []struct {
+		name     string
+		offered  []string
+		tls      *tls.ConnectionState
+		n        protocols.Negotiation
+		want     string
+		declined string // the error's reasons when nothing is chosen
+	}{
+		{"client policy, certificate", []string{"ship", "done"}, withCert, protocols.Negotiation{}, "ship", ""},
+		{"client policy, no certificate", []string{"ship", "done"}, nil, protocols.Negotiation{}, "done", ""},
+		{"client prefers done", []string{"done", "ship"}, withCert, protocols.Negotiation{}, "done", ""},
+		{"server policy", []string{"done", "ship"}, withCert, protocols.Negotiation{Policy: protocols.PolicyServer}, "ship", ""},
+		{"server policy, no certificate", []string{"done", "ship"}, nil, protocols.Negotiation{Policy: protocols.PolicyServer}, "done", ""},
+		{"only ship, no certificate", []string{"ship"}, nil, protocols.Negotiation{}, "", "ship: needs a client certificate"},
+		{"fallback admitted", nil, withCert, protocols.Negotiation{Fallback: "ship"}, "ship", ""},
+		{"fallback declined", nil, nil, protocols.Negotiation{Fallback: "ship"}, "", "ship: needs a client certificate"},
+		{"declining protocol not allowed here", []string{"ship"}, nil, protocols.Negotiation{Allowed: []string{"done"}}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := r.Negotiate(protocols.Handshake{Offered: tt.offered, TLS: tt.tls}, tt.n)
+			if tt.want != "" {
+				if err != nil || p.Name() != tt.want {
+					t.Fatalf("Negotiate = %v, %v; want %q", p, err, tt.want)
+				}
+				return
+			}
+			var nerr *protocols.NegotiationError
+			if !errors.As(err, &nerr) || !errors.Is(err, protocols.ErrNoSubprotocol) {
+				t.Fatalf("Negotiate = %v, %v; want a NegotiationError", p, err)
+			}
+			if got := nerr.Reasons(); got != tt.declined {
+				t.Errorf("reasons %q, want %q", got, tt.declined)
+			}
+			if tt.declined != "" && !strings.Contains(err.Error(), tt.declined) {
+				t.Errorf("error %q does not say %q", err, tt.declined)
+			}
+		})
+	}
 }

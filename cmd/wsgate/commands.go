@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // loadConfig reads path, or returns the defaults when path is empty.
@@ -52,16 +55,32 @@ func check(path string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// declared stands for a built-in protocol in `wsgate protocols`, which
+// describes a configuration without provisioning it (that may make keys).
+type declared string
+
+func (d declared) Name() string { return string(d) }
+
+func (d declared) NewSession(context.Context, protocols.SessionInfo, protocols.Outlet) (protocols.Session, error) {
+	return nil, errors.New("listing only")
+}
+
 func listProtocols(path string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		reportConfigError(stderr, err)
 		return 1
 	}
-	registry, err := buildRegistry(cfg, nil)
+	registry, err := protocols.NewRegistry(cfg.Protocols.Order)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate:", err)
 		return 1
+	}
+	for _, name := range builtinNames() {
+		if err := registry.Register(declared(name), "builtin"); err != nil {
+			fmt.Fprintln(stderr, "wsgate:", err)
+			return 1
+		}
 	}
 	// Plugins describe their protocols only when they run.
 	host := startPlugins(cfg, registry, newLogger(config.Log{Level: "warn", Format: "text"}, stderr))
@@ -79,10 +98,29 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pref, e.Name, e.Origin, state)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "negotiation policy: %s\n", cfg.Protocols.Policy)
-	if cfg.Ship.Enabled {
-		fmt.Fprintf(stdout, "ship: built in, on its own listener wss://%s%s\n", cfg.Ship.Address, cfg.Ship.Path)
+	fmt.Fprintf(stdout, "negotiation policy: %s\n\nlisteners:\n", cfg.Protocols.Policy)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	listener := func(scheme, address, path string, served []string, fallback string) {
+		if len(served) == 0 {
+			served = cfg.Protocols.Order
+		}
+		line := fmt.Sprintf("  %s://%s%s\t%s", scheme, address, path, strings.Join(served, ", "))
+		if fallback != "" {
+			line += fmt.Sprintf(" (no offer: %s)", fallback)
+		}
+		fmt.Fprintln(tw, line)
 	}
+	for _, l := range cfg.Listeners {
+		listener(map[bool]string{false: "ws", true: "wss"}[l.TLSCert != ""], l.Address, l.Path, l.Protocols, l.Fallback)
+	}
+	for _, name := range cfg.Protocols.Order {
+		if lc, ok := cfg.Protocols.Modules[name].(module.Listening); ok {
+			for _, l := range lc.Listeners() {
+				listener(map[bool]string{false: "ws", true: "wss"}[l.TLS], l.Address, l.Path, l.Protocols, l.Fallback)
+			}
+		}
+	}
+	tw.Flush()
 	return 0
 }
 
@@ -110,4 +148,15 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// subcommandModules are the built-in protocols that have subcommands.
+func subcommandModules() []string {
+	var names []string
+	for _, m := range module.All() {
+		if _, ok := m.NewConfig().(module.Subcommand); ok {
+			names = append(names, m.Name)
+		}
+	}
+	return slices.Clip(names)
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 
 	"github.com/wsgate/wsgate/config"
@@ -25,58 +24,182 @@ import (
 	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/plugins"
 	"github.com/wsgate/wsgate/protocols"
-	"github.com/wsgate/wsgate/protocols/done"
-	"github.com/wsgate/wsgate/protocols/echo"
-	"github.com/wsgate/wsgate/protocols/ship"
 )
 
-// buildRegistry registers the built-in protocols in the configured order,
-// and shipProto (nil when SHIP is off) last: only its own listener serves
-// it.
-func buildRegistry(cfg config.Config, shipProto *ship.Protocol) (*protocols.Registry, error) {
-	order := cfg.Protocols.Order
-	builtin := []protocols.Protocol{done.New(cfg.Protocols.Done), echo.Protocol{}}
-	if shipProto != nil {
-		order = append(slices.Clip(order), ship.Name)
-		builtin = append(builtin, shipProto)
-	}
-	registry, err := protocols.NewRegistry(order)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range builtin {
-		if err := registry.Register(p, "builtin"); err != nil {
-			return nil, err
-		}
-	}
-	return registry, nil
+// gatewayRun is one run of the gateway: its configuration, and the parts
+// made from it as its components start.
+type gatewayRun struct {
+	cfg config.Config
+	log *slog.Logger
+
+	protocols  []builtin // the enabled built-in protocols, in order
+	registry   *protocols.Registry
+	pluginHost *plugins.Host
+	spool      *spool.Spool
+	broker     *broker.Broker
+	mqttURL    string
+	bridge     *mqttbridge.Bridge
+	router     *router.Router
+	locals     *devices.Manager
+	server     *gateway.Server
+	admin      *admin.Server
 }
 
-func gatewayOptions(cfg config.Config) gateway.Options {
-	ws := cfg.WebSocket
-	opts := gateway.Options{
-		GatewayID:        cfg.Gateway.ID,
-		Policy:           protocols.Policy(cfg.Protocols.Policy),
-		PingInterval:     ws.PingInterval,
-		PongTimeout:      ws.PongTimeout,
-		CloseTimeout:     ws.CloseTimeout,
-		WriteTimeout:     ws.WriteTimeout,
-		HandshakeTimeout: ws.HandshakeTimeout,
-		MaxMessage:       ws.MaxMessage,
-		SendQueue:        ws.SendQueue,
-		AllowedOrigins:   ws.AllowedOrigins,
+// components is the composition root: what runs, in the order it starts.
+// Each part may use those before it; they stop in reverse order.
+func (g *gatewayRun) components() []component {
+	cs := []component{
+		{name: "protocols", start: g.startProtocols},
+		{name: "plugins", start: g.startPlugins, stop: func(context.Context) error { g.pluginHost.Close(); return nil }},
+		{name: "spool", start: g.openSpool, stop: func(context.Context) error { return g.spool.Close() }},
 	}
-	for _, l := range cfg.Listeners {
-		served := l.Protocols
-		if len(served) == 0 {
-			served = cfg.Protocols.Order // everything enabled but SHIP, which has its own
+	if g.cfg.MQTT.URL == "" {
+		cs = append(cs, component{name: "embedded MQTT broker", start: g.startBroker, stop: func(context.Context) error { return g.broker.Close() }})
+	}
+	cs = append(cs,
+		component{name: "MQTT bridge", start: g.startBridge, stop: func(ctx context.Context) error { return g.bridge.Close(ctx) }},
+		// Local devices stop before the bridge: their last frames still reach it.
+		component{name: "local devices", start: g.startDevices, stop: func(context.Context) error { g.locals.Close(); return nil }},
+		component{name: "WebSocket server", start: g.startServer, stop: g.stopServer},
+	)
+	cs = append(cs, g.runnerComponents()...)
+	if g.cfg.Admin.Address != "" {
+		cs = append(cs, component{name: "admin endpoints", start: g.startAdmin, stop: func(ctx context.Context) error { return g.admin.Shutdown(ctx) }})
+	}
+	return cs
+}
+
+// runGateway serves until ctx is cancelled, then shuts down within the
+// configured grace period.
+func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	g := &gatewayRun{cfg: cfg, log: log}
+	grace := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
+	}
+	l := &lifecycle{log: log}
+	if err := l.start(ctx, grace, g.components()); err != nil {
+		return err
+	}
+	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", g.registry.Order(), "mqtt", g.mqttURL)
+	<-ctx.Done()
+	log.Info("shutting down", "grace", cfg.Gateway.ShutdownGrace, "connections", g.server.Connections())
+	stopCtx, cancel := grace()
+	defer cancel()
+	err := l.stop(stopCtx)
+	log.Info("stopped")
+	return err
+}
+
+// startPlugins launches the configured and discovered plugins into the
+// registry. A plugin that is refused is logged and left out: one bad
+// plugin does not stop the gateway.
+func (g *gatewayRun) startPlugins(context.Context) error {
+	g.pluginHost = startPlugins(g.cfg, g.registry, g.log)
+	return nil
+}
+
+func (g *gatewayRun) openSpool(context.Context) (err error) {
+	dir := g.cfg.Spool.Dir
+	if dir == "" {
+		dir = config.StateDir()
+	}
+	s := g.cfg.Spool
+	g.spool, err = spool.Open(filepath.Join(dir, "spool.db"), spool.Limits{MaxRecords: s.MaxFrames, MaxBytes: s.MaxBytes}, spool.Policy(s.FullPolicy))
+	return err
+}
+
+// bridgeUser is the embedded broker's account for the bridge, when the
+// broker has users; its password is made at every start.
+func (g *gatewayRun) bridgeUser() string { return "wsgate-bridge-" + g.cfg.Gateway.ID }
+
+func (g *gatewayRun) startBroker(context.Context) error {
+	users := g.cfg.MQTT.Embedded.Users
+	if len(users) > 0 { // the bridge is a client of its own broker
+		users = maps.Clone(users)
+		users[g.bridgeUser()] = rand.Text()
+	}
+	addr := g.cfg.MQTT.Embedded.Address
+	b, err := broker.Start(broker.Options{Address: addr, Users: users}, g.log)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Typically a Mosquitto installed as a service already holds 1883.
+		return fmt.Errorf("%w; to use the broker already listening there, set mqtt.url = \"tcp://127.0.0.1:%s\", or move the embedded one with mqtt.embedded.address",
+			err, portOf(addr))
+	}
+	if err != nil {
+		return err
+	}
+	g.broker, g.mqttURL = b, loopbackURL(b.Address())
+	if len(users) > 0 {
+		g.cfg.MQTT.Username, g.cfg.MQTT.Password = g.bridgeUser(), users[g.bridgeUser()]
+	}
+	g.log.Info("embedded MQTT broker running", "address", b.Address())
+	return nil
+}
+
+func (g *gatewayRun) startBridge(context.Context) error {
+	if g.mqttURL == "" {
+		g.mqttURL = g.cfg.MQTT.URL
+	}
+	bcfg, err := bridgeConfig(g.cfg, g.mqttURL)
+	if err != nil {
+		return err
+	}
+	if commands := g.gatewayCommands(); len(commands) > 0 {
+		bcfg.GatewayCommands = commands
+	}
+	g.bridge = mqttbridge.New(bcfg, g.spool, g.log)
+	g.router = router.New(g.bridge, g.log)
+	g.router.Watch(g.bridge)
+	g.bridge.Start(g.router)
+	return nil
+}
+
+func (g *gatewayRun) startDevices(context.Context) error {
+	g.locals = devices.NewManager(g.router, g.log, devices.ManagerOptions{})
+	var specs []devices.Spec
+	for _, d := range g.cfg.Devices {
+		specs = append(specs, devices.Spec{ID: d.ID, Driver: d.Driver, Config: d.Options})
+	}
+	if err := g.locals.Open(specs); err != nil {
+		for _, e := range unjoin(err) {
+			g.log.Error("local device not started", "err", e)
 		}
-		opts.Listeners = append(opts.Listeners, gateway.Listener{
-			Address: l.Address, Path: l.Path, Protocols: served, Fallback: l.Fallback,
-			TLSCert: l.TLSCert, TLSKey: l.TLSKey, Compression: l.Compression, CompressMin: l.CompressMin,
-		})
 	}
-	return opts
+	var routes []router.Route
+	for _, r := range g.cfg.Routes {
+		routes = append(routes, r.RouterRoute())
+	}
+	if err := g.router.SetRoutes(routes, g.locals.Receiver); err != nil {
+		g.locals.Close()
+		return fmt.Errorf("routes: %w", err)
+	}
+	if err := g.locals.Run(); err != nil {
+		g.log.Error("local devices", "err", err)
+	}
+	return nil
+}
+
+func (g *gatewayRun) startServer(context.Context) error {
+	srv, err := gateway.New(g.gatewayOptions(), g.registry, g.router, g.log)
+	if err == nil {
+		err = srv.Start()
+	}
+	g.server = srv
+	return err
+}
+
+func (g *gatewayRun) stopServer(ctx context.Context) error {
+	if err := g.server.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (g *gatewayRun) startAdmin(context.Context) (err error) {
+	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost}
+	src.Routes, src.Collectors = g.adminExtras()
+	g.admin, err = admin.Start(g.cfg.Admin.Address, src, g.log)
+	return err
 }
 
 func bridgeConfig(cfg config.Config, url string) (mqttbridge.Config, error) {
@@ -145,12 +268,11 @@ func loopbackURL(addr string) string {
 }
 
 // startPlugins launches the configured and discovered plugins into the
-// registry. A plugin that is refused is logged and left out: one bad
-// plugin does not stop the gateway.
+// registry; a refused plugin is logged and left out.
 func startPlugins(cfg config.Config, registry *protocols.Registry, log *slog.Logger) *plugins.Host {
 	h := cfg.PluginHost
 	host := plugins.NewHost(plugins.Options{
-		Registry: registry, Reserved: config.BuiltinProtocols, Log: log.With("component", "plugins"),
+		Registry: registry, Reserved: builtinNames(), Log: log.With("component", "plugins"),
 		RestartMin: h.RestartMin, RestartMax: h.RestartMax, MaxFailures: h.MaxFailures, StallTimeout: h.StallTimeout,
 	})
 	var specs []plugins.Spec
@@ -182,142 +304,4 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-// runGateway serves until ctx is cancelled, then shuts down within the
-// configured grace period.
-func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
-	var shipProto *ship.Protocol
-	if cfg.Ship.Enabled {
-		if shipProto, err = openShip(cfg, log); err != nil {
-			return err
-		}
-	}
-	registry, err := buildRegistry(cfg, shipProto)
-	if err != nil {
-		return err
-	}
-	pluginHost := startPlugins(cfg, registry, log)
-	defer pluginHost.Close()
-	dir := cfg.Spool.Dir
-	if dir == "" {
-		dir = config.StateDir()
-	}
-	sp, err := spool.Open(filepath.Join(dir, "spool.db"), spool.Limits{MaxRecords: cfg.Spool.MaxFrames, MaxBytes: cfg.Spool.MaxBytes}, spool.Policy(cfg.Spool.FullPolicy))
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, sp.Close()) }()
-
-	url := cfg.MQTT.URL
-	var bridgeUser, bridgePassword string
-	if url == "" {
-		users := cfg.MQTT.Embedded.Users
-		if len(users) > 0 { // the bridge is a client of its own broker
-			users = maps.Clone(users)
-			bridgeUser, bridgePassword = "wsgate-bridge-"+cfg.Gateway.ID, rand.Text()
-			users[bridgeUser] = bridgePassword
-		}
-		b, err := broker.Start(broker.Options{Address: cfg.MQTT.Embedded.Address, Users: users}, log)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			// Typically a Mosquitto installed as a service already holds 1883.
-			return fmt.Errorf("%w; to use the broker already listening there, set mqtt.url = \"tcp://127.0.0.1:%s\", or move the embedded one with mqtt.embedded.address",
-				err, portOf(cfg.MQTT.Embedded.Address))
-		}
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		url = loopbackURL(b.Address())
-		log.Info("embedded MQTT broker running", "address", b.Address())
-	}
-	bcfg, err := bridgeConfig(cfg, url)
-	if err != nil {
-		return err
-	}
-	if bridgeUser != "" {
-		bcfg.Username, bcfg.Password = bridgeUser, bridgePassword
-	}
-	if shipProto != nil {
-		bcfg.GatewayCommands = shipProto
-	}
-	bridge := mqttbridge.New(bcfg, sp, log)
-	rt := router.New(bridge, log)
-	rt.Watch(bridge)
-	bridge.Start(rt)
-
-	locals := devices.NewManager(rt, log, devices.ManagerOptions{})
-	var specs []devices.Spec
-	for _, d := range cfg.Devices {
-		specs = append(specs, devices.Spec{ID: d.ID, Driver: d.Driver, Config: d.Options})
-	}
-	if err := locals.Open(specs); err != nil {
-		for _, e := range unjoin(err) {
-			log.Error("local device not started", "err", e)
-		}
-	}
-	var routes []router.Route
-	for _, r := range cfg.Routes {
-		routes = append(routes, r.RouterRoute())
-	}
-	if err := rt.SetRoutes(routes, locals.Receiver); err != nil {
-		_ = bridge.Close(context.Background())
-		return fmt.Errorf("routes: %w", err)
-	}
-	if err := locals.Run(); err != nil {
-		log.Error("local devices", "err", err)
-	}
-	defer locals.Close()
-
-	gwOpts := gatewayOptions(cfg)
-	if shipProto != nil {
-		gwOpts.Listeners = append(gwOpts.Listeners, shipListeners(cfg, shipProto)...)
-	}
-	srv, err := gateway.New(gwOpts, registry, rt, log)
-	if err == nil {
-		err = srv.Start()
-	}
-	if err != nil {
-		_ = bridge.Close(context.Background())
-		return err
-	}
-	var shipDone chan struct{}
-	if shipProto != nil {
-		shipDone = make(chan struct{})
-		go func() {
-			defer close(shipDone)
-			runShip(ctx, cfg, shipProto, srv, log)
-		}()
-	}
-	if cfg.Admin.Address != "" {
-		src := admin.Sources{Gateway: srv, Bridge: bridge, Router: rt, Plugins: pluginHost}
-		if shipProto != nil {
-			src.ShipTrust, src.ShipNode = shipProto.Trust(), shipProto
-		}
-		adm, err := admin.Start(cfg.Admin.Address, src, log)
-		if err != nil {
-			_ = srv.Shutdown(context.Background())
-			_ = bridge.Close(context.Background())
-			return err
-		}
-		defer adm.Shutdown(context.Background())
-	}
-	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", registry.Order(), "mqtt", url)
-	<-ctx.Done()
-	log.Info("shutting down", "grace", cfg.Gateway.ShutdownGrace, "connections", srv.Connections())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
-	defer cancel()
-	var errs []error
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		errs = append(errs, fmt.Errorf("shutdown: %w", err))
-	}
-	if shipDone != nil {
-		<-shipDone // its dials end with the server
-	}
-	locals.Close() // their last frames still reach the bridge
-	if err := bridge.Close(shutdownCtx); err != nil {
-		errs = append(errs, err)
-	}
-	log.Info("stopped")
-	return errors.Join(errs...)
 }

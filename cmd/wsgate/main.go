@@ -4,8 +4,11 @@
 //	wsgate run [-config FILE]        serve (embedded defaults without a file)
 //	wsgate check -config FILE        validate a configuration file
 //	wsgate protocols [-config FILE]  list the protocols in preference order
-//	wsgate ship cert|peers|approve|reject|remove  SHIP identity and pairing
+//	wsgate <protocol> <command> ...  a built-in protocol's commands (wsgate <protocol> help)
 //	wsgate version                   print the version
+//
+// The built-in protocols are those protocols/all registers; the binary
+// knows them only through the protocols/module registry.
 package main
 
 import (
@@ -16,8 +19,12 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-plugin"
+
+	_ "github.com/wsgate/wsgate/protocols/all" // the built-in protocols
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,38 +36,45 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: wsgate <command> [flags]
+// usage lists the commands, with those of the built-in protocols.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`usage: wsgate <command> [flags]
 
 commands:
   run [-config FILE]        run the gateway (embedded defaults without a file)
   check -config FILE        validate a configuration file and list every problem
   protocols [-config FILE]  list the enabled protocols in preference order
-  ship <command>            SHIP identity and pairing (wsgate ship help)
-  version                   print the version
-`
+`)
+	for _, name := range subcommandModules() {
+		fmt.Fprintf(&b, "  %-24s  the %s protocol's commands (wsgate %s help)\n", name+" <command>", name, name)
+	}
+	b.WriteString("  version                   print the version\n")
+	return b.String()
+}
 
 // run executes one command and returns the process exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
 	cmd, args := args[0], args[1:]
 	flags := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configPath := flags.String("config", "", "configuration file (TOML)")
-	switch cmd {
-	case "run", "check", "protocols":
-	case "ship":
-		return shipCommand(ctx, args, stdout, stderr)
-	case "version", "-version", "--version":
+	switch {
+	case cmd == "run" || cmd == "check" || cmd == "protocols":
+	case cmd == "version" || cmd == "-version" || cmd == "--version":
 		fmt.Fprintln(stdout, "wsgate", versionString())
 		return 0
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+	case cmd == "help" || cmd == "-h" || cmd == "-help" || cmd == "--help":
+		fmt.Fprint(stdout, usage())
 		return 0
+	case slices.Contains(subcommandModules(), cmd):
+		return protocolCommand(ctx, cmd, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "wsgate: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "wsgate: unknown command %q\n\n%s", cmd, usage())
 		return 2
 	}
 	if err := flags.Parse(args); err != nil {

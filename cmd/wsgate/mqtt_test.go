@@ -124,8 +124,8 @@ dir = %q
 [admin]
 address = "127.0.0.1:%d"
 
-[ship]
-enabled = false
+[protocols]
+order = ["done"]
 `, c.id, c.wsPort, c.mqttURL, c.keepAlive, embedded, c.spoolDir, c.adminPort)
 	path := filepath.Join(t.TempDir(), "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {

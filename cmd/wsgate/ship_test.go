@@ -1,3 +1,5 @@
+//go:build !noship
+
 package main
 
 import (
@@ -7,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -71,24 +74,53 @@ func shipTrace(t *testing.T) (data, plain []byte) {
 	return data, shiptest.ReadPlainDatagram(t, filepath.Join(dir, "data-plain.json"))
 }
 
+// shipSetup is a test config with SHIP enabled, and where SHIP listens
+// and keeps its files.
+type shipSetup struct {
+	testSetup
+	shipURL, shipDir string
+}
+
+// testConfigShip is testConfig with SHIP enabled before done, and more
+// keys for its [protocols.ship] table. SHIP runs on a free port, keeps its
+// files in the test's directory and stays off mDNS.
+func testConfigShip(t *testing.T, shipKeys, extra string) shipSetup {
+	t.Helper()
+	port := brokertest.FreePort(t)
+	dir := t.TempDir()
+	ts := shipSetup{testSetup: writeTestConfig(t, fmt.Sprintf(`[protocols]
+order = ["ship", "done"]
+
+[protocols.ship]
+address = "127.0.0.1:%d"
+dir = %q
+announce = false
+browse = false
+%s
+`, port, filepath.Join(dir, "ship"), shipKeys), extra)}
+	ts.shipURL = fmt.Sprintf("wss://127.0.0.1:%d/ship/", port)
+	ts.shipDir = filepath.Join(dir, "ship")
+	return ts
+}
+
 // shipGateway is the gateway the SHIP tests run in process with the
 // embedded broker: its setup, the SKI of its SHIP identity and an MQTT
 // subscriber to wsgate/#.
 type shipGateway struct {
-	testSetup
+	shipSetup
 	ski string
 	sub *brokertest.Subscriber
 }
 
 // startShipGateway checks the test for leaked goroutines, then runs the
-// gateway with shipKeys in its [ship] section until the test ends.
+// gateway with shipKeys in its [protocols.ship] table until the test ends.
 func startShipGateway(t *testing.T, shipKeys string) shipGateway {
 	t.Helper()
 	shipLeakCheck(t)
 	ts := testConfigShip(t, shipKeys, "")
 	startInProcess(t, ts.path, ts.wsURL)
 	ski, _ := shipCert(t, ts.path)
-	return shipGateway{testSetup: ts, ski: ski, sub: brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")}
+	return shipGateway{shipSetup: ts, ski: ski, sub: brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")}
 }
 
 // shipPeer is a scripted SHIP client: a WebSocket over TLS with its own
@@ -238,7 +270,7 @@ func TestShipCertPrintsSKIOfCertOnDisk(t *testing.T) {
 	t.Parallel()
 	ts := testConfigShip(t, `ship_id = "wsgate-test-1"`, "")
 	ski, out := shipCert(t, ts.path)
-	certPath := filepath.Join(ts.dir, "ship", identity.CertFile)
+	certPath := filepath.Join(ts.shipDir, identity.CertFile)
 	doc, err := os.ReadFile(certPath)
 	if err != nil {
 		t.Fatalf("ship cert made no certificate: %v", err)
@@ -275,7 +307,7 @@ func TestShipCertPrintsSKIOfCertOnDisk(t *testing.T) {
 // with the EEBus JSON of the trace, and the device's status goes online
 // and offline.
 func TestShipEndToEndMQTT(t *testing.T) {
-	g := startShipGateway(t, "auto_accept = true\n[ship.timers]\nclose = \"100ms\"\n")
+	g := startShipGateway(t, "auto_accept = true\n[protocols.ship.timers]\nclose = \"100ms\"\n")
 	data, plain := shipTrace(t)
 
 	p := dialShipPeer(t, g.shipURL, g.ski, "peer-1")
@@ -310,7 +342,7 @@ func TestShipEndToEndMQTT(t *testing.T) {
 // it; `wsgate ship approve` (through the admin API) makes the gateway say
 // ready, and the handshake goes on to data exchange.
 func TestShipApproveCommandCompletesPendingHandshake(t *testing.T) {
-	g := startShipGateway(t, "[ship.timers]\nclose = \"100ms\"\n")
+	g := startShipGateway(t, "[protocols.ship.timers]\nclose = \"100ms\"\n")
 
 	p := dialShipPeer(t, g.shipURL, g.ski, "peer-2")
 	p.hello("pending")
@@ -321,7 +353,8 @@ func TestShipApproveCommandCompletesPendingHandshake(t *testing.T) {
 		t.Fatalf("ship peers: status %d, want the peer pending:\n%s", status, out.String())
 	}
 	out.Reset()
-	if status := run(context.Background(), []string{"ship", "approve", "-config", g.path, p.id.SKI}, &out, &out); status != 0 ||
+	// Flags after the SKI, as people type them.
+	if status := run(context.Background(), []string{"ship", "approve", p.id.SKI, "-admin", g.adminAddr}, &out, &out); status != 0 ||
 		strings.TrimSpace(out.String()) != p.id.SKI+": approved" {
 		t.Fatalf("ship approve: status %d\n%s", status, out.String())
 	}

@@ -64,6 +64,9 @@ dir = %q
 
 [admin]
 address = "127.0.0.1:%d"
+
+[protocols]
+order = ["done"]
 `, wsPort, mqttPort, filepath.Join(dir, "spool"), adminPort)
 	confPath := filepath.Join(dir, "wsgate.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {

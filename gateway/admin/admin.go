@@ -1,6 +1,6 @@
 // Package admin serves the gateway's operator endpoints on their own
-// listener: Prometheus metrics, health and readiness, and the list of
-// attached devices.
+// listener: Prometheus metrics, health and readiness, the list of attached
+// devices, and the routes and metrics the protocols bring.
 //
 // Metrics are read from the components' counters at scrape time, so the
 // hot paths carry no instrumentation of their own. It depends on the
@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +28,7 @@ import (
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/plugins"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // Sources are the components the endpoints report on.
@@ -34,9 +37,10 @@ type Sources struct {
 	Bridge  interface{ Stats() mqttbridge.Stats }
 	Router  interface{ Devices() []router.Device }
 	Plugins interface{ Status() []plugins.Status }
-	// ShipTrust and ShipNode are nil when SHIP is off.
-	ShipTrust Ship
-	ShipNode  ShipNode
+	// Routes are what the protocols serve here (module.AdminRouter).
+	Routes []module.AdminRoute
+	// Collectors are the protocols' metrics (prometheus.Collector).
+	Collectors []prometheus.Collector
 }
 
 // Handler returns the admin endpoints.
@@ -47,6 +51,7 @@ func Handler(src Sources) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&collector{src: src},
 	)
+	reg.MustRegister(src.Collectors...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -59,8 +64,8 @@ func Handler(src Sources) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	if src.ShipTrust != nil && src.ShipNode != nil {
-		shipRoutes(mux, src.ShipTrust, src.ShipNode)
+	for _, r := range src.Routes {
+		mux.Handle(r.Pattern, r.Handler)
 	}
 	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, _ *http.Request) {
 		type device struct {
@@ -110,7 +115,14 @@ func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
 			log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", "/metrics /healthz /readyz /devices /ship")
+	paths := []string{"/metrics", "/healthz", "/readyz", "/devices"}
+	for _, r := range src.Routes {
+		_, path, _ := strings.Cut(r.Pattern, " ")
+		if path, _, _ = strings.Cut(path, "/{"); !slices.Contains(paths, path) {
+			paths = append(paths, path)
+		}
+	}
+	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", strings.Join(paths, " "))
 	return s, nil
 }
 
@@ -155,11 +167,6 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts} {
 		ch <- d
 	}
-	if c.src.ShipTrust != nil && c.src.ShipNode != nil {
-		for _, d := range shipDescs {
-			ch <- d
-		}
-	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -193,9 +200,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
-	if c.src.ShipTrust != nil && c.src.ShipNode != nil {
-		collectShip(ch, c.src.ShipTrust, c.src.ShipNode)
-	}
 	if c.src.Plugins == nil {
 		return
 	}

@@ -45,7 +45,8 @@ type Config struct {
 	OfflineResults bool // answer commands to absent devices with "offline"
 	Version        string
 	// GatewayCommands, when set, takes the commands published to
-	// {prefix}/$gateway/{id}/cmd/{name} (SHIP pairing, for one).
+	// {prefix}/$gateway/{id}/cmd/{name} (a protocol's pairing commands,
+	// for one).
 	GatewayCommands GatewayCommander
 }
 

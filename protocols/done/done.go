@@ -1,7 +1,8 @@
 // Package done implements wsgate's own JSON device protocol (subprotocol
 // token "done"), specified in README.md beside this file.
 //
-// It depends only on the protocols contract.
+// It registers itself as a built-in module (module.go) and depends only on
+// the protocols contract.
 package done
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // Name is the subprotocol token.
@@ -54,25 +56,33 @@ func DefaultConfig() Config {
 	return Config{MaxInflight: 128, MaxPendingCommands: 64, CommandTimeout: 30 * time.Second}
 }
 
-// Validate checks the config; errors name the offending key.
-func (c Config) Validate() error {
+// Validate checks the config (module.Config); each problem is a
+// module.KeyError.
+func (c Config) Validate(s module.Settings) error {
 	var errs []error
 	for id := range c.Tokens {
 		if !ValidDeviceID(id) {
-			errs = append(errs, fmt.Errorf("tokens: %q is not a valid device id (1-128 of A-Z a-z 0-9 . _ -)", id))
+			errs = append(errs, &module.KeyError{Key: "tokens", Entry: id,
+				Msg: fmt.Sprintf("%q is not a valid device id (1-128 of A-Z a-z 0-9 . _ -)", id)})
 		}
 	}
 	if c.MaxInflight < 1 {
-		errs = append(errs, errors.New("max_inflight: must be at least 1"))
+		errs = append(errs, module.Errorf("max_inflight", "must be at least 1"))
+	} else if s.SendQueue > 0 && c.MaxInflight > s.SendQueue/2 {
+		errs = append(errs, module.Errorf("max_inflight",
+			"%d is more than half of websocket.send_queue (%d): a burst of acks would not fit the queue to the device", c.MaxInflight, s.SendQueue))
 	}
 	if c.MaxPendingCommands < 1 {
-		errs = append(errs, errors.New("max_pending_commands: must be at least 1"))
+		errs = append(errs, module.Errorf("max_pending_commands", "must be at least 1"))
 	}
 	if c.CommandTimeout <= 0 {
-		errs = append(errs, errors.New(`command_timeout: must be a positive duration such as "30s"`))
+		errs = append(errs, module.Errorf("command_timeout", `must be a positive duration such as "30s"`))
 	}
 	return errors.Join(errs...)
 }
+
+// New implements module.Config.
+func (c Config) New(module.Env) (protocols.Protocol, error) { return New(c), nil }
 
 // Protocol is the done protocol with its configuration.
 type Protocol struct {

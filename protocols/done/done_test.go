@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 func TestHello(t *testing.T) {
@@ -926,11 +927,11 @@ func TestExampleConversation(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := DefaultConfig().Validate(module.Settings{}); err != nil {
 		t.Errorf("DefaultConfig invalid: %v", err)
 	}
 	bad := Config{Tokens: map[string]string{"a b": "x", "ok": "y"}}
-	err := bad.Validate()
+	err := bad.Validate(module.Settings{})
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}

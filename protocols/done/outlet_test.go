@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // fakeOutlet records what a session does. The WebSocket side is tested in
@@ -169,7 +170,7 @@ func start(t testing.TB, edit func(*Config)) (protocols.Session, *fakeOutlet) {
 	if edit != nil {
 		edit(&cfg)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(module.Settings{}); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
 	out := &fakeOutlet{}

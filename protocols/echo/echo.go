@@ -3,7 +3,8 @@
 // to test the WebSocket layer (docs/CONFORMANCE.md); it attaches no device
 // and publishes nothing.
 //
-// It depends only on the protocols contract.
+// It registers itself as a built-in module and depends only on the
+// protocols contract.
 package echo
 
 import (

@@ -21,17 +21,18 @@ const (
 	CommandPeers   = "ship-peers"
 )
 
-// GatewayCommand runs a pairing command (mqttbridge.GatewayCommander).
+// GatewayCommands implements module.GatewayCommander.
+func (p *Protocol) GatewayCommands() []string {
+	return []string{CommandApprove, CommandReject, CommandRemove, CommandPeers}
+}
+
+// GatewayCommand runs a pairing command (module.GatewayCommander).
 func (p *Protocol) GatewayCommand(name string, args json.RawMessage) (any, error) {
 	store := p.opts.Trust
 	var act func(string) error
 	switch name {
 	case CommandPeers:
-		list := store.List()
-		if list == nil {
-			list = []trust.Entry{}
-		}
-		return list, nil
+		return p.peerList(), nil
 	case CommandApprove:
 		act = store.Approve
 	case CommandReject:
@@ -39,8 +40,7 @@ func (p *Protocol) GatewayCommand(name string, args json.RawMessage) (any, error
 	case CommandRemove:
 		act = store.Remove
 	default:
-		return nil, fmt.Errorf("unknown command %q (the gateway takes %s)", name,
-			strings.Join([]string{CommandApprove, CommandReject, CommandRemove, CommandPeers}, ", "))
+		return nil, fmt.Errorf("unknown command %q (SHIP takes %s)", name, strings.Join(p.GatewayCommands(), ", "))
 	}
 	ski, err := skiArgument(args)
 	if err != nil {

@@ -2,6 +2,8 @@ package ship
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -93,6 +95,38 @@ func (p *Protocol) AutoAccept() bool { return p.opts.AutoAccept }
 // ServerTLS returns the TLS configuration of the SHIP listener.
 func (p *Protocol) ServerTLS() *tls.Config {
 	return identity.ServerTLSConfig(p.opts.Identity, p.opts.TLS)
+}
+
+// ListenerTLS returns the TLS configuration of a listener that serves
+// SHIP beside other protocols (module.TLSProvider): the SHIP certificate,
+// and a client certificate requested, not required; Admit and the session
+// check it.
+func (p *Protocol) ListenerTLS() *tls.Config {
+	return identity.ListenerTLSConfig(p.opts.Identity, p.opts.TLS)
+}
+
+// Reasons Admit gives a client it turns away.
+var (
+	errAdmitNoTLS  = errors.New("SHIP runs over wss:// only")
+	errAdmitNoCert = errors.New("SHIP needs a TLS client certificate")
+	errAdmitKey    = errors.New("SHIP needs a client certificate with an ECDSA P-256 key")
+)
+
+// Admit implements protocols.Admitter: SHIP serves only TLS clients that
+// presented a certificate of its kind (an ECDSA P-256 key), so that a
+// listener can give "ship, done" clients without one the other protocol.
+// The session verifies the certificate in full (VerifyPeer).
+func (p *Protocol) Admit(h protocols.Handshake) error {
+	switch {
+	case h.TLS == nil:
+		return errAdmitNoTLS
+	case len(h.TLS.PeerCertificates) == 0:
+		return errAdmitNoCert
+	}
+	if key, ok := h.TLS.PeerCertificates[0].PublicKey.(*ecdsa.PublicKey); !ok || key.Curve != elliptic.P256() {
+		return errAdmitKey
+	}
+	return nil
 }
 
 // Target is a SHIP server the gateway dials.
@@ -187,6 +221,8 @@ func (p *Protocol) Stats() Stats {
 		Dropped: p.stats.dropped.Load(), Connected: n,
 	}
 }
+
+var _ protocols.Admitter = (*Protocol)(nil)
 
 // errNoTLS: SHIP runs over TLS only; the listener is misconfigured.
 var errNoTLS = fmt.Errorf("ship: connection without TLS (SHIP needs wss://)")

@@ -108,6 +108,19 @@ func ServerTLSConfig(id *Identity, opts TLSOptions) *tls.Config {
 	return cfg
 }
 
+// ListenerTLSConfig returns the config of a listener that serves SHIP
+// beside other protocols: ServerTLSConfig, but a client certificate is
+// only requested, and not checked during the TLS handshake, so that
+// clients without one (or with one that is not SHIP's kind) still connect
+// and can be given another protocol. Whoever serves SHIP on it must call
+// VerifyPeer on the connection state.
+func ListenerTLSConfig(id *Identity, opts TLSOptions) *tls.Config {
+	cfg := baseConfig(id, opts)
+	cfg.ClientAuth = tls.RequestClientCert
+	cfg.VerifyConnection = nil
+	return cfg
+}
+
 // ClientTLSConfig returns the config of a SHIP client: the local certificate
 // as client certificate, the same versions, suites and curve as the server,
 // and no chain or host name verification (SHIP certificates are self-signed)

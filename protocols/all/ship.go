@@ -1,0 +1,5 @@
+//go:build !noship
+
+package all
+
+import _ "github.com/wsgate/wsgate/protocols/ship" // registers "ship"

@@ -1,0 +1,7 @@
+//go:build noship
+
+package all
+
+import "github.com/wsgate/wsgate/protocols/module"
+
+func init() { module.Omit("ship", "noship") }

@@ -500,7 +500,8 @@ func (c *conn) onPing(data string) error {
 }
 
 // Attach implements protocols.Outlet.
-func (c *conn) Attach(device string) error {
+func (c *conn) Attach(d protocols.Device) error {
+	device := d.ID
 	c.mu.Lock()
 	if c.device != "" {
 		c.mu.Unlock()

@@ -759,7 +759,7 @@ func TestAttachFromAnotherGoroutine(t *testing.T) {
 	gw := startGateway(t, baseOptions())
 	ws := gw.dial(t, "/", "echo")
 	s := gw.protos["echo"].next(t)
-	if err := s.out.Attach("async-1"); err != nil {
+	if err := s.out.Attach(protocols.Device{ID: "async-1"}); err != nil {
 		t.Fatal(err)
 	}
 	if devs := gw.router.Devices(); len(devs) != 1 || devs[0].ID != "async-1" {
@@ -773,7 +773,7 @@ func TestAttachFromAnotherGoroutine(t *testing.T) {
 	if devs := gw.router.Devices(); len(devs) != 0 {
 		t.Errorf("devices after close: %+v", devs)
 	}
-	if err := s.out.Attach("async-2"); err == nil {
+	if err := s.out.Attach(protocols.Device{ID: "async-2"}); err == nil {
 		t.Error("Attach after the end succeeded")
 	}
 }
@@ -788,7 +788,7 @@ func TestAttachRacesClose(t *testing.T) {
 		s := gw.protos["echo"].next(t)
 		id := fmt.Sprintf("racer-%d", i)
 		attached := make(chan error, 1)
-		go func() { attached <- s.out.Attach(id) }()
+		go func() { attached <- s.out.Attach(protocols.Device{ID: id}) }()
 		rc.nc.Close()
 		<-attached
 		s.waitClosed(t)

@@ -119,7 +119,7 @@ func (s *echoSession) OnMessage(m protocols.Message) error {
 		verb, arg, _ := strings.Cut(string(m.Data[1:]), " ")
 		switch verb {
 		case "attach":
-			if err := s.out.Attach(arg); err != nil {
+			if err := s.out.Attach(protocols.Device{ID: arg}); err != nil {
 				return s.out.Send(textMessage("error " + err.Error()))
 			}
 			return s.out.Send(textMessage("attached " + arg))

@@ -64,7 +64,7 @@ type benchOutlet struct {
 	done chan struct{}
 }
 
-func (o *benchOutlet) Attach(string) error { return nil }
+func (o *benchOutlet) Attach(protocols.Device) error { return nil }
 
 func (o *benchOutlet) Send(protocols.Message) error {
 	if o.sent.Add(1) == o.want {

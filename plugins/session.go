@@ -233,7 +233,7 @@ func (s *remoteSession) recvLoop() {
 func (s *remoteSession) act(a *pluginpb.Action) {
 	switch a := a.GetAction().(type) {
 	case *pluginpb.Action_Attach:
-		if err := s.out.Attach(a.Attach.GetDevice()); err != nil {
+		if err := s.out.Attach(protocols.Device{ID: a.Attach.GetDevice(), Token: a.Attach.GetToken()}); err != nil {
 			s.plugin.log.Warn("attach refused", "device", a.Attach.GetDevice(), "err", err)
 			s.out.Close(protocols.CloseInternalError, "attach failed")
 		}

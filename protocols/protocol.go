@@ -79,8 +79,10 @@ type Outlet interface {
 	// established it (after a hello, a SHIP handshake...). From then on
 	// commands for the device reach OnCommand, and the device is announced
 	// online. A session attaches once; a later session attaching the same
-	// device replaces this one.
-	Attach(device string) error
+	// device replaces this one. On a listener that authenticates devices
+	// the gateway checks the device first and refuses it with an error
+	// matching ErrUnauthorized; the session should then close with 1008.
+	Attach(Device) error
 	// Send queues a message to the device. It fails with ErrSendQueueFull
 	// when the device does not keep up; the gateway then closes the
 	// connection.
@@ -90,6 +92,18 @@ type Outlet interface {
 	Publish(Frame) error
 	// Close starts the closing handshake with the given code and reason.
 	Close(code int, reason string)
+}
+
+// Device is who a session attaches as.
+type Device struct {
+	// ID names the device; it must satisfy ValidDeviceID.
+	ID string
+	// Token is the secret the device presented in the protocol's own
+	// messages (done's hello token), if any. On a listener that
+	// authenticates devices by token the gateway checks it, or else the
+	// upgrade request's Authorization: Bearer token. It is never logged
+	// or published.
+	Token string
 }
 
 // SessionInfo describes the connection a session runs on.
@@ -144,4 +158,9 @@ var (
 	// ErrInvalidFrame: a frame cannot be routed (e.g. its channel is not a
 	// valid topic); sending it again will not help.
 	ErrInvalidFrame = errors.New("invalid frame")
+	// ErrUnauthorized: the device could not prove its identity (Attach).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the device may not publish on that channel, or receive
+	// that command (the gateway's access rules).
+	ErrForbidden = errors.New("forbidden")
 )

@@ -1086,10 +1086,14 @@ func (x *Consumed) GetEvents() uint32 {
 
 // Attach binds the session to a device. It is not answered: the plugin
 // checks the id with the same rules (protocols.ValidDeviceID), and should
-// the gateway still fail to attach, it closes the connection with 1011.
+// the gateway still fail to attach, it closes the connection (1008 when the
+// device is not authorised, else 1011).
 type Attach struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Device string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// The secret the device presented in the protocol's own messages, for
+	// listeners that authenticate devices by token; empty when none.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1127,6 +1131,13 @@ func (*Attach) Descriptor() ([]byte, []int) {
 func (x *Attach) GetDevice() string {
 	if x != nil {
 		return x.Device
+	}
+	return ""
+}
+
+func (x *Attach) GetToken() string {
+	if x != nil {
+		return x.Token
 	}
 	return ""
 }
@@ -1390,9 +1401,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\bconsumed\x18\x06 \x01(\v2\x1a.wsgate.plugin.v1.ConsumedH\x00R\bconsumedB\b\n" +
 	"\x06action\"\"\n" +
 	"\bConsumed\x12\x16\n" +
-	"\x06events\x18\x01 \x01(\rR\x06events\" \n" +
+	"\x06events\x18\x01 \x01(\rR\x06events\"6\n" +
 	"\x06Attach\x12\x16\n" +
-	"\x06device\x18\x01 \x01(\tR\x06device\"\x92\x01\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x92\x01\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x18\n" +

@@ -318,12 +318,13 @@ func (o *outlet) flush() {
 
 // Attach implements protocols.Outlet. The gateway does not answer: an id
 // that passes protocols.ValidDeviceID is attached, and should that still
-// fail, the gateway closes the connection.
-func (o *outlet) Attach(device string) error {
-	if !protocols.ValidDeviceID(device) {
-		return fmt.Errorf("attach %q: invalid device id", device)
+// fail (a device the listener does not authenticate, say), the gateway
+// closes the connection.
+func (o *outlet) Attach(d protocols.Device) error {
+	if !protocols.ValidDeviceID(d.ID) {
+		return fmt.Errorf("attach %q: invalid device id", d.ID)
 	}
-	return o.action(&pluginpb.Action{Action: &pluginpb.Action_Attach{Attach: &pluginpb.Attach{Device: device}}})
+	return o.action(&pluginpb.Action{Action: &pluginpb.Action_Attach{Attach: &pluginpb.Attach{Device: d.ID, Token: d.Token}}})
 }
 
 // Send implements protocols.Outlet.

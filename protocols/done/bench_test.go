@@ -33,7 +33,7 @@ func BenchmarkEncodeAck(b *testing.B) {
 // discardOutlet acknowledges every frame at once and drops what is sent.
 type discardOutlet struct{}
 
-func (discardOutlet) Attach(string) error          { return nil }
+func (discardOutlet) Attach(protocols.Device) error { return nil }
 func (discardOutlet) Send(protocols.Message) error { return nil }
 func (discardOutlet) Close(int, string)            {}
 func (discardOutlet) Publish(f protocols.Frame) error {

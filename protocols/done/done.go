@@ -262,7 +262,7 @@ func (s *session) hello(msg *inbound) error {
 			return s.refuse(CodeUnauthorized, "hello: unknown device or wrong token")
 		}
 	}
-	if err := s.out.Attach(msg.ID); err != nil {
+	if err := s.out.Attach(protocols.Device{ID: msg.ID, Token: msg.Token}); err != nil {
 		s.sendError(CodeInternal, "cannot attach the device")
 		return fmt.Errorf("attach %q: %w", msg.ID, err)
 	}

@@ -22,6 +22,7 @@ type fakeOutlet struct {
 	sent     []protocols.Message
 	frames   []protocols.Frame
 	attached []string
+	tokens   []string // the token of each Attach
 	closes   []closeCall
 
 	attachErr error
@@ -36,13 +37,14 @@ type closeCall struct {
 	reason string
 }
 
-func (o *fakeOutlet) Attach(device string) error {
+func (o *fakeOutlet) Attach(d protocols.Device) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.attachErr != nil {
 		return o.attachErr
 	}
-	o.attached = append(o.attached, device)
+	o.attached = append(o.attached, d.ID)
+	o.tokens = append(o.tokens, d.Token)
 	return nil
 }
 

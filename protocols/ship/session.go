@@ -262,7 +262,7 @@ func (s *session) attach(shipID string) {
 		device = s.peer.SKI
 	}
 	s.p.claim(s)
-	if err := s.out.Attach(device); err != nil {
+	if err := s.out.Attach(protocols.Device{ID: device}); err != nil {
 		s.log.Error("cannot attach the SHIP peer as a device", "device", device, "err", err)
 		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
 		return

@@ -29,7 +29,7 @@ func (Protocol) Name() string { return "ocpp1.6" }
 
 func (Protocol) NewSession(_ context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
 	id := path.Base(info.Path) // the charge point identity ends the URL
-	if err := out.Attach(id); err != nil {
+	if err := out.Attach(protocols.Device{ID: id}); err != nil {
 		return nil, fmt.Errorf("charge point identity %q: %w", id, err)
 	}
 	return &session{out: out, pending: map[string]string{}}, nil

@@ -41,7 +41,7 @@ func (s session) OnMessage(m protocols.Message) error {
 	verb, arg, _ := strings.Cut(text, " ")
 	switch verb {
 	case "!attach":
-		if err := s.out.Attach(arg); err != nil {
+		if err := s.out.Attach(protocols.Device{ID: arg}); err != nil {
 			return s.reply("error " + err.Error())
 		}
 		return s.reply("attached " + arg)

@@ -62,11 +62,18 @@ func (j *journal[T]) add(v T) {
 
 // find returns the first item that matches.
 func (j *journal[T]) find(match func(T) bool) (T, bool) {
+	return j.nth(1, match)
+}
+
+// nth returns the nth item (counting from 1) that matches.
+func (j *journal[T]) nth(n int, match func(T) bool) (T, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, v := range j.items {
 		if match(v) {
-			return v, true
+			if n--; n == 0 {
+				return v, true
+			}
 		}
 	}
 	var zero T
@@ -76,13 +83,20 @@ func (j *journal[T]) find(match func(T) bool) (T, bool) {
 // wait returns the first item that matches, waiting up to testWait for it.
 func (j *journal[T]) wait(t *testing.T, what string, match func(T) bool) T {
 	t.Helper()
+	return j.waitNth(t, what, 1, match)
+}
+
+// waitNth returns the nth item (counting from 1) that matches, waiting up
+// to testWait for it.
+func (j *journal[T]) waitNth(t *testing.T, what string, n int, match func(T) bool) T {
+	t.Helper()
 	deadline := time.NewTimer(testWait)
 	defer deadline.Stop()
 	for {
 		j.mu.Lock()
 		changed := j.changed
 		j.mu.Unlock()
-		if v, ok := j.find(match); ok {
+		if v, ok := j.nth(n, match); ok {
 			return v
 		}
 		select {
@@ -290,18 +304,21 @@ func (n *node) waitPending(t *testing.T, ski string) {
 	}
 }
 
-// runPeers runs the node's dialler (no targets) until the test ends: it is
-// what ends a session whose peer the user removes or rejects.
-func (n *node) runPeers(t *testing.T) {
+// runPeers runs the node's dialler until the test ends: it dials the
+// targets through the node's gateway, without the reconnect delays of
+// section 7, and it is what ends a session whose peer the user removes or
+// rejects.
+func (n *node) runPeers(t *testing.T, targets ...ship.Target) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		dial := func(context.Context, string, *tls.Config, protocols.Protocol) error {
-			return errors.New("not in this test")
+		dial := func(ctx context.Context, url string, tlsConfig *tls.Config, p protocols.Protocol) error {
+			return n.srv.Dial(ctx, gateway.DialOptions{URL: url, TLSConfig: tlsConfig}, p)
 		}
-		if err := n.p.NewPeers(dial, nil).Run(ctx, nil); err != nil {
+		delays := []ship.DelayRange{{Max: time.Millisecond}}
+		if err := n.p.NewPeers(dial, delays).Run(ctx, targets); err != nil {
 			t.Errorf("%s: peers: %v", n.name, err)
 		}
 	}()
@@ -569,6 +586,19 @@ func clientStages(serverWait time.Duration, serverID, peerID string) [][]step {
 		waitProtocol: {{send: shiptest.AnnounceMax}, {expect: shiptest.Select}, {send: shiptest.Select}, {expect: shiptest.PINNone}},
 		waitPIN:      {{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods(serverID)}},
 		waitAccess:   {{send: shiptest.AccessMethods(peerID)}},
+	}
+}
+
+// serverSteps is the scripted server's side of a handshake with a wsgate
+// client that says waiting clientWait and SHIP ID clientID, with wsgate's
+// exact messages; the server answers with SHIP ID serverID.
+func serverSteps(clientWait time.Duration, clientID, serverID string) []step {
+	return []step{
+		{expect: shiptest.CMI}, {send: shiptest.CMI},
+		{expect: shiptest.Hello("ready", clientWait)}, {send: shiptest.HelloReady},
+		{expect: shiptest.AnnounceMax}, {send: shiptest.Select}, {expect: shiptest.Select}, {expect: shiptest.PINNone},
+		{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods(clientID)},
+		{send: shiptest.AccessMethods(serverID)},
 	}
 }
 

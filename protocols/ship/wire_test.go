@@ -436,13 +436,7 @@ func TestShipWrongSHIPID(t *testing.T) {
 	b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2", machine: quick})
 	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-9")
 	w := srv.accept(t)
-	w.run([]step{
-		{expect: shiptest.CMI}, {send: shiptest.CMI},
-		{expect: shiptest.Hello("ready", machine.DefaultHelloInit)}, {send: shiptest.HelloReady},
-		{expect: shiptest.AnnounceMax}, {send: shiptest.Select}, {expect: shiptest.Select}, {expect: shiptest.PINNone},
-		{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods("CLI-Model-2")},
-		{send: shiptest.AccessMethods("SRV-Model-1")},
-	})
+	w.run(serverSteps(machine.DefaultHelloInit, "CLI-Model-2", "SRV-Model-1"))
 	w.expectCloseContaining(nil, machine.CodeSHIPIDMismatch, `peer says "SRV-Model-1", want "SRV-Model-9"`)
 	if err := d.wait(t); err != nil {
 		t.Errorf("Dial: %v", err)

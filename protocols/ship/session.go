@@ -150,21 +150,31 @@ func (s *session) Close(err error) {
 // GoingAway implements protocols.GoingAway: the gateway shuts down or no
 // longer wants the connection, which then ends with SHIP's close announce
 // and confirm (section 6.7) in data exchange, or at once before it.
+//
+// The gateway also calls it when a dial loop stops, and Peers stops the
+// loop of a peer the user removed or rejected. Peers unpairs the peer's
+// session first, but only one that has completed its handshake: one still
+// in it would close as at shutdown. The trust store changed before anyone
+// was told, so it says which close this is.
 func (s *session) GoingAway() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ended {
-		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
+	reason := eebus.CloseUnspecific
+	if e, ok := s.p.opts.Trust.Get(s.peer.SKI); !ok || e.State == trust.Rejected {
+		reason = eebus.CloseRemovedConnection
 	}
+	s.close(reason)
 }
 
 // unpair ends the connection because the user removed or rejected the
 // peer (section 6.7: reason removedConnection).
-func (s *session) unpair() {
+func (s *session) unpair() { s.close(eebus.CloseRemovedConnection) }
+
+// close ends the connection with reason. The first close decides the
+// reason: the machine ignores Close once it is closing or closed.
+func (s *session) close(reason eebus.CloseReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended {
-		s.apply(s.m.Close(time.Now(), eebus.CloseRemovedConnection))
+		s.apply(s.m.Close(time.Now(), reason))
 	}
 }
 

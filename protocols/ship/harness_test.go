@@ -264,6 +264,15 @@ func (n *node) waitDetached(t *testing.T, device string) {
 	n.dev.wait(t, n.name+" detaching "+device, func(e presenceEvent) bool { return !e.attached && e.device == device })
 }
 
+// waitEnded waits until the node's session with the peer whose SKI is ski
+// has ended. The gateway detaches a device from the router before it
+// closes the device's session, so the protocol counts the session out of
+// Stats().Connected only after waitDetached has returned.
+func (n *node) waitEnded(t *testing.T, ski string) {
+	t.Helper()
+	n.waitLog(t, "SHIP connection ended", map[string]string{"ski": ski})
+}
+
 // waitFrame waits for a frame of device on channel.
 func (n *node) waitFrame(t *testing.T, device, channel string) protocols.Frame {
 	t.Helper()

@@ -52,7 +52,8 @@ func TestShipReplayServerRole(t *testing.T) {
 			t.Parallel()
 			a := startNode(t, "A", nodeOptions{shipID: tt.shipID, autoAccept: true,
 				machine: machine.Config{HelloInit: tt.helloInit, CloseWait: quick.CloseWait}})
-			w := dialWire(t, newIdentity(t, "scripted"), a)
+			peer := newIdentity(t, "scripted")
+			w := dialWire(t, peer, a)
 			waiting := cmp.Or(tt.helloInit, machine.DefaultHelloInit).Milliseconds()
 			for _, l := range trace {
 				if l.Sender == "client" {
@@ -75,6 +76,7 @@ func TestShipReplayServerRole(t *testing.T) {
 				t.Errorf("router got\n %s\nwant\n %s", f.Payload, want)
 			}
 			a.waitDetached(t, "CLI-Model-2")
+			a.waitEnded(t, peer.SKI)
 			if s := a.p.Stats(); s.Complete != 1 || s.DatagramsIn != 1 || s.Connected != 0 {
 				t.Errorf("stats %+v", s)
 			}

@@ -107,14 +107,15 @@ func (j *journal[T]) waitNth(t *testing.T, what string, n int, match func(T) boo
 	}
 }
 
-// logRecord is one captured log line: its message and its attributes
-// (those of the logger's With included) as text.
+// logRecord is one captured log line: its level, its message and its
+// attributes (those of the logger's With included) as text.
 type logRecord struct {
+	level slog.Level
 	msg   string
 	attrs map[string]string
 }
 
-func (r logRecord) String() string { return fmt.Sprintf("%s %v", r.msg, r.attrs) }
+func (r logRecord) String() string { return fmt.Sprintf("%s %s %v", r.level, r.msg, r.attrs) }
 
 // captureHandler records every log line in a journal, so that tests can
 // wait for what a session did (the close code it chose, for one). With
@@ -128,7 +129,7 @@ type captureHandler struct {
 func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{msg: r.Message, attrs: make(map[string]string)}
+	rec := logRecord{level: r.Level, msg: r.Message, attrs: make(map[string]string)}
 	for _, a := range h.attrs {
 		rec.attrs[a.Key] = a.Value.Resolve().String()
 	}
@@ -138,7 +139,7 @@ func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
 	})
 	h.book.add(rec)
 	if os.Getenv("WSGATE_TEST_LOG") != "" {
-		fmt.Fprintf(os.Stderr, "[%s] %s %s\n", h.name, r.Level, rec)
+		fmt.Fprintf(os.Stderr, "[%s] %s\n", h.name, rec)
 	}
 	return nil
 }

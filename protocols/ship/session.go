@@ -181,6 +181,7 @@ func (s *session) close(reason eebus.CloseReason) {
 // apply carries out the machine's outputs in order and re-arms its timer;
 // s.mu is held.
 func (s *session) apply(outs []machine.Output) {
+	var warning error // the latest Warning: why a hello abort after it happens
 	for _, o := range outs {
 		switch o := o.(type) {
 		case machine.Send:
@@ -202,17 +203,41 @@ func (s *session) apply(outs []machine.Output) {
 			s.out.Close(o.Code, o.Reason)
 		case machine.StateChanged:
 			s.log.Debug("SHIP state", "from", o.From.String(), "to", o.To.String())
-			if o.To == machine.Complete {
+			switch o.To {
+			case machine.Complete:
 				s.p.stats.complete.Add(1)
 				if s.reached != nil {
 					s.reached.Store(true)
 				}
+			case machine.HelloAbortDone:
+				s.helloAborted(o.From, warning)
 			}
 		case machine.Warning:
+			warning = o.Err
 			s.log.Debug("SHIP peer deviates", "err", o.Err)
 		}
 	}
 	s.rearm()
+}
+
+// helloAborted logs, at info, why we abort the hello: the machine gives
+// the reason as a Warning just before. The close that follows, 4452 "Node
+// rejected by application", is the same whether the trust policy refused
+// the peer or its hello went wrong, and the same as when the peer aborts.
+func (s *session) helloAborted(from machine.State, why error) {
+	var refused string
+	switch {
+	case errors.Is(why, machine.ErrRejected):
+		refused = "rejected"
+	case from == machine.HelloPendingListen && errors.Is(why, machine.ErrTimeout):
+		// Unknown with auto-accept off, and the wait for the user ran
+		// out, or the peer cannot wait that long (section 6.2).
+		refused = "not approved in time"
+	default:
+		s.log.Info("SHIP hello aborted", "err", why)
+		return
+	}
+	s.log.Info("SHIP peer refused by the trust policy", "why", refused, "err", why)
 }
 
 // rearm sets the timer to the machine's next deadline; s.mu is held.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -647,4 +648,19 @@ func readTrace(t *testing.T, name string) []shiptest.TraceLine {
 func tracePlain(t *testing.T) []byte {
 	t.Helper()
 	return shiptest.ReadPlainDatagram(t, filepath.Join(traceDir, "data-plain.json"))
+}
+
+// shuffledPlain is tracePlain with the keys of its objects in other
+// orders, as a publisher's JSON library may write them, compact.
+func shuffledPlain(t *testing.T) []byte {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(traceDir, "datagram-shuffled.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

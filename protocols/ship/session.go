@@ -119,16 +119,18 @@ func (s *session) OnCommand(cmd protocols.Command) error {
 }
 
 // datagramPayload turns a command's plain JSON into the EEBus root form of
-// a SPINE message: {"datagram":{...}} becomes {"datagram":[...]}.
+// a SPINE message: {"datagram":{...}} becomes {"datagram":[...]}, its
+// elements in XSD sequence order whatever order the publisher's JSON has
+// them in.
 func datagramPayload(args []byte) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
 	}
-	encoded, err := eebus.ToEEBus(args)
+	encoded, err := eebus.SPINEToEEBus(args)
 	if err != nil {
 		return nil, errors.New("bad-request: " + err.Error())
 	}
-	if name, err := eebus.Peek(encoded); err != nil || name != "datagram" {
+	if name, err := eebus.Peek(encoded); err != nil || name != eebus.NameDatagram {
 		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
 	}
 	return encoded, nil

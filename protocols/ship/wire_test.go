@@ -91,44 +91,58 @@ func TestShipReplayServerRole(t *testing.T) {
 // plain JSON, and the close announce when the user removes the peer.
 func TestShipReplayClientRole(t *testing.T) {
 	t.Parallel()
-	trace := readTrace(t, "trace-autoaccept.txt")
-	srv := startScriptedServer(t, "SRV-Model-1")
-	// ship-go's hello timer and close wait, and the trace's SHIP ID: the
-	// trace's bytes exactly.
-	b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2",
-		machine: machine.Config{HelloInit: 60 * time.Second, CloseWait: 500 * time.Millisecond}})
-	b.runPeers(t)
-	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
-	w := srv.accept(t)
-	for _, l := range trace {
-		if l.Sender == "server" {
-			w.send(l.Msg)
-			continue
-		}
-		switch eebus.MessageType(l.Msg[0]) {
-		case eebus.TypeData:
-			b.waitAttached(t, "SRV-Model-1")
-			cmd := protocols.Command{Device: "SRV-Model-1", ID: "c1", Name: "spine", Args: tracePlain(t)}
-			if err := b.rt.Command(cmd); err != nil {
-				t.Fatalf("spine command: %v", err)
-			}
-		case eebus.TypeEnd:
-			if err := b.store.Remove(srv.id.SKI); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got := w.next(); !bytes.Equal(got, l.Msg) {
-			t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
-		}
+	tests := []struct {
+		name    string
+		publish func(*testing.T) []byte // the spine command's datagram
+	}{
+		{"datagram as in the trace", tracePlain},
+		// The publisher's JSON has the keys in another order; what goes
+		// out has the XSD order of section 5, which the trace has.
+		{"datagram keys in another order", shuffledPlain},
 	}
-	// The confirm: the announcer closes at once.
-	w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
-	if err := d.wait(t); err != nil {
-		t.Errorf("Dial: %v", err)
-	}
-	r := b.waitFrame(t, "SRV-Model-1", protocols.ResultChannel("spine"))
-	if string(r.Payload) != `{"id":"c1","ok":true}` {
-		t.Errorf("result %s", r.Payload)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			trace := readTrace(t, "trace-autoaccept.txt")
+			srv := startScriptedServer(t, "SRV-Model-1")
+			// ship-go's hello timer and close wait, and the trace's SHIP
+			// ID: the trace's bytes exactly.
+			b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2",
+				machine: machine.Config{HelloInit: 60 * time.Second, CloseWait: 500 * time.Millisecond}})
+			b.runPeers(t)
+			d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
+			w := srv.accept(t)
+			for _, l := range trace {
+				if l.Sender == "server" {
+					w.send(l.Msg)
+					continue
+				}
+				switch eebus.MessageType(l.Msg[0]) {
+				case eebus.TypeData:
+					b.waitAttached(t, "SRV-Model-1")
+					cmd := protocols.Command{Device: "SRV-Model-1", ID: "c1", Name: "spine", Args: tt.publish(t)}
+					if err := b.rt.Command(cmd); err != nil {
+						t.Fatalf("spine command: %v", err)
+					}
+				case eebus.TypeEnd:
+					if err := b.store.Remove(srv.id.SKI); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := w.next(); !bytes.Equal(got, l.Msg) {
+					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
+				}
+			}
+			// The confirm: the announcer closes at once.
+			w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
+			if err := d.wait(t); err != nil {
+				t.Errorf("Dial: %v", err)
+			}
+			r := b.waitFrame(t, "SRV-Model-1", protocols.ResultChannel("spine"))
+			if string(r.Payload) != `{"id":"c1","ok":true}` {
+				t.Errorf("result %s", r.Payload)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,11 +63,18 @@ func (j *journal[T]) add(v T) {
 
 // find returns the first item that matches.
 func (j *journal[T]) find(match func(T) bool) (T, bool) {
+	return j.nth(1, match)
+}
+
+// nth returns the nth item (counting from 1) that matches.
+func (j *journal[T]) nth(n int, match func(T) bool) (T, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, v := range j.items {
 		if match(v) {
-			return v, true
+			if n--; n == 0 {
+				return v, true
+			}
 		}
 	}
 	var zero T
@@ -76,13 +84,20 @@ func (j *journal[T]) find(match func(T) bool) (T, bool) {
 // wait returns the first item that matches, waiting up to testWait for it.
 func (j *journal[T]) wait(t *testing.T, what string, match func(T) bool) T {
 	t.Helper()
+	return j.waitNth(t, what, 1, match)
+}
+
+// waitNth returns the nth item (counting from 1) that matches, waiting up
+// to testWait for it.
+func (j *journal[T]) waitNth(t *testing.T, what string, n int, match func(T) bool) T {
+	t.Helper()
 	deadline := time.NewTimer(testWait)
 	defer deadline.Stop()
 	for {
 		j.mu.Lock()
 		changed := j.changed
 		j.mu.Unlock()
-		if v, ok := j.find(match); ok {
+		if v, ok := j.nth(n, match); ok {
 			return v
 		}
 		select {
@@ -93,14 +108,15 @@ func (j *journal[T]) wait(t *testing.T, what string, match func(T) bool) T {
 	}
 }
 
-// logRecord is one captured log line: its message and its attributes
-// (those of the logger's With included) as text.
+// logRecord is one captured log line: its level, its message and its
+// attributes (those of the logger's With included) as text.
 type logRecord struct {
+	level slog.Level
 	msg   string
 	attrs map[string]string
 }
 
-func (r logRecord) String() string { return fmt.Sprintf("%s %v", r.msg, r.attrs) }
+func (r logRecord) String() string { return fmt.Sprintf("%s %s %v", r.level, r.msg, r.attrs) }
 
 // captureHandler records every log line in a journal, so that tests can
 // wait for what a session did (the close code it chose, for one). With
@@ -114,7 +130,7 @@ type captureHandler struct {
 func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{msg: r.Message, attrs: make(map[string]string)}
+	rec := logRecord{level: r.Level, msg: r.Message, attrs: make(map[string]string)}
 	for _, a := range h.attrs {
 		rec.attrs[a.Key] = a.Value.Resolve().String()
 	}
@@ -124,7 +140,7 @@ func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
 	})
 	h.book.add(rec)
 	if os.Getenv("WSGATE_TEST_LOG") != "" {
-		fmt.Fprintf(os.Stderr, "[%s] %s %s\n", h.name, r.Level, rec)
+		fmt.Fprintf(os.Stderr, "[%s] %s\n", h.name, rec)
 	}
 	return nil
 }
@@ -250,6 +266,15 @@ func (n *node) waitDetached(t *testing.T, device string) {
 	n.dev.wait(t, n.name+" detaching "+device, func(e presenceEvent) bool { return !e.attached && e.device == device })
 }
 
+// waitEnded waits until the node's session with the peer whose SKI is ski
+// has ended. The gateway detaches a device from the router before it
+// closes the device's session, so the protocol counts the session out of
+// Stats().Connected only after waitDetached has returned.
+func (n *node) waitEnded(t *testing.T, ski string) {
+	t.Helper()
+	n.waitLog(t, "SHIP connection ended", map[string]string{"ski": ski})
+}
+
 // waitFrame waits for a frame of device on channel.
 func (n *node) waitFrame(t *testing.T, device, channel string) protocols.Frame {
 	t.Helper()
@@ -290,18 +315,21 @@ func (n *node) waitPending(t *testing.T, ski string) {
 	}
 }
 
-// runPeers runs the node's dialler (no targets) until the test ends: it is
-// what ends a session whose peer the user removes or rejects.
-func (n *node) runPeers(t *testing.T) {
+// runPeers runs the node's dialler until the test ends: it dials the
+// targets through the node's gateway, without the reconnect delays of
+// section 7, and it is what ends a session whose peer the user removes or
+// rejects.
+func (n *node) runPeers(t *testing.T, targets ...ship.Target) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		dial := func(context.Context, string, *tls.Config, protocols.Protocol) error {
-			return errors.New("not in this test")
+		dial := func(ctx context.Context, url string, tlsConfig *tls.Config, p protocols.Protocol) error {
+			return n.srv.Dial(ctx, gateway.DialOptions{URL: url, TLSConfig: tlsConfig}, p)
 		}
-		if err := n.p.NewPeers(dial, nil).Run(ctx, nil); err != nil {
+		delays := []ship.DelayRange{{Max: time.Millisecond}}
+		if err := n.p.NewPeers(dial, delays).Run(ctx, targets); err != nil {
 			t.Errorf("%s: peers: %v", n.name, err)
 		}
 	}()
@@ -572,6 +600,19 @@ func clientStages(serverWait time.Duration, serverID, peerID string) [][]step {
 	}
 }
 
+// serverSteps is the scripted server's side of a handshake with a wsgate
+// client that says waiting clientWait and SHIP ID clientID, with wsgate's
+// exact messages; the server answers with SHIP ID serverID.
+func serverSteps(clientWait time.Duration, clientID, serverID string) []step {
+	return []step{
+		{expect: shiptest.CMI}, {send: shiptest.CMI},
+		{expect: shiptest.Hello("ready", clientWait)}, {send: shiptest.HelloReady},
+		{expect: shiptest.AnnounceMax}, {send: shiptest.Select}, {expect: shiptest.Select}, {expect: shiptest.PINNone},
+		{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods(clientID)},
+		{send: shiptest.AccessMethods(serverID)},
+	}
+}
+
 // run plays steps.
 func (w *wire) run(steps []step) {
 	w.t.Helper()
@@ -607,4 +648,19 @@ func readTrace(t *testing.T, name string) []shiptest.TraceLine {
 func tracePlain(t *testing.T) []byte {
 	t.Helper()
 	return shiptest.ReadPlainDatagram(t, filepath.Join(traceDir, "data-plain.json"))
+}
+
+// shuffledPlain is tracePlain with the keys of its objects in other
+// orders, as a publisher's JSON library may write them, compact.
+func shuffledPlain(t *testing.T) []byte {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(traceDir, "datagram-shuffled.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -76,6 +76,7 @@ func TestShipPairDataBothWaysAndClose(t *testing.T) {
 	}
 	a.waitDetached(t, "wsgate-B")
 	b.waitDetached(t, "wsgate-A")
+	a.waitEnded(t, b.id.SKI)
 	for _, n := range []*node{a, b} {
 		if s := n.p.Stats(); s.Complete != 1 || s.DatagramsOut < 1 || s.DatagramsIn < 1 || s.Connected != 0 || s.Dropped != 0 {
 			t.Errorf("%s: stats %+v", n.name, s)

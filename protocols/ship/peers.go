@@ -123,7 +123,9 @@ func (ps *Peers) Found(ctx context.Context, t Target) {
 func (ps *Peers) onTrust(ctx context.Context, ev trust.Event) {
 	ski := ev.Entry.SKI
 	if ev.Removed || ev.Entry.State == trust.Rejected {
-		ps.stop(ski)
+		// Unpair before stopping the dial loop: the gateway answers the
+		// stop by calling the session's GoingAway, and the peer sees the
+		// reason of whichever close comes first.
 		ps.p.mu.Lock()
 		s := ps.p.active[ski]
 		ps.p.mu.Unlock()
@@ -131,6 +133,7 @@ func (ps *Peers) onTrust(ctx context.Context, ev trust.Event) {
 			s.log.Info("peer removed or rejected by the user; closing")
 			s.unpair()
 		}
+		ps.stop(ski)
 		return
 	}
 	if ev.Entry.State == trust.Trusted {

@@ -119,16 +119,18 @@ func (s *session) OnCommand(cmd protocols.Command) error {
 }
 
 // datagramPayload turns a command's plain JSON into the EEBus root form of
-// a SPINE message: {"datagram":{...}} becomes {"datagram":[...]}.
+// a SPINE message: {"datagram":{...}} becomes {"datagram":[...]}, its
+// elements in XSD sequence order whatever order the publisher's JSON has
+// them in.
 func datagramPayload(args []byte) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
 	}
-	encoded, err := eebus.ToEEBus(args)
+	encoded, err := eebus.SPINEToEEBus(args)
 	if err != nil {
 		return nil, errors.New("bad-request: " + err.Error())
 	}
-	if name, err := eebus.Peek(encoded); err != nil || name != "datagram" {
+	if name, err := eebus.Peek(encoded); err != nil || name != eebus.NameDatagram {
 		return nil, errors.New("bad-request: the payload must be a SPINE datagram, {\"datagram\":{...}}")
 	}
 	return encoded, nil
@@ -150,27 +152,38 @@ func (s *session) Close(err error) {
 // GoingAway implements protocols.GoingAway: the gateway shuts down or no
 // longer wants the connection, which then ends with SHIP's close announce
 // and confirm (section 6.7) in data exchange, or at once before it.
+//
+// The gateway also calls it when a dial loop stops, and Peers stops the
+// loop of a peer the user removed or rejected. Peers unpairs the peer's
+// session first, but only one that has completed its handshake: one still
+// in it would close as at shutdown. The trust store changed before anyone
+// was told, so it says which close this is.
 func (s *session) GoingAway() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ended {
-		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
+	reason := eebus.CloseUnspecific
+	if e, ok := s.p.opts.Trust.Get(s.peer.SKI); !ok || e.State == trust.Rejected {
+		reason = eebus.CloseRemovedConnection
 	}
+	s.close(reason)
 }
 
 // unpair ends the connection because the user removed or rejected the
 // peer (section 6.7: reason removedConnection).
-func (s *session) unpair() {
+func (s *session) unpair() { s.close(eebus.CloseRemovedConnection) }
+
+// close ends the connection with reason. The first close decides the
+// reason: the machine ignores Close once it is closing or closed.
+func (s *session) close(reason eebus.CloseReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended {
-		s.apply(s.m.Close(time.Now(), eebus.CloseRemovedConnection))
+		s.apply(s.m.Close(time.Now(), reason))
 	}
 }
 
 // apply carries out the machine's outputs in order and re-arms its timer;
 // s.mu is held.
 func (s *session) apply(outs []machine.Output) {
+	var warning error // the latest Warning: why a hello abort after it happens
 	for _, o := range outs {
 		switch o := o.(type) {
 		case machine.Send:
@@ -192,17 +205,41 @@ func (s *session) apply(outs []machine.Output) {
 			s.out.Close(o.Code, o.Reason)
 		case machine.StateChanged:
 			s.log.Debug("SHIP state", "from", o.From.String(), "to", o.To.String())
-			if o.To == machine.Complete {
+			switch o.To {
+			case machine.Complete:
 				s.p.stats.complete.Add(1)
 				if s.reached != nil {
 					s.reached.Store(true)
 				}
+			case machine.HelloAbortDone:
+				s.helloAborted(o.From, warning)
 			}
 		case machine.Warning:
+			warning = o.Err
 			s.log.Debug("SHIP peer deviates", "err", o.Err)
 		}
 	}
 	s.rearm()
+}
+
+// helloAborted logs, at info, why we abort the hello: the machine gives
+// the reason as a Warning just before. The close that follows, 4452 "Node
+// rejected by application", is the same whether the trust policy refused
+// the peer or its hello went wrong, and the same as when the peer aborts.
+func (s *session) helloAborted(from machine.State, why error) {
+	var refused string
+	switch {
+	case errors.Is(why, machine.ErrRejected):
+		refused = "rejected"
+	case from == machine.HelloPendingListen && errors.Is(why, machine.ErrTimeout):
+		// Unknown with auto-accept off, and the wait for the user ran
+		// out, or the peer cannot wait that long (section 6.2).
+		refused = "not approved in time"
+	default:
+		s.log.Info("SHIP hello aborted", "err", why)
+		return
+	}
+	s.log.Info("SHIP peer refused by the trust policy", "why", refused, "err", why)
 }
 
 // rearm sets the timer to the machine's next deadline; s.mu is held.

@@ -52,7 +52,8 @@ func TestShipReplayServerRole(t *testing.T) {
 			t.Parallel()
 			a := startNode(t, "A", nodeOptions{shipID: tt.shipID, autoAccept: true,
 				machine: machine.Config{HelloInit: tt.helloInit, CloseWait: quick.CloseWait}})
-			w := dialWire(t, newIdentity(t, "scripted"), a)
+			peer := newIdentity(t, "scripted")
+			w := dialWire(t, peer, a)
 			waiting := cmp.Or(tt.helloInit, machine.DefaultHelloInit).Milliseconds()
 			for _, l := range trace {
 				if l.Sender == "client" {
@@ -75,6 +76,7 @@ func TestShipReplayServerRole(t *testing.T) {
 				t.Errorf("router got\n %s\nwant\n %s", f.Payload, want)
 			}
 			a.waitDetached(t, "CLI-Model-2")
+			a.waitEnded(t, peer.SKI)
 			if s := a.p.Stats(); s.Complete != 1 || s.DatagramsIn != 1 || s.Connected != 0 {
 				t.Errorf("stats %+v", s)
 			}
@@ -89,44 +91,58 @@ func TestShipReplayServerRole(t *testing.T) {
 // plain JSON, and the close announce when the user removes the peer.
 func TestShipReplayClientRole(t *testing.T) {
 	t.Parallel()
-	trace := readTrace(t, "trace-autoaccept.txt")
-	srv := startScriptedServer(t, "SRV-Model-1")
-	// ship-go's hello timer and close wait, and the trace's SHIP ID: the
-	// trace's bytes exactly.
-	b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2",
-		machine: machine.Config{HelloInit: 60 * time.Second, CloseWait: 500 * time.Millisecond}})
-	b.runPeers(t)
-	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
-	w := srv.accept(t)
-	for _, l := range trace {
-		if l.Sender == "server" {
-			w.send(l.Msg)
-			continue
-		}
-		switch eebus.MessageType(l.Msg[0]) {
-		case eebus.TypeData:
-			b.waitAttached(t, "SRV-Model-1")
-			cmd := protocols.Command{Device: "SRV-Model-1", ID: "c1", Name: "spine", Args: tracePlain(t)}
-			if err := b.rt.Command(cmd); err != nil {
-				t.Fatalf("spine command: %v", err)
-			}
-		case eebus.TypeEnd:
-			if err := b.store.Remove(srv.id.SKI); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got := w.next(); !bytes.Equal(got, l.Msg) {
-			t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
-		}
+	tests := []struct {
+		name    string
+		publish func(*testing.T) []byte // the spine command's datagram
+	}{
+		{"datagram as in the trace", tracePlain},
+		// The publisher's JSON has the keys in another order; what goes
+		// out has the XSD order of section 5, which the trace has.
+		{"datagram keys in another order", shuffledPlain},
 	}
-	// The confirm: the announcer closes at once.
-	w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
-	if err := d.wait(t); err != nil {
-		t.Errorf("Dial: %v", err)
-	}
-	r := b.waitFrame(t, "SRV-Model-1", protocols.ResultChannel("spine"))
-	if string(r.Payload) != `{"id":"c1","ok":true}` {
-		t.Errorf("result %s", r.Payload)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			trace := readTrace(t, "trace-autoaccept.txt")
+			srv := startScriptedServer(t, "SRV-Model-1")
+			// ship-go's hello timer and close wait, and the trace's SHIP
+			// ID: the trace's bytes exactly.
+			b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2",
+				machine: machine.Config{HelloInit: 60 * time.Second, CloseWait: 500 * time.Millisecond}})
+			b.runPeers(t)
+			d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-1")
+			w := srv.accept(t)
+			for _, l := range trace {
+				if l.Sender == "server" {
+					w.send(l.Msg)
+					continue
+				}
+				switch eebus.MessageType(l.Msg[0]) {
+				case eebus.TypeData:
+					b.waitAttached(t, "SRV-Model-1")
+					cmd := protocols.Command{Device: "SRV-Model-1", ID: "c1", Name: "spine", Args: tt.publish(t)}
+					if err := b.rt.Command(cmd); err != nil {
+						t.Fatalf("spine command: %v", err)
+					}
+				case eebus.TypeEnd:
+					if err := b.store.Remove(srv.id.SKI); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := w.next(); !bytes.Equal(got, l.Msg) {
+					t.Fatalf("%s: wsgate sent\n %q\nwant\n %q", l.Where, got, l.Msg)
+				}
+			}
+			// The confirm: the announcer closes at once.
+			w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
+			if err := d.wait(t); err != nil {
+				t.Errorf("Dial: %v", err)
+			}
+			r := b.waitFrame(t, "SRV-Model-1", protocols.ResultChannel("spine"))
+			if string(r.Payload) != `{"id":"c1","ok":true}` {
+				t.Errorf("result %s", r.Payload)
+			}
+		})
 	}
 }
 
@@ -436,13 +452,7 @@ func TestShipWrongSHIPID(t *testing.T) {
 	b := startNode(t, "B", nodeOptions{shipID: "CLI-Model-2", machine: quick})
 	d := b.dial(t, srv.url, srv.id.SKI, "SRV-Model-9")
 	w := srv.accept(t)
-	w.run([]step{
-		{expect: shiptest.CMI}, {send: shiptest.CMI},
-		{expect: shiptest.Hello("ready", machine.DefaultHelloInit)}, {send: shiptest.HelloReady},
-		{expect: shiptest.AnnounceMax}, {send: shiptest.Select}, {expect: shiptest.Select}, {expect: shiptest.PINNone},
-		{send: shiptest.PINNone}, {expect: shiptest.AccessMethodsRequest}, {send: shiptest.AccessMethodsRequest}, {expect: shiptest.AccessMethods("CLI-Model-2")},
-		{send: shiptest.AccessMethods("SRV-Model-1")},
-	})
+	w.run(serverSteps(machine.DefaultHelloInit, "CLI-Model-2", "SRV-Model-1"))
 	w.expectCloseContaining(nil, machine.CodeSHIPIDMismatch, `peer says "SRV-Model-1", want "SRV-Model-9"`)
 	if err := d.wait(t); err != nil {
 		t.Errorf("Dial: %v", err)

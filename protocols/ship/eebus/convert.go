@@ -36,6 +36,11 @@ func ToEEBus(plain []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rootToEEBus(root).appendTo(nil), nil
+}
+
+// rootToEEBus converts a parsed message, a one-key object (rule 2).
+func rootToEEBus(root *node) *node {
 	m := root.members[0]
 	var val *node
 	if m.name == NameData && m.val.kind == kindObject {
@@ -43,8 +48,7 @@ func ToEEBus(plain []byte) ([]byte, error) {
 	} else {
 		val = toEEBus(m.val)
 	}
-	out := &node{kind: kindObject, members: []member{{name: m.name, raw: m.raw, val: val}}}
-	return out.appendTo(nil), nil
+	return &node{kind: kindObject, members: []member{{name: m.name, raw: m.raw, val: val}}}
 }
 
 func toEEBus(n *node) *node {

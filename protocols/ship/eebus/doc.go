@@ -77,6 +77,20 @@
 // Marshal and Unmarshal keep Data.Payload as a json.RawMessage holding the
 // SPINE message in its EEBus root form, so that it is decoded on its own.
 //
+// # SPINE element order
+//
+// Rule 1 keeps the XSD sequence order, which plain JSON does not have: the
+// keys of a SPINE datagram published on MQTT come in whatever order the
+// publisher's JSON library chose, and ToEEBus keeps that order. A SPINE
+// peer may read the EEBus form strictly in sequence, so SPINEToEEBus puts
+// the elements in order first, from a table of the SPINE schema
+// (spineorder.txt, taken from the XSD): the envelope every datagram has
+// (datagram, header, the feature addresses, payload, cmd, filter) and the
+// data of the functions most use cases exchange. Keys the table does not
+// know keep the publisher's order after the ones it knows, and nothing is
+// dropped. FromEEBus needs no table: the EEBus form it reads is in order
+// already.
+//
 // # Dependencies
 //
 // The package depends on nothing but the standard library, and on nothing

@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	// Plugins are protocol plugin binaries, run out of process.
 	Plugins    []Plugin   `toml:"plugins"`
 	PluginHost PluginHost `toml:"plugin_host"`
+	// Warnings are what Load found that works but is probably not meant:
+	// a door left open.
+	Warnings Problems `toml:"-"`
 }
 
 // Plugin is one [[plugins]] entry.
@@ -155,6 +159,12 @@ type WebSocket struct {
 	MaxMessage       int64         `toml:"max_message"`
 	SendQueue        int           `toml:"send_queue"`
 	AllowedOrigins   []string      `toml:"allowed_origins"`
+	// Limits (gateway.Limits); 0 turns each off.
+	MaxConnections           int     `toml:"max_connections"`
+	MaxConnectionsPerAddress int     `toml:"max_connections_per_address"`
+	MessageRate              float64 `toml:"message_rate"`
+	MessageBurst             int     `toml:"message_burst"`
+	MessageRatePolicy        string  `toml:"message_rate_policy"`
 }
 
 // Listener is one [[listeners]] entry.
@@ -199,6 +209,14 @@ func Default() Config {
 			HandshakeTimeout: 10 * time.Second,
 			MaxMessage:       64 << 10,
 			SendQueue:        256,
+			// A Raspberry Pi holds 10,000 idle devices in well under 100 MB;
+			// a home device sends a reading every few seconds, so 100 a
+			// second is a runaway loop, held back without losing anything.
+			MaxConnections:           10000,
+			MaxConnectionsPerAddress: 256,
+			MessageRate:              100,
+			MessageBurst:             200,
+			MessageRatePolicy:        "wait",
 		},
 		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin}},
 		Protocols: Protocols{Order: module.DefaultOrder(), Policy: string(protocols.PolicyClient), Modules: defaultModules()},
@@ -213,7 +231,9 @@ func Default() Config {
 			Queue:          4096,
 			QueueWait:      time.Second,
 			MaxInflight:    1024,
-			Embedded:       Embedded{Address: ":1883"},
+			// Loopback only, as Mosquitto 2 does: anyone on the network
+			// could otherwise command the devices (docs/SECURITY.md).
+			Embedded: Embedded{Address: "127.0.0.1:1883"},
 		},
 		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin:      Admin{Address: "127.0.0.1:9180"},
@@ -221,12 +241,15 @@ func Default() Config {
 	}
 }
 
-// Problem is one thing wrong with a configuration file.
+// Problem is one thing wrong with a configuration file, or, as a
+// Warning, one thing that works but is probably not what is wanted (an
+// open door).
 type Problem struct {
-	File string
-	Line int    // 0 when the key is not in the file (a default)
-	Key  string // e.g. "listeners[1].address"
-	Msg  string
+	File    string
+	Line    int    // 0 when the key is not in the file (a default)
+	Key     string // e.g. "listeners[1].address"
+	Msg     string
+	Warning bool
 }
 
 func (p Problem) String() string {
@@ -238,6 +261,9 @@ func (p Problem) String() string {
 	b.WriteString(": ")
 	if p.Key != "" {
 		b.WriteString(p.Key + ": ")
+	}
+	if p.Warning {
+		b.WriteString("warning: ")
 	}
 	b.WriteString(p.Msg)
 	return b.String()
@@ -344,24 +370,36 @@ func Parse(name, doc string) (Config, error) {
 			ps = append(ps, Problem{File: name, Line: line, Key: displayKey(at), Msg: `must be a duration string such as "30s" (a bare number would be nanoseconds)`})
 		}
 	}
+	var warnings Problems
 	for _, f := range cfg.validate() {
 		at := f.path
 		if f.at != "" {
 			at = f.at
 		}
-		ps = append(ps, Problem{File: name, Line: lines.line(at), Key: displayKey(f.path), Msg: f.msg})
+		p := Problem{File: name, Line: lines.line(at), Key: displayKey(f.path), Msg: f.msg, Warning: f.warn}
+		if f.warn {
+			warnings = append(warnings, p)
+		} else {
+			ps = append(ps, p)
+		}
 	}
 	if len(ps) > 0 {
-		// In file order; problems of keys the file does not set come last.
-		slices.SortStableFunc(ps, func(a, b Problem) int {
-			if (a.Line == 0) != (b.Line == 0) {
-				return b.Line - a.Line
-			}
-			return a.Line - b.Line
-		})
-		return Config{}, ps
+		return Config{}, ps.sorted()
 	}
+	cfg.Warnings = warnings.sorted()
 	return cfg, nil
+}
+
+// sorted puts problems in file order; those of keys the file does not set
+// come last.
+func (ps Problems) sorted() Problems {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			return b.Line - a.Line
+		}
+		return a.Line - b.Line
+	})
+	return ps
 }
 
 // underUnknown reports whether a parent of key is an unknown key.
@@ -510,6 +548,7 @@ type fault struct {
 	path string
 	msg  string
 	at   string // where to point instead of path, e.g. one entry of a table
+	warn bool   // a warning, not an error
 }
 
 // displayKey turns "listeners.1.path" into "listeners[1].path".
@@ -567,6 +606,20 @@ func (c *Config) validate() []fault {
 	}
 	if ws.SendQueue < 1 || ws.SendQueue > 1<<16 {
 		add("websocket.send_queue", "%d is outside 1 to 65536 messages", ws.SendQueue)
+	}
+	for _, l := range []struct {
+		key   string
+		value int
+	}{{"max_connections", ws.MaxConnections}, {"max_connections_per_address", ws.MaxConnectionsPerAddress}, {"message_burst", ws.MessageBurst}} {
+		if l.value < 0 {
+			add("websocket."+l.key, "must not be negative (0 turns the limit off)")
+		}
+	}
+	if ws.MessageRate < 0 {
+		add("websocket.message_rate", "must not be negative (0 turns the limit off)")
+	}
+	if !gateway.RatePolicy(ws.MessageRatePolicy).Valid() {
+		add("websocket.message_rate_policy", "%q is not wait, busy or close", ws.MessageRatePolicy)
 	}
 
 	order := c.Protocols.Order

@@ -74,7 +74,21 @@ func (m MQTT) validate() []fault {
 			add("embedded.users", "empty user name")
 		}
 	}
+	if host, _, err := net.SplitHostPort(m.Embedded.Address); m.URL == "" && err == nil && !isLoopback(host) && len(m.Embedded.Users) == 0 {
+		fs = append(fs, fault{path: "mqtt.embedded.address", warn: true, msg: fmt.Sprintf(
+			"the embedded broker on %s is reachable from the network and takes anonymous clients: anyone there can read and command the devices; list users in [mqtt.embedded.users], or listen on 127.0.0.1", m.Embedded.Address)})
+	}
 	return fs
+}
+
+// isLoopback reports whether a listen host accepts only connections from
+// this machine; "" and unspecified addresses listen on every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (a Admin) validate() []fault {

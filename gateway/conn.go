@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -45,13 +46,20 @@ type conn struct {
 	session   protocols.Session
 	ended     bool
 
+	rate     rateBucket  // the message rate (limits.go); the reading side's
+	overRate atomic.Bool // the message being delivered is over the rate (RateBusy)
+
 	// mu guards the fields below it.
 	mu      sync.Mutex
 	device  string
 	queue   []outgoing
 	writing bool
 	closing bool
-	drained chan struct{} // signalled when the writer takes the queue; made by waitForRoom
+	// closeCode and closeReason are the close that ended the connection:
+	// ours, or the peer's when it closed first; for the log.
+	closeCode   int
+	closeReason string
+	drained     chan struct{} // signalled when the writer takes the queue; made by waitForRoom
 	// Waiting (idle.go).
 	deadline time.Time   // the read deadline; zero: none
 	nextPing time.Time   // zero: no more pings
@@ -134,7 +142,12 @@ func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 			return c.readEnded(err)
 		}
 		c.extendReadDeadline()
+		if !c.admitMessage() {
+			putBuffer(buf)
+			continue
+		}
 		err = c.deliver(protocols.Message{Type: protocols.MessageType(mt), Data: *buf})
+		c.overRate.Store(false)
 		putBuffer(buf)
 		if err != nil {
 			var ce *protocols.CloseError
@@ -360,6 +373,7 @@ func (c *conn) onClose(code int, _ string) error {
 	defer c.mu.Unlock()
 	if !c.closing { // else our own close frame is queued or sent
 		c.closing = true
+		c.closeCode, c.closeReason = code, "closed by the peer"
 		c.enqueueLocked(outgoing{close: websocket.FormatCloseMessage(code, "")})
 	}
 	return nil
@@ -368,6 +382,9 @@ func (c *conn) onClose(code int, _ string) error {
 func (c *conn) writeClose(code int, reason string) {
 	c.mu.Lock()
 	c.closing = true
+	if c.closeCode == 0 {
+		c.closeCode, c.closeReason = code, reason
+	}
 	c.mu.Unlock()
 	deadline := time.Now().Add(c.srv.opts.WriteTimeout)
 	_ = c.ws.WriteControl(websocket.CloseMessage, closePayload(code, reason), deadline)
@@ -388,7 +405,7 @@ func (c *conn) teardown(handshake bool, cause error) {
 	c.mu.Lock()
 	c.closing = true
 	c.stopTimerLocked()
-	device := c.device
+	device, code, reason := c.device, c.closeCode, c.closeReason
 	c.mu.Unlock()
 	if c.token != 0 {
 		c.srv.poller.forget(c)
@@ -414,7 +431,16 @@ func (c *conn) teardown(handshake bool, cause error) {
 	if handshake {
 		c.lingerClose()
 	}
-	c.logAt(slog.LevelDebug, "connection closed", "device", device, "cause", cause, "duration", time.Since(c.started))
+	duration := time.Since(c.started).Round(time.Millisecond)
+	switch {
+	case device != "":
+		c.logLimited("disconnect", "device disconnected", "device", device, "code", code, "reason", reason, "cause", cause, "duration", duration)
+	case code != 0 && code != protocols.CloseNormal && code != protocols.CloseGoingAway:
+		// It never got as far as naming itself: a failed hello, bad data.
+		c.logLimited("failed", "connection closed before a device attached", "code", code, "reason", reason, "cause", cause, "duration", duration)
+	default:
+		c.logAt(slog.LevelDebug, "connection closed", "cause", cause, "duration", duration)
+	}
 }
 
 // lingerClose closes the connection after the closing handshake: the
@@ -526,6 +552,7 @@ func (c *conn) Attach(d protocols.Device) error {
 		c.srv.router.Detach(device, c)
 		return protocols.ErrClosed
 	}
+	c.logLimited("connect", "device connected", "device", device, "path", c.info.Path)
 	return nil
 }
 
@@ -550,8 +577,9 @@ func (c *conn) Send(m protocols.Message) error {
 		// very device and Send must not wait for it. WriteTimeout ends a
 		// device that reads nothing at all.
 		c.closing = true
+		c.closeCode, c.closeReason = protocols.ClosePolicyViolation, "send queue full: the device does not keep up"
 		c.queue = nil
-		c.enqueueLocked(outgoing{close: closePayload(protocols.ClosePolicyViolation, "send queue full: the device does not keep up")})
+		c.enqueueLocked(outgoing{close: closePayload(c.closeCode, c.closeReason)})
 		device := c.device
 		c.mu.Unlock()
 		c.logAt(slog.LevelWarn, "device does not read fast enough; closing", "device", device, "queue", c.srv.opts.SendQueue)
@@ -571,6 +599,7 @@ func (c *conn) Close(code int, reason string) {
 		return
 	}
 	c.closing = true
+	c.closeCode, c.closeReason = code, reason
 	c.enqueueLocked(outgoing{close: closePayload(code, reason)})
 }
 
@@ -590,6 +619,9 @@ func (c *conn) Publish(f protocols.Frame) error {
 	c.mu.Unlock()
 	if f.Device == "" {
 		return errors.New("publish before the session attached a device")
+	}
+	if c.overRate.Load() {
+		return fmt.Errorf("%w: over the message rate", protocols.ErrBusy)
 	}
 	return c.srv.router.Publish(f)
 }

@@ -160,7 +160,6 @@ func TestSessionErrors(t *testing.T) {
 		{"policy violation", "!fail 1008 bad hello", protocols.ClosePolicyViolation, "bad hello"},
 		{"plain error", "!crash", protocols.CloseInternalError, ""},
 		{"panic", "!panic", protocols.CloseInternalError, "internal error"},
-		{"publish before attach", "!publish t 1", protocols.CloseInternalError, ""},
 	}
 	gw := startGateway(t, baseOptions())
 	for _, tt := range tests {

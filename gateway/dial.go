@@ -52,8 +52,8 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 	if timeout <= 0 {
 		timeout = s.opts.HandshakeTimeout
 	}
-	if !s.enter() {
-		return ErrDraining
+	if err := s.enter(""); err != nil {
+		return err
 	}
 	dialer := websocket.Dialer{
 		TLSClientConfig:  opts.TLSConfig,
@@ -66,7 +66,7 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 	ws, resp, err := dialer.DialContext(dialCtx, opts.URL, nil)
 	cancel()
 	if err != nil {
-		s.active.Done()
+		s.leave("")
 		if resp != nil {
 			return fmt.Errorf("dial %s: %w (HTTP %s)", opts.URL, err, resp.Status)
 		}
@@ -76,7 +76,7 @@ func (s *Server) Dial(ctx context.Context, opts DialOptions, p protocols.Protoco
 	// says to fail a connection whose subprotocol was not offered. None
 	// at all is taken as consent to the one protocol this session speaks.
 	if sub := ws.Subprotocol(); sub != "" && (!slices.Contains(offered, sub) || sub != p.Name()) {
-		s.active.Done()
+		s.leave("")
 		_ = ws.WriteControl(websocket.CloseMessage, closePayload(protocols.CloseProtocolError, "subprotocol not offered"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return fmt.Errorf("dial %s: server selected subprotocol %q, not %q", opts.URL, sub, p.Name())

@@ -52,7 +52,8 @@ const (
 // message, and text messages starting with "!" drive the outlet:
 //
 //	!attach ID              Attach(ID), answered "attached ID" or "error ..."
-//	!publish CHANNEL DATA   Publish a QoS 1 frame; its ack is answered "ack CHANNEL"
+//	!publish CHANNEL DATA   Publish a QoS 1 frame; its ack is answered "ack CHANNEL",
+//	                        a refusal "nack CHANNEL ERROR"
 //	!close CODE REASON      Outlet.Close(CODE, REASON)
 //	!fail CODE REASON       OnMessage returns a *protocols.CloseError
 //	!crash                  OnMessage returns a plain error
@@ -125,7 +126,7 @@ func (s *echoSession) OnMessage(m protocols.Message) error {
 			return s.out.Send(textMessage("attached " + arg))
 		case "publish":
 			channel, payload, _ := strings.Cut(arg, " ")
-			return s.out.Publish(protocols.Frame{
+			err := s.out.Publish(protocols.Frame{
 				Channel: channel,
 				Payload: []byte(payload),
 				QoS:     1,
@@ -135,6 +136,10 @@ func (s *echoSession) OnMessage(m protocols.Message) error {
 					}
 				},
 			})
+			if err != nil {
+				return s.out.Send(textMessage("nack " + channel + " " + err.Error()))
+			}
+			return nil
 		case "close", "fail":
 			code, reason, _ := strings.Cut(arg, " ")
 			n, err := strconv.Atoi(code)

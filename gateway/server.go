@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -40,6 +41,8 @@ type Options struct {
 	// allows any. Empty allows only requests without Origin or from the
 	// same host. Devices send no Origin.
 	AllowedOrigins []string
+	// Limits bound connections and message rates; SetLimits changes them.
+	Limits Limits
 }
 
 // Listener is one address and path devices connect to.
@@ -85,8 +88,14 @@ type Server struct {
 	pollerOnce sync.Once
 	poller     *poller // parks idle connections; started by the first (idle.go)
 
+	limits      atomic.Pointer[Limits]
+	rateLimited atomic.Uint64 // messages over their connection's rate
+	logRate     *logLimiter
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	open     int            // connections entered and not yet left
+	perAddr  map[string]int // of open, by remote IP
 	draining bool
 	active   sync.WaitGroup
 	refused  map[int]uint64 // handshakes refused, by HTTP status
@@ -98,13 +107,14 @@ type Stats struct {
 	Connections int            // open now
 	Upgrades    uint64         // handshakes accepted since start
 	Refused     map[int]uint64 // handshakes refused, by HTTP status
+	RateLimited uint64         // messages over their connection's rate
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Connections: len(s.conns), Upgrades: s.upgrades, Refused: maps.Clone(s.refused)}
+	return Stats{Connections: len(s.conns), Upgrades: s.upgrades, Refused: maps.Clone(s.refused), RateLimited: s.rateLimited.Load()}
 }
 
 func (s *Server) countRefusal(status int) {
@@ -133,7 +143,10 @@ func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slo
 	if !opts.Policy.Valid() {
 		opts.Policy = protocols.PolicyClient
 	}
-	return &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}), refused: make(map[int]uint64)}, nil
+	s := &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}),
+		perAddr: make(map[string]int), refused: make(map[int]uint64), logRate: newLogLimiter(20, 200)}
+	s.SetLimits(opts.Limits)
+	return s, nil
 }
 
 // Start binds every listener address and serves in the background until
@@ -160,8 +173,11 @@ func (s *Server) Start() error {
 		hs := &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: s.opts.HandshakeTimeout,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			// A client that never upgrades (a plain HTTP request, refused)
+			// is not left holding its connection open.
+			IdleTimeout:    s.opts.HandshakeTimeout,
+			MaxHeaderBytes: 16 << 10,
+			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -292,9 +308,7 @@ func (s *Server) handler(l Listener) http.Handler {
 			herr = refuse(http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 		}
 		if herr != nil {
-			s.log.Debug("handshake refused", "remote", r.RemoteAddr, "status", herr.Status, "reason", herr.Reason)
-			s.countRefusal(herr.Status)
-			writeRefusal(w, herr)
+			s.refuse(w, r, herr)
 			return
 		}
 		p, err := s.registry.Negotiate(protocols.Handshake{
@@ -307,15 +321,14 @@ func (s *Server) handler(l Listener) http.Handler {
 			if errors.As(err, &nerr) && len(nerr.Declined) > 0 {
 				reason += " (" + nerr.Reasons() + ")"
 			}
-			s.log.Debug("negotiation failed", "remote", r.RemoteAddr, "offered", offered, "supported", supported, "err", err)
-			s.countRefusal(http.StatusBadRequest)
-			writeRefusal(w, refuse(http.StatusBadRequest, "%s", reason))
+			s.refuse(w, r, refuse(http.StatusBadRequest, "%s", reason))
 			return
 		}
-		if !s.enter() {
-			s.countRefusal(http.StatusServiceUnavailable)
-			w.Header().Set("Retry-After", "5")
-			writeRefusal(w, refuse(http.StatusServiceUnavailable, "gateway shutting down"))
+		ip := hostOf(r.RemoteAddr)
+		if err := s.enter(ip); err != nil {
+			herr := refuse(http.StatusServiceUnavailable, "%v", err)
+			herr.Header = http.Header{"Retry-After": {"5"}}
+			s.refuse(w, r, herr)
 			return
 		}
 		var header http.Header
@@ -336,7 +349,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		}
 		ws, err := upgrader.Upgrade(uw, r, header)
 		if err != nil {
-			s.active.Done()
+			s.leave(ip)
 			s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 			return
 		}
@@ -399,12 +412,23 @@ func (s *Server) heartbeat(interval, timeout time.Duration) heartbeat {
 	return h
 }
 
+// refuse answers a handshake that is not upgraded, counts it, and logs it
+// at info (limited, so that a flood of them cannot fill the disk).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *HandshakeError) {
+	s.countRefusal(e.Status)
+	s.logLimited("refused", "handshake refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", e.Status, "reason", e.Reason)
+	writeRefusal(w, e)
+}
+
 func writeRefusal(w http.ResponseWriter, e *HandshakeError) {
 	for k, vs := range e.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
 		}
 	}
+	// A client that was refused does not keep the connection: it would
+	// otherwise hold a goroutine and buffers until it goes.
+	w.Header().Set("Connection", "close")
 	http.Error(w, e.Reason, e.Status)
 }
 
@@ -479,23 +503,11 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p
 	return c
 }
 
-// enter counts a connection about to open, unless the server is draining.
-// Every true is matched by one s.active.Done (forget does it).
-func (s *Server) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.draining {
-		return false
-	}
-	s.active.Add(1)
-	return true
-}
-
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.active.Done()
+	s.leave(c.counted())
 }
 
 func newSessionID() string {

@@ -43,13 +43,21 @@ func check(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate check: -config FILE is required")
 		return 2
 	}
-	if _, err := config.Load(path); err != nil {
+	cfg, err := config.Load(path)
+	if err != nil {
 		reportConfigError(stderr, err)
 		var ps config.Problems
 		if errors.As(err, &ps) {
 			fmt.Fprintf(stderr, "%s: %d problem(s)\n", path, len(ps))
 		}
 		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
+	if n := len(cfg.Warnings); n > 0 {
+		fmt.Fprintf(stdout, "%s: ok, with %d warning(s)\n", path, n)
+		return 0
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", path)
 	return 0
@@ -131,6 +139,9 @@ func serve(ctx context.Context, path string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "problem", w.String())
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := runGateway(ctx, cfg, log); err != nil {

@@ -105,6 +105,8 @@ level = "info"
 
 [websocket]
 send_queue = 1024
+# The devices of these tests send as fast as they can, on purpose.
+message_rate = 0
 
 [protocols.done]
 max_inflight = 512

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
@@ -80,6 +81,7 @@ func (g *gatewayRun) gatewayOptions() gateway.Options {
 		MaxMessage:       ws.MaxMessage,
 		SendQueue:        ws.SendQueue,
 		AllowedOrigins:   ws.AllowedOrigins,
+		Limits:           limits(g.cfg.WebSocket),
 	}
 	for _, l := range g.cfg.Listeners {
 		gl := gateway.Listener{
@@ -198,3 +200,11 @@ func (h serverHost) Dial(ctx context.Context, opts module.DialOptions, p protoco
 }
 
 var _ module.Host = serverHost{}
+
+// limits are the WebSocket limits of the configuration.
+func limits(ws config.WebSocket) gateway.Limits {
+	return gateway.Limits{
+		MaxConnections: ws.MaxConnections, MaxPerAddress: ws.MaxConnectionsPerAddress,
+		MessageRate: ws.MessageRate, MessageBurst: ws.MessageBurst, RatePolicy: gateway.RatePolicy(ws.MessageRatePolicy),
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 	"github.com/wsgate/wsgate/protocols/module"
 )
@@ -444,5 +445,40 @@ func TestEmbeddedBrokerPortTakenSaysWhatToDo(t *testing.T) {
 	}
 	if want := `set mqtt.url = \"` + ts.mqttURL + `\"`; !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks %s:\n%s", want, out.String())
+	}
+}
+
+// TestEmbeddedBrokerLoopbackByDefault: by default the embedded broker
+// listens on loopback only, so a client on the network cannot reach it.
+func TestEmbeddedBrokerLoopbackByDefault(t *testing.T) {
+	t.Parallel()
+	host, _, err := net.SplitHostPort(config.Default().MQTT.Embedded.Address)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		t.Fatalf("default mqtt.embedded.address %q is not a loopback address", config.Default().MQTT.Embedded.Address)
+	}
+	// The same default host on a free port, from outside: another
+	// address of this machine.
+	var outside net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			outside = n.IP
+			break
+		}
+	}
+	if outside == nil {
+		t.Skip("this machine has no non-loopback IPv4 address to connect from")
+	}
+	ts := testConfig(t, "")
+	startInProcess(t, ts.path, ts.wsURL)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ts.mqttURL, "tcp://"))
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second); err != nil {
+		t.Fatalf("the broker is not on %s: %v", host, err)
+	} else {
+		c.Close()
+	}
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(outside.String(), port), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("the broker took a connection on %s, a non-loopback address", outside)
 	}
 }

@@ -67,6 +67,11 @@ address = "127.0.0.1:%d"
 
 [protocols]
 order = ["done"]
+
+[websocket]
+# Load runs send as fast as they can, from one address.
+message_rate = 0
+max_connections_per_address = 0
 `, wsPort, mqttPort, filepath.Join(dir, "spool"), adminPort)
 	confPath := filepath.Join(dir, "wsgate.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {

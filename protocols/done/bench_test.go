@@ -34,8 +34,8 @@ func BenchmarkEncodeAck(b *testing.B) {
 type discardOutlet struct{}
 
 func (discardOutlet) Attach(protocols.Device) error { return nil }
-func (discardOutlet) Send(protocols.Message) error { return nil }
-func (discardOutlet) Close(int, string)            {}
+func (discardOutlet) Send(protocols.Message) error  { return nil }
+func (discardOutlet) Close(int, string)             {}
 func (discardOutlet) Publish(f protocols.Frame) error {
 	if f.Ack != nil {
 		f.Ack(nil)

@@ -1,0 +1,41 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestWarnings: a configuration that works but leaves a door open loads,
+// with a warning that points at the key.
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		want      string // the warning, "" for none
+	}{
+		{"default: loopback", "", ""},
+		{"open to the network, anonymous", "[mqtt.embedded]\naddress = \":1883\"\n",
+			"w.toml:2: mqtt.embedded.address: warning: the embedded broker on :1883 is reachable from the network and takes anonymous clients"},
+		{"open on an address, anonymous", "[mqtt.embedded]\naddress = \"192.168.1.2:1883\"\n",
+			"w.toml:2: mqtt.embedded.address: warning: the embedded broker on 192.168.1.2:1883"},
+		{"open with users", "[mqtt.embedded]\naddress = \":1883\"\n[mqtt.embedded.users]\nha = \"long-password\"\n", ""},
+		{"localhost", "[mqtt.embedded]\naddress = \"localhost:1883\"\n", ""},
+		{"IPv6 loopback", "[mqtt.embedded]\naddress = \"[::1]:1883\"\n", ""},
+		{"external broker", "[mqtt]\nurl = \"tcp://broker:1883\"\n[mqtt.embedded]\naddress = \":1883\"\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse("w.toml", tt.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tt.want == "" && len(cfg.Warnings) > 0:
+				t.Errorf("warnings: %v", cfg.Warnings)
+			case tt.want != "" && (len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0].String(), tt.want)):
+				t.Errorf("warnings: %v, want %q", cfg.Warnings, tt.want)
+			}
+		})
+	}
+}

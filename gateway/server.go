@@ -83,6 +83,7 @@ type Server struct {
 
 	httpServers []*http.Server
 	listeners   []net.Listener
+	certs       []*certificate // of the listeners with PEM files
 	serving     sync.WaitGroup
 
 	pollerOnce sync.Once
@@ -188,13 +189,14 @@ func (s *Server) Start() error {
 		case group[0].TLSConfig != nil:
 			ln = tls.NewListener(ln, group[0].TLSConfig)
 		case group[0].TLSCert != "":
-			cert, err := tls.LoadX509KeyPair(group[0].TLSCert, group[0].TLSKey)
+			cert, err := loadCertificate(group[0].TLSCert, group[0].TLSKey, s.log)
 			if err != nil {
 				ln.Close()
 				s.closeListeners()
-				return fmt.Errorf("listener %s: load TLS key pair: %w", addr, err)
+				return fmt.Errorf("listener %s: %w", addr, err)
 			}
-			c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			s.certs = append(s.certs, cert)
+			c := &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12}
 			if slices.ContainsFunc(group, func(l Listener) bool { return l.RequestClientCert }) {
 				c.ClientAuth = tls.RequestClientCert
 			}

@@ -91,7 +91,7 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 		}
 	}
 	// Plugins describe their protocols only when they run.
-	host := startPlugins(cfg, registry, newLogger(config.Log{Level: "warn", Format: "text"}, stderr))
+	host := startPlugins(cfg, registry, newLogger(config.Log{Level: "warn", Format: "text"}, stderr, nil))
 	defer host.Close()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "PREF\tNAME\tORIGIN\tSTATE\n")
@@ -133,32 +133,49 @@ func listProtocols(path string, stdout, stderr io.Writer) int {
 }
 
 func serve(ctx context.Context, path string, stderr io.Writer) int {
+	// SIGHUP re-reads the configuration (systemctl reload, a closed
+	// terminal, a log rotation): it must never end the process, so it is
+	// caught before anything else can go wrong.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(path)
 	if err != nil {
 		reportConfigError(stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, stderr, level)
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "problem", w.String())
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runGateway(ctx, cfg, log); err != nil {
+	if err := runGateway(ctx, cfg, runOptions{path: path, log: log, level: level, reloads: hup}); err != nil {
 		log.Error("wsgate stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.Level))) // validated by config
+// newLogger writes cfg's format at the level of level, which it sets from
+// cfg (nil: a level of its own).
+func newLogger(cfg config.Log, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
+	level.Set(logLevel(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func logLevel(name string) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(name))) // validated by config
+	return level
 }
 
 // subcommandModules are the built-in protocols that have subcommands.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/wsgate/wsgate/config"
@@ -29,8 +30,12 @@ import (
 // gatewayRun is one run of the gateway: its configuration, and the parts
 // made from it as its components start.
 type gatewayRun struct {
-	cfg config.Config
-	log *slog.Logger
+	cfg   config.Config // as started, then as last reloaded
+	log   *slog.Logger
+	path  string
+	level *slog.LevelVar
+
+	reloadMu sync.Mutex // one reload at a time
 
 	protocols  []builtin // the enabled built-in protocols, in order
 	registry   *protocols.Registry
@@ -38,11 +43,14 @@ type gatewayRun struct {
 	spool      *spool.Spool
 	broker     *broker.Broker
 	mqttURL    string
-	bridge     *mqttbridge.Bridge
-	router     *router.Router
-	locals     *devices.Manager
-	server     *gateway.Server
-	admin      *admin.Server
+	// brokerLogin is the bridge's username and password on the embedded
+	// broker when it has users; nil otherwise.
+	brokerLogin *[2]string
+	bridge      *mqttbridge.Bridge
+	router      *router.Router
+	locals      *devices.Manager
+	server      *gateway.Server
+	admin       *admin.Server
 }
 
 // components is the composition root: what runs, in the order it starts.
@@ -69,10 +77,20 @@ func (g *gatewayRun) components() []component {
 	return cs
 }
 
+// runOptions are what a run needs besides its configuration.
+type runOptions struct {
+	path    string // the configuration file, re-read on reload; "" for the defaults
+	log     *slog.Logger
+	level   *slog.LevelVar // the log's level, which a reload may change
+	reloads <-chan os.Signal
+}
+
 // runGateway serves until ctx is cancelled, then shuts down within the
-// configured grace period.
-func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	g := &gatewayRun{cfg: cfg, log: log}
+// configured grace period. Every value on o.reloads re-reads the
+// configuration file.
+func runGateway(ctx context.Context, cfg config.Config, o runOptions) error {
+	log := o.log
+	g := &gatewayRun{cfg: cfg, log: log, path: o.path, level: o.level}
 	grace := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	}
@@ -81,7 +99,13 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 		return err
 	}
 	log.Info("wsgate running", "version", versionString(), "gateway", cfg.Gateway.ID, "protocols", g.registry.Order(), "mqtt", g.mqttURL)
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-o.reloads:
+			g.reload()
+		}
+	}
 	log.Info("shutting down", "grace", cfg.Gateway.ShutdownGrace, "connections", g.server.Connections())
 	stopCtx, cancel := grace()
 	defer cancel()
@@ -130,7 +154,7 @@ func (g *gatewayRun) startBroker(context.Context) error {
 	}
 	g.broker, g.mqttURL = b, loopbackURL(b.Address())
 	if len(users) > 0 {
-		g.cfg.MQTT.Username, g.cfg.MQTT.Password = g.bridgeUser(), users[g.bridgeUser()]
+		g.brokerLogin = &[2]string{g.bridgeUser(), users[g.bridgeUser()]}
 	}
 	g.log.Info("embedded MQTT broker running", "address", b.Address())
 	return nil
@@ -143,6 +167,9 @@ func (g *gatewayRun) startBridge(context.Context) error {
 	bcfg, err := bridgeConfig(g.cfg, g.mqttURL)
 	if err != nil {
 		return err
+	}
+	if g.brokerLogin != nil {
+		bcfg.Username, bcfg.Password = g.brokerLogin[0], g.brokerLogin[1]
 	}
 	if commands := g.gatewayCommands(); len(commands) > 0 {
 		bcfg.GatewayCommands = commands

@@ -158,6 +158,7 @@ func (l *procLog) String() string {
 type wsgateProc struct {
 	t      *testing.T
 	cfg    procConfig
+	path   string // the configuration file
 	cmd    *exec.Cmd
 	log    *procLog
 	exited chan struct{}
@@ -169,8 +170,8 @@ type wsgateProc struct {
 // log is shown if the test failed.
 func startWsgate(t *testing.T, cfg procConfig) *wsgateProc {
 	t.Helper()
-	p := &wsgateProc{t: t, cfg: cfg, log: &procLog{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(wsgateBinary(t), "run", "-config", cfg.write(t))
+	p := &wsgateProc{t: t, cfg: cfg, path: cfg.write(t), log: &procLog{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(wsgateBinary(t), "run", "-config", p.path)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -613,32 +614,7 @@ func TestZeroLossAcrossBrokerAndGatewayRestarts(t *testing.T) {
 	t.Parallel()
 	const total = 20000
 	mosq := brokertest.StartMosquitto(t)
-	sub := brokertest.SubscribeSession(t, mosq.URL, "wsgate/zl-1/zl", brokertest.ClientID("zl-sub"))
-	var (
-		recMu    sync.Mutex
-		received []uint64
-	)
-	recDone := make(chan struct{})
-	stopRec := make(chan struct{})
-	go func() {
-		defer close(recDone)
-		for {
-			select {
-			case m := <-sub.Messages:
-				var p struct{ Seq uint64 }
-				if err := json.Unmarshal(m.Payload, &p); err != nil || p.Seq == 0 {
-					t.Errorf("unexpected payload %q", m.Payload)
-					continue
-				}
-				recMu.Lock()
-				received = append(received, p.Seq)
-				recMu.Unlock()
-			case <-stopRec:
-				return
-			}
-		}
-	}()
-	defer func() { close(stopRec); <-recDone }()
+	rec := collectSeqs(t, brokertest.SubscribeSession(t, mosq.URL, "wsgate/zl-1/zl", brokertest.ClientID("zl-sub")))
 
 	cfg := newProcConfig(t, "gw-zl", mosq.URL)
 	gw := startWsgate(t, cfg)
@@ -698,34 +674,13 @@ func TestZeroLossAcrossBrokerAndGatewayRestarts(t *testing.T) {
 		t.Fatalf("only %d of %d acked", dev.ackedCount(), total)
 	}
 	// Every acked seq reaches the subscriber.
-	deadline := time.Now().Add(mqttTestWait)
-	var unique map[uint64]bool
-	for {
-		recMu.Lock()
-		unique = map[uint64]bool{}
-		for _, seq := range received {
-			unique[seq] = true
-		}
-		recMu.Unlock()
-		if len(unique) == total || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	unique := rec.waitUnique(total)
 	scrape()
 	if code := gw.term(); code != 0 {
 		t.Errorf("wsgate exited with %d after SIGTERM", code)
 	}
-
-	recMu.Lock()
-	got := slices.Clone(received)
-	recMu.Unlock()
-	var missing []uint64
-	for seq := uint64(1); seq <= total; seq++ {
-		if !unique[seq] {
-			missing = append(missing, seq)
-		}
-	}
+	got := rec.all()
+	missing := missingSeqs(unique, total)
 	// First occurrences in seq order.
 	seen := map[uint64]bool{}
 	var last uint64
@@ -774,4 +729,71 @@ func TestZeroLossAcrossBrokerAndGatewayRestarts(t *testing.T) {
 	if n := sp.Len(); n != 0 {
 		t.Errorf("%d frames left in the spool", n)
 	}
+}
+
+// seqCollector keeps the seq of every message a subscriber receives, in
+// arrival order.
+type seqCollector struct {
+	mu   sync.Mutex
+	seqs []uint64
+}
+
+// collectSeqs reads sub until the test ends.
+func collectSeqs(t *testing.T, sub *brokertest.Subscriber) *seqCollector {
+	t.Helper()
+	c := &seqCollector{}
+	done, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-sub.Messages:
+				var p struct{ Seq uint64 }
+				if err := json.Unmarshal(m.Payload, &p); err != nil || p.Seq == 0 {
+					t.Errorf("unexpected payload %q", m.Payload)
+					continue
+				}
+				c.mu.Lock()
+				c.seqs = append(c.seqs, p.Seq)
+				c.mu.Unlock()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return c
+}
+
+func (c *seqCollector) all() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.seqs)
+}
+
+// waitUnique waits until seqs 1..total have all arrived, or mqttTestWait
+// has passed, and returns the set that arrived.
+func (c *seqCollector) waitUnique(total int) map[uint64]bool {
+	deadline := time.Now().Add(mqttTestWait)
+	for {
+		unique := map[uint64]bool{}
+		for _, seq := range c.all() {
+			unique[seq] = true
+		}
+		if len(unique) == total || time.Now().After(deadline) {
+			return unique
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// missingSeqs are the seqs of 1..total not in unique.
+func missingSeqs(unique map[uint64]bool, total int) []uint64 {
+	var missing []uint64
+	for seq := uint64(1); seq <= uint64(total); seq++ {
+		if !unique[seq] {
+			missing = append(missing, seq)
+		}
+	}
+	return missing
 }

@@ -123,6 +123,7 @@ type Bridge struct {
 	connected   chan struct{} // signalled by the OnConnect handler
 
 	commander Commander
+	creds     atomic.Pointer[[2]string] // username, password
 	presence  presenceTable
 	remote    remoteStatuses
 	cmdSeq    atomic.Uint64
@@ -172,8 +173,20 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 		remote:      remoteStatuses{devices: make(map[string]deviceStatus)},
 	}
 	b.spooling = sp.Len() > 0
+	b.SetCredentials(cfg.Username, cfg.Password)
 	b.client = mqtt.NewClient(b.clientOptions())
 	return b
+}
+
+// SetCredentials changes the username and password the bridge connects
+// with; they are used from the next connection to the broker on.
+func (b *Bridge) SetCredentials(username, password string) {
+	b.creds.Store(&[2]string{username, password})
+}
+
+func (b *Bridge) credentials() (username, password string) {
+	c := b.creds.Load()
+	return c[0], c[1]
 }
 
 // clientOptions sets every paho option deliberately; docs/MQTT.md explains
@@ -188,8 +201,9 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 	return opts.
 		AddBroker(c.URL).
 		SetClientID(c.ClientID).
-		SetUsername(c.Username).
-		SetPassword(c.Password).
+		// Read at every connect, so that SetCredentials (a reload) takes
+		// effect at the next connection without dropping this one.
+		SetCredentialsProvider(b.credentials).
 		SetTLSConfig(c.TLS).
 		// A clean session: uplink durability comes from the spool, and
 		// in-flight publishes must fail on connection loss (paho completes

@@ -85,10 +85,13 @@ type Admin struct {
 // MQTT is the [mqtt] section: the broker the bridge talks to.
 type MQTT struct {
 	// URL of an external broker; empty runs the embedded one.
-	URL                string        `toml:"url"`
-	ClientID           string        `toml:"client_id"`
-	Username           string        `toml:"username"`
-	Password           string        `toml:"password"`
+	URL      string `toml:"url"`
+	ClientID string `toml:"client_id"`
+	Username string `toml:"username"`
+	Password string `toml:"password"`
+	// PasswordFile holds the password instead (its first line); the
+	// environment variable WSGATE_MQTT_PASSWORD wins over both.
+	PasswordFile       string        `toml:"password_file"`
 	CAFile             string        `toml:"ca_file"`
 	CertFile           string        `toml:"cert_file"`
 	KeyFile            string        `toml:"key_file"`

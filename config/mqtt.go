@@ -13,8 +13,9 @@ import (
 	"github.com/wsgate/wsgate/gateway/spool"
 )
 
-func (m MQTT) validate() []fault {
-	var fs []fault
+func (m *MQTT) validate() []fault {
+	password, fs := secret(m.Password, m.PasswordFile, "WSGATE_MQTT_PASSWORD", "mqtt.password")
+	m.Password = password
 	add := func(key, format string, args ...any) {
 		fs = append(fs, fault{path: "mqtt." + key, msg: fmt.Sprintf(format, args...)})
 	}

@@ -43,8 +43,24 @@ type Sources struct {
 	Collectors []prometheus.Collector
 }
 
+// Options configure the admin endpoints' protections.
+type Options struct {
+	Address string
+	// Hosts are host names the endpoints answer to besides the admin
+	// address's own host, "localhost" and loopback IP literals (DNS
+	// rebinding protection); e.g. "hub.local".
+	Hosts []string
+	// Token, when set, is a bearer token every request must carry
+	// (Authorization: Bearer ...), except GET /healthz and GET /readyz,
+	// which load balancers and systemd probe.
+	Token string
+	// Reload, when set, is served as POST /reload: it re-reads the
+	// configuration and returns the problems found (nil when applied).
+	Reload func() []string
+}
+
 // Handler returns the admin endpoints.
-func Handler(src Sources) http.Handler {
+func Handler(opts Options, src Sources) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -97,15 +113,26 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start binds addr and serves in the background.
-func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Start binds opts.Address and serves in the background.
+func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", opts.Address)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	s := &Server{
-		http: &http.Server{Handler: Handler(src), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+		http: &http.Server{
+			Handler:           Handler(opts, src),
+			ReadHeaderTimeout: 10 * time.Second,
+			// No route takes a body, so a whole request never needs long.
+			ReadTimeout: 15 * time.Second,
+			// Longer than Prometheus's usual scrape interval (1m), so that
+			// scrapes reuse their connection.
+			IdleTimeout: 2 * time.Minute,
+			// A browser's headers and a bearer token fit many times over;
+			// the default would let each connection hold 1 MiB.
+			MaxHeaderBytes: 16 << 10,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
 		ln:   ln,
 		done: make(chan struct{}),
 	}

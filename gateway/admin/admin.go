@@ -2,6 +2,11 @@
 // listener: Prometheus metrics, health and readiness, the list of attached
 // devices, and the routes and metrics the protocols bring.
 //
+// The endpoints change state (SHIP pairing), so every request is checked
+// before a route sees it: its Host must be a name of the endpoints (DNS
+// rebinding), and a state-changing request must not come from another
+// site in the operator's browser (CSRF).
+//
 // Metrics are read from the components' counters at scrape time, so the
 // hot paths carry no instrumentation of their own. It depends on the
 // components it reports on, never the other way round.
@@ -59,13 +64,19 @@ type Options struct {
 	Reload func() []string
 }
 
-// Handler returns the admin endpoints.
+// Handler returns the admin endpoints behind their protections. It logs
+// the requests it refuses to slog.Default.
 func Handler(opts Options, src Sources) http.Handler {
+	return handler(opts, src, slog.Default())
+}
+
+func handler(opts Options, src Sources, log *slog.Logger) http.Handler {
+	refused := newRefusals(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&collector{src: src},
+		&collector{src: src, refused: refused},
 	)
 	reg.MustRegister(src.Collectors...)
 	mux := http.NewServeMux()
@@ -96,7 +107,7 @@ func Handler(opts Options, src Sources) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, list)
 	})
-	return mux
+	return newGuard(opts, mux, refused)
 }
 
 // writeJSON answers with v as JSON.
@@ -121,7 +132,7 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{
 		http: &http.Server{
-			Handler:           Handler(opts, src),
+			Handler:           handler(opts, src, log),
 			ReadHeaderTimeout: 10 * time.Second,
 			// No route takes a body, so a whole request never needs long.
 			ReadTimeout: 15 * time.Second,
@@ -164,34 +175,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // collector turns the components' counters into metrics at scrape time.
-type collector struct{ src Sources }
+type collector struct {
+	src     Sources
+	refused *refusals
+}
 
 var (
-	descConnections = prometheus.NewDesc("wsgate_websocket_connections", "Open WebSocket connections.", nil, nil)
-	descUpgrades    = prometheus.NewDesc("wsgate_websocket_upgrades_total", "WebSocket handshakes accepted.", nil, nil)
-	descRefused     = prometheus.NewDesc("wsgate_websocket_handshakes_refused_total", "WebSocket handshakes refused, by HTTP status.", []string{"status"}, nil)
-	descDevices     = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
-	descConnected   = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
-	descPublished   = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
-	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped: the broker was unreachable, or its connection failed before they were written.", nil, nil)
-	descBusy        = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
-	descSpooled     = prometheus.NewDesc("wsgate_spool_written_total", "Frames written to the on-disk spool.", nil, nil)
-	descReplayed    = prometheus.NewDesc("wsgate_spool_replayed_total", "Spooled frames confirmed by the broker.", nil, nil)
-	descRejected    = prometheus.NewDesc("wsgate_spool_rejected_total", "Frames refused because the spool was full (policy reject).", nil, nil)
-	descDropped     = prometheus.NewDesc("wsgate_spool_dropped_total", "Spooled frames discarded to make room (policy drop-oldest).", nil, nil)
-	descSpoolFrames = prometheus.NewDesc("wsgate_spool_frames", "Frames in the spool.", nil, nil)
-	descSpoolBytes  = prometheus.NewDesc("wsgate_spool_bytes", "Bytes of frames in the spool.", nil, nil)
-	descCommands    = prometheus.NewDesc("wsgate_commands_total", "Commands handed to devices.", nil, nil)
-	descCmdFailed   = prometheus.NewDesc("wsgate_commands_failed_total", "Commands that could not be handed to their device.", nil, nil)
-	descPluginUp    = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
-	descPluginDis   = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
-	descRestarts    = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
+	descConnections  = prometheus.NewDesc("wsgate_websocket_connections", "Open WebSocket connections.", nil, nil)
+	descUpgrades     = prometheus.NewDesc("wsgate_websocket_upgrades_total", "WebSocket handshakes accepted.", nil, nil)
+	descRefused      = prometheus.NewDesc("wsgate_websocket_handshakes_refused_total", "WebSocket handshakes refused, by HTTP status.", []string{"status"}, nil)
+	descDevices      = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
+	descConnected    = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
+	descPublished    = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
+	descQoS0Dropped  = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped: the broker was unreachable, or its connection failed before they were written.", nil, nil)
+	descBusy         = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
+	descSpooled      = prometheus.NewDesc("wsgate_spool_written_total", "Frames written to the on-disk spool.", nil, nil)
+	descReplayed     = prometheus.NewDesc("wsgate_spool_replayed_total", "Spooled frames confirmed by the broker.", nil, nil)
+	descRejected     = prometheus.NewDesc("wsgate_spool_rejected_total", "Frames refused because the spool was full (policy reject).", nil, nil)
+	descDropped      = prometheus.NewDesc("wsgate_spool_dropped_total", "Spooled frames discarded to make room (policy drop-oldest).", nil, nil)
+	descSpoolFrames  = prometheus.NewDesc("wsgate_spool_frames", "Frames in the spool.", nil, nil)
+	descSpoolBytes   = prometheus.NewDesc("wsgate_spool_bytes", "Bytes of frames in the spool.", nil, nil)
+	descCommands     = prometheus.NewDesc("wsgate_commands_total", "Commands handed to devices.", nil, nil)
+	descCmdFailed    = prometheus.NewDesc("wsgate_commands_failed_total", "Commands that could not be handed to their device.", nil, nil)
+	descPluginUp     = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
+	descPluginDis    = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
+	descRestarts     = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
+	descAdminRefused = prometheus.NewDesc("wsgate_admin_refused_total", "Admin requests refused, by reason: host (not a name of the endpoints), cross-site.", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
-		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts} {
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts, descAdminRefused} {
 		ch <- d
 	}
 }
@@ -227,6 +242,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
+	for why := range reasons {
+		counter(descAdminRefused, c.refused.count[why].Load(), why.String())
+	}
 	if c.src.Plugins == nil {
 		return
 	}

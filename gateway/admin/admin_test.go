@@ -1,0 +1,398 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/gateway"
+	"github.com/wsgate/wsgate/gateway/mqttbridge"
+	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/protocols/module"
+)
+
+type gatewayStub struct{}
+
+func (gatewayStub) Stats() gateway.Stats { return gateway.Stats{} }
+
+type bridgeStub struct{}
+
+func (bridgeStub) Stats() mqttbridge.Stats { return mqttbridge.Stats{Connected: true} }
+
+type routerStub struct{}
+
+func (routerStub) Devices() []router.Device { return nil }
+
+// sources are components to report on, with two protocol routes in the
+// manner of SHIP's that count the requests reaching them.
+func sources(reached *atomic.Int32) Sources {
+	count := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		reached.Add(1)
+		writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+	})
+	return Sources{
+		Gateway: gatewayStub{},
+		Bridge:  bridgeStub{},
+		Router:  routerStub{},
+		Routes: []module.AdminRoute{
+			{Pattern: "GET /ship/peers", Handler: count},
+			{Pattern: "POST /ship/peers/{ski}/approve", Handler: count},
+		},
+	}
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// request is one request to the admin endpoints: host, when set, is its
+// Host header; header its other headers.
+type request struct {
+	method, path, host string
+	header             map[string]string
+}
+
+func (rq request) do(t *testing.T, client *http.Client, baseURL string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(rq.method, baseURL+rq.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rq.host != "" {
+		req.Host = rq.host
+	}
+	for k, v := range rq.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+const approve = "/ship/peers/ab12/approve"
+
+func TestProtections(t *testing.T) {
+	t.Parallel()
+	onLoopback := Options{Address: "127.0.0.1:9180"}
+	withHosts := Options{Address: "127.0.0.1:9180", Hosts: []string{"Hub.Local", "[fd00::7]:9180"}}
+	onName := Options{Address: "hub.local:9180"}
+	onLANAddress := Options{Address: "192.168.1.20:9180"}
+	same := map[string]string{"Origin": "http://127.0.0.1:9180", "Sec-Fetch-Site": "same-origin"}
+	tests := []struct {
+		name    string
+		opts    Options
+		req     request
+		want    int
+		reached bool // whether the protocol route ran
+	}{
+		// Host (DNS rebinding): a page on evil.example whose name now
+		// points at the hub sends Host: evil.example.
+		{"foreign host", onLoopback, request{"GET", "/ship/peers", "evil.example:9180", nil}, 403, false},
+		{"foreign host on /devices", onLoopback, request{"GET", "/devices", "evil.example:9180", nil}, 403, false},
+		{"foreign host on /healthz", onLoopback, request{"GET", "/healthz", "evil.example", nil}, 403, false},
+		{"foreign host, same origin", onLoopback, request{"POST", approve, "evil.example:9180",
+			map[string]string{"Origin": "http://evil.example:9180", "Sec-Fetch-Site": "same-origin"}}, 403, false},
+		{"127.0.0.1", onLoopback, request{"GET", "/ship/peers", "127.0.0.1:9180", nil}, 200, true},
+		{"127.0.0.1 on /devices", onLoopback, request{"GET", "/devices", "127.0.0.1:9180", nil}, 200, false},
+		{"other loopback IPv4", onLoopback, request{"GET", "/ship/peers", "127.8.9.10:9180", nil}, 200, true},
+		{"localhost", onLoopback, request{"GET", "/ship/peers", "localhost:9180", nil}, 200, true},
+		{"LOCALHOST without port", onLoopback, request{"GET", "/ship/peers", "LOCALHOST", nil}, 200, true},
+		{"[::1]", onLoopback, request{"GET", "/ship/peers", "[::1]:9180", nil}, 200, true},
+		{"[::1] without port", onLoopback, request{"GET", "/ship/peers", "[::1]", nil}, 200, true},
+		{"IPv4-mapped loopback", onLoopback, request{"GET", "/ship/peers", "[::ffff:127.0.0.1]:9180", nil}, 200, true},
+		{"IPv6 without brackets", onLoopback, request{"GET", "/ship/peers", "::1", nil}, 403, false},
+		{"unclosed bracket", onLoopback, request{"GET", "/ship/peers", "[::1", nil}, 403, false},
+		{"port only", onLoopback, request{"GET", "/ship/peers", ":9180", nil}, 403, false},
+		{"localhost as a subdomain", onLoopback, request{"GET", "/ship/peers", "localhost.evil.example", nil}, 403, false},
+		{"LAN IP, listening on loopback", onLoopback, request{"GET", "/ship/peers", "192.168.1.20:9180", nil}, 403, false},
+		{"hub.local not configured", onLoopback, request{"GET", "/ship/peers", "hub.local:9180", nil}, 403, false},
+		{"configured host", withHosts, request{"GET", "/ship/peers", "hub.local:9180", nil}, 200, true},
+		{"configured host, other case", withHosts, request{"GET", "/ship/peers", "HUB.LOCAL", nil}, 200, true},
+		{"configured IPv6 literal", withHosts, request{"GET", "/ship/peers", "[fd00:0::7]:9180", nil}, 200, true},
+		{"subdomain of a configured host", withHosts, request{"GET", "/ship/peers", "x.hub.local", nil}, 403, false},
+		{"the address's name", onName, request{"GET", "/ship/peers", "hub.local:9180", nil}, 200, true},
+		{"the address's IP", onLANAddress, request{"GET", "/ship/peers", "192.168.1.20:9180", nil}, 200, true},
+		{"the address's IP, IPv4-mapped", onLANAddress, request{"GET", "/ship/peers", "[::ffff:192.168.1.20]:9180", nil}, 200, true},
+		{"another IP than the address's", onLANAddress, request{"GET", "/ship/peers", "192.168.1.21:9180", nil}, 403, false},
+		{"loopback beside the address's IP", onLANAddress, request{"GET", "/ship/peers", "127.0.0.1:9180", nil}, 200, true},
+
+		// Cross-site: a page on another site posts to the hub.
+		{"cross-site by Origin", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Origin": "http://evil.example"}}, 403, false},
+		{"cross-site by Sec-Fetch-Site", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}}, 403, false},
+		{"cross-site by both", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}}, 403, false},
+		{"same-site", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Sec-Fetch-Site": "same-site"}}, 403, false},
+		{"other port on the same host", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Origin": "http://127.0.0.1:3000"}}, 403, false},
+		{"opaque origin", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Origin": "null"}}, 403, false},
+		{"cross-site DELETE", onLoopback, request{"DELETE", "/ship/peers/ab12", "127.0.0.1:9180",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}}, 403, false},
+		{"cross-site GET", onLoopback, request{"GET", "/ship/peers", "127.0.0.1:9180",
+			map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}}, 200, true},
+		{"same origin", onLoopback, request{"POST", approve, "127.0.0.1:9180", same}, 200, true},
+		{"same origin by Origin alone", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Origin": "http://127.0.0.1:9180"}}, 200, true},
+		{"typed into the address bar", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Sec-Fetch-Site": "none"}}, 200, true},
+		{"not a browser", onLoopback, request{"POST", approve, "127.0.0.1:9180", nil}, 200, true},
+		{"form", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"}}, 403, false},
+		{"multipart form", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Content-Type": "multipart/form-data; boundary=x"}}, 403, false},
+		{"text/plain", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Content-Type": " Text/Plain ; charset=utf-8"}}, 403, false},
+		{"JSON", onLoopback, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Content-Type": "application/json"}}, 200, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var reached atomic.Int32
+			srv := httptest.NewServer(handler(tt.opts, sources(&reached), discard))
+			defer srv.Close()
+			resp := tt.req.do(t, srv.Client(), srv.URL)
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if got := reached.Load() > 0; got != tt.reached {
+				t.Errorf("route reached: %v, want %v", got, tt.reached)
+			}
+		})
+	}
+}
+
+// TestAllInterfaces: a listener on every interface answers a LAN client
+// that uses any of the hub's addresses, but still no foreign name.
+func TestAllInterfaces(t *testing.T) {
+	t.Parallel()
+	hosts := []struct {
+		host string
+		want int
+	}{
+		{"192.168.1.20:9180", 200},
+		{"[fd00::7]:9180", 200},
+		{"127.0.0.1:9180", 200},
+		{"localhost:9180", 200},
+		{"evil.example:9180", 403},
+		{"hub.local:9180", 403},
+	}
+	for _, address := range []string{":9180", "0.0.0.0:9180", "[::]:9180"} {
+		for _, h := range hosts {
+			t.Run(address+" "+h.host, func(t *testing.T) {
+				t.Parallel()
+				var reached atomic.Int32
+				srv := httptest.NewServer(handler(Options{Address: address}, sources(&reached), discard))
+				defer srv.Close()
+				if resp := (request{"GET", "/devices", h.host, nil}).do(t, srv.Client(), srv.URL); resp.StatusCode != h.want {
+					t.Errorf("status %d, want %d", resp.StatusCode, h.want)
+				}
+			})
+		}
+	}
+}
+
+// TestRefusalMetrics: every refusal is counted by reason, including those
+// whose log lines were held back.
+func TestRefusalMetrics(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int32
+	srv := httptest.NewServer(handler(Options{Address: "127.0.0.1:9180"}, sources(&reached), discard))
+	defer srv.Close()
+	refuse := map[string]request{
+		"host":       {"GET", "/devices", "evil.example", nil},
+		"cross-site": {"POST", approve, "127.0.0.1:9180", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	}
+	want := map[string]int{"host": 2 * logLines, "cross-site": 3}
+	for reason, n := range want {
+		for range n {
+			if resp := refuse[reason].do(t, srv.Client(), srv.URL); resp.StatusCode/100 != 4 {
+				t.Fatalf("%s: status %d", reason, resp.StatusCode)
+			}
+		}
+	}
+	metrics := scrape(t, srv.Client(), srv.URL, nil)
+	for reason, n := range want {
+		line := fmt.Sprintf("wsgate_admin_refused_total{reason=%q} %d", reason, n)
+		if !slices.Contains(metrics, line) {
+			t.Errorf("no %q in /metrics", line)
+		}
+	}
+}
+
+// scrape returns the lines of /metrics.
+func scrape(t *testing.T, client *http.Client, baseURL string, header map[string]string) []string {
+	t.Helper()
+	req, err := http.NewRequest("GET", baseURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(body), "\n")
+}
+
+// TestRefusalLogLimit drives the log's rate limit with a test clock.
+func TestRefusalLogLimit(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rs := newRefusals(slog.New(slog.NewJSONHandler(&buf, nil)))
+	rs.now = func() time.Time { return now }
+	req := httptest.NewRequest("POST", approve, nil)
+
+	type line struct {
+		Reason     string
+		Suppressed int
+	}
+	// lines returns the lines written since it was last called.
+	lines := func() []line {
+		var ls []line
+		for s := bufio.NewScanner(&buf); s.Scan(); {
+			var l line
+			if err := json.Unmarshal(s.Bytes(), &l); err != nil {
+				t.Fatalf("%s: %v", s.Bytes(), err)
+			}
+			ls = append(ls, l)
+		}
+		buf.Reset()
+		return ls
+	}
+	steps := []struct {
+		advance time.Duration
+		reason  reason
+		n       int
+		want    []line
+	}{
+		{0, refusedHost, logLines, slices.Repeat([]line{{"host", 0}}, logLines)},
+		{0, refusedHost, 5, nil},
+		{0, refusedCrossSite, 1, []line{{"cross-site", 0}}}, // each reason has its own lines
+		{logPeriod - time.Second, refusedHost, 3, nil},
+		{time.Second, refusedHost, 1, []line{{"host", 8}}},
+		{0, refusedHost, logLines - 1, slices.Repeat([]line{{"host", 0}}, logLines-1)},
+		{0, refusedHost, 1, nil},
+		{logPeriod, refusedHost, 1, []line{{"host", 1}}},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		for range s.n {
+			rs.record(req, s.reason, "")
+		}
+		if got := lines(); !slices.Equal(got, s.want) {
+			t.Errorf("step %d: lines %v, want %v", i, got, s.want)
+		}
+	}
+	if got := rs.count[refusedHost].Load(); got != 30 {
+		t.Errorf("%d host refusals counted, want 30", got)
+	}
+}
+
+// syncBuffer is a log destination the test reads while the server may
+// still write.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestStart serves the protections on the real listener.
+func TestStart(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	var reached atomic.Int32
+	s, err := Start(Options{Address: "127.0.0.1:0"}, sources(&reached), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	base := "http://" + s.Addr().String()
+	origin := map[string]string{"Origin": base}
+	tests := []struct {
+		name    string
+		req     request
+		want    int
+		reached int32 // requests that ran the protocol route so far
+	}{
+		{"cross-site", request{"POST", approve, "", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}}, 403, 0},
+		{"same origin", request{"POST", approve, "", origin}, 200, 1},
+		{"foreign host", request{"GET", "/ship/peers", "evil.example", nil}, 403, 1},
+	}
+	for _, tt := range tests {
+		resp := tt.req.do(t, http.DefaultClient, base)
+		if resp.StatusCode != tt.want || reached.Load() != tt.reached {
+			t.Errorf("%s: status %d, route reached %d times; want %d, %d", tt.name, resp.StatusCode, reached.Load(), tt.want, tt.reached)
+		}
+	}
+
+	// HTTP/1.0 needs no Host; such a request is refused too.
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /devices HTTP/1.0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("HTTP/1.0 without Host: status %d, want 403", resp.StatusCode)
+	}
+
+	for _, reason := range []string{"reason=cross-site", "reason=host"} {
+		if !strings.Contains(logs.String(), reason) {
+			t.Errorf("no %s in the log:\n%s", reason, logs.String())
+		}
+	}
+}

@@ -4,8 +4,9 @@
 //
 // The endpoints change state (SHIP pairing), so every request is checked
 // before a route sees it: its Host must be a name of the endpoints (DNS
-// rebinding), and a state-changing request must not come from another
-// site in the operator's browser (CSRF).
+// rebinding), a state-changing request must not come from another site in
+// the operator's browser (CSRF), and when a token is set, the request must
+// carry it (anyone else who can reach the address).
 //
 // Metrics are read from the components' counters at scrape time, so the
 // hot paths carry no instrumentation of their own. It depends on the
@@ -160,7 +161,11 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 			paths = append(paths, path)
 		}
 	}
-	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", strings.Join(paths, " "))
+	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", strings.Join(paths, " "),
+		"hosts", opts.Hosts, "token_required", opts.Token != "")
+	if ln.Addr().(*net.TCPAddr).IP.IsUnspecified() && opts.Token == "" {
+		log.Warn("admin endpoints listen on every interface without a token: anyone on the network can use them, SHIP pairing included")
+	}
 	return s, nil
 }
 
@@ -200,7 +205,7 @@ var (
 	descPluginUp     = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
 	descPluginDis    = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
 	descRestarts     = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
-	descAdminRefused = prometheus.NewDesc("wsgate_admin_refused_total", "Admin requests refused, by reason: host (not a name of the endpoints), cross-site.", []string{"reason"}, nil)
+	descAdminRefused = prometheus.NewDesc("wsgate_admin_refused_total", "Admin requests refused, by reason: host (not a name of the endpoints), cross-site, token (missing or wrong).", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {

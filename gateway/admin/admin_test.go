@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -84,7 +85,18 @@ func (rq request) do(t *testing.T, client *http.Client, baseURL string) *http.Re
 	return resp
 }
 
-const approve = "/ship/peers/ab12/approve"
+const (
+	approve = "/ship/peers/ab12/approve"
+	token   = "s3cret"
+)
+
+// challenge is the WWW-Authenticate header that comes with status.
+func challenge(status int) string {
+	if status == http.StatusUnauthorized {
+		return `Bearer realm="wsgate"`
+	}
+	return ""
+}
 
 func TestProtections(t *testing.T) {
 	t.Parallel()
@@ -92,7 +104,16 @@ func TestProtections(t *testing.T) {
 	withHosts := Options{Address: "127.0.0.1:9180", Hosts: []string{"Hub.Local", "[fd00::7]:9180"}}
 	onName := Options{Address: "hub.local:9180"}
 	onLANAddress := Options{Address: "192.168.1.20:9180"}
+	withToken := Options{Address: "127.0.0.1:9180", Token: token}
 	same := map[string]string{"Origin": "http://127.0.0.1:9180", "Sec-Fetch-Site": "same-origin"}
+	bearer := func(token string, h map[string]string) map[string]string {
+		h = maps.Clone(h)
+		if h == nil {
+			h = map[string]string{}
+		}
+		h["Authorization"] = "Bearer " + token
+		return h
+	}
 	tests := []struct {
 		name    string
 		opts    Options
@@ -162,6 +183,38 @@ func TestProtections(t *testing.T) {
 			map[string]string{"Content-Type": " Text/Plain ; charset=utf-8"}}, 403, false},
 		{"JSON", onLoopback, request{"POST", approve, "127.0.0.1:9180",
 			map[string]string{"Content-Type": "application/json"}}, 200, true},
+
+		// Token: anyone else who can reach the address.
+		{"token, same origin", withToken, request{"POST", approve, "127.0.0.1:9180", bearer(token, same)}, 200, true},
+		{"token, not a browser", withToken, request{"POST", approve, "127.0.0.1:9180", bearer(token, nil)}, 200, true},
+		{"token, lower-case scheme", withToken, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Authorization": "bearer " + token}}, 200, true},
+		{"token after two spaces", withToken, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Authorization": "Bearer  " + token}}, 200, true},
+		{"token on a GET", withToken, request{"GET", "/ship/peers", "127.0.0.1:9180", bearer(token, nil)}, 200, true},
+		{"no token", withToken, request{"POST", approve, "127.0.0.1:9180", same}, 401, false},
+		{"no token on a GET", withToken, request{"GET", "/ship/peers", "127.0.0.1:9180", nil}, 401, false},
+		{"no token on /devices", withToken, request{"GET", "/devices", "127.0.0.1:9180", nil}, 401, false},
+		{"no token on /metrics", withToken, request{"GET", "/metrics", "127.0.0.1:9180", nil}, 401, false},
+		{"no token on an unknown path", withToken, request{"GET", "/nothing", "127.0.0.1:9180", nil}, 401, false},
+		{"wrong token", withToken, request{"POST", approve, "127.0.0.1:9180", bearer("s3cre", same)}, 401, false},
+		{"token with a suffix", withToken, request{"POST", approve, "127.0.0.1:9180", bearer(token+"x", same)}, 401, false},
+		{"empty token", withToken, request{"POST", approve, "127.0.0.1:9180", bearer("", same)}, 401, false},
+		{"token as Basic", withToken, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Authorization": "Basic " + token}}, 401, false},
+		{"token as the whole header", withToken, request{"POST", approve, "127.0.0.1:9180",
+			map[string]string{"Authorization": token}}, 401, false},
+		{"/healthz without token", withToken, request{"GET", "/healthz", "127.0.0.1:9180", nil}, 200, false},
+		{"/healthz HEAD without token", withToken, request{"HEAD", "/healthz", "127.0.0.1:9180", nil}, 200, false},
+		{"/readyz without token", withToken, request{"GET", "/readyz", "127.0.0.1:9180", nil}, 200, false},
+		{"POST /healthz without token", withToken, request{"POST", "/healthz", "127.0.0.1:9180", nil}, 401, false},
+		{"/healthz/ without token", withToken, request{"GET", "/healthz/", "127.0.0.1:9180", nil}, 401, false},
+		{"/healthz from a foreign host", withToken, request{"GET", "/healthz", "evil.example", nil}, 403, false},
+		{"token from a foreign host", withToken, request{"GET", "/ship/peers", "evil.example", bearer(token, nil)}, 403, false},
+		{"token, cross-site", withToken, request{"POST", approve, "127.0.0.1:9180",
+			bearer(token, map[string]string{"Sec-Fetch-Site": "cross-site"})}, 403, false},
+		{"token, form", withToken, request{"POST", approve, "127.0.0.1:9180",
+			bearer(token, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})}, 403, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +225,9 @@ func TestProtections(t *testing.T) {
 			resp := tt.req.do(t, srv.Client(), srv.URL)
 			if resp.StatusCode != tt.want {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if got, want := resp.Header.Get("WWW-Authenticate"), challenge(tt.want); got != want {
+				t.Errorf("WWW-Authenticate %q, want %q", got, want)
 			}
 			if got := reached.Load() > 0; got != tt.reached {
 				t.Errorf("route reached: %v, want %v", got, tt.reached)
@@ -215,13 +271,14 @@ func TestAllInterfaces(t *testing.T) {
 func TestRefusalMetrics(t *testing.T) {
 	t.Parallel()
 	var reached atomic.Int32
-	srv := httptest.NewServer(handler(Options{Address: "127.0.0.1:9180"}, sources(&reached), discard))
+	srv := httptest.NewServer(handler(Options{Address: "127.0.0.1:9180", Token: token}, sources(&reached), discard))
 	defer srv.Close()
 	refuse := map[string]request{
 		"host":       {"GET", "/devices", "evil.example", nil},
 		"cross-site": {"POST", approve, "127.0.0.1:9180", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		"token":      {"GET", "/devices", "127.0.0.1:9180", nil},
 	}
-	want := map[string]int{"host": 2 * logLines, "cross-site": 3}
+	want := map[string]int{"host": 2 * logLines, "cross-site": 3, "token": 1}
 	for reason, n := range want {
 		for range n {
 			if resp := refuse[reason].do(t, srv.Client(), srv.URL); resp.StatusCode/100 != 4 {
@@ -229,7 +286,7 @@ func TestRefusalMetrics(t *testing.T) {
 			}
 		}
 	}
-	metrics := scrape(t, srv.Client(), srv.URL, nil)
+	metrics := scrape(t, srv.Client(), srv.URL, map[string]string{"Authorization": "Bearer " + token})
 	for reason, n := range want {
 		line := fmt.Sprintf("wsgate_admin_refused_total{reason=%q} %d", reason, n)
 		if !slices.Contains(metrics, line) {
@@ -342,7 +399,7 @@ func TestStart(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
 	var reached atomic.Int32
-	s, err := Start(Options{Address: "127.0.0.1:0"}, sources(&reached), slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := Start(Options{Address: "127.0.0.1:0", Token: token}, sources(&reached), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +411,7 @@ func TestStart(t *testing.T) {
 		}
 	}()
 	base := "http://" + s.Addr().String()
-	origin := map[string]string{"Origin": base}
+	origin := map[string]string{"Origin": base, "Authorization": "Bearer " + token}
 	tests := []struct {
 		name    string
 		req     request
@@ -364,6 +421,9 @@ func TestStart(t *testing.T) {
 		{"cross-site", request{"POST", approve, "", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}}, 403, 0},
 		{"same origin", request{"POST", approve, "", origin}, 200, 1},
 		{"foreign host", request{"GET", "/ship/peers", "evil.example", nil}, 403, 1},
+		{"no token", request{"GET", "/ship/peers", "", nil}, 401, 1},
+		{"wrong token", request{"GET", "/ship/peers", "", map[string]string{"Authorization": "Bearer hunter2"}}, 401, 1},
+		{"healthz", request{"GET", "/healthz", "", nil}, 200, 1},
 	}
 	for _, tt := range tests {
 		resp := tt.req.do(t, http.DefaultClient, base)
@@ -390,9 +450,14 @@ func TestStart(t *testing.T) {
 		t.Errorf("HTTP/1.0 without Host: status %d, want 403", resp.StatusCode)
 	}
 
-	for _, reason := range []string{"reason=cross-site", "reason=host"} {
+	for _, reason := range []string{"reason=cross-site", "reason=host", "reason=token"} {
 		if !strings.Contains(logs.String(), reason) {
 			t.Errorf("no %s in the log:\n%s", reason, logs.String())
+		}
+	}
+	for _, secret := range []string{token, "hunter2"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds %q:\n%s", secret, logs.String())
 		}
 	}
 }

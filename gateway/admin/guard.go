@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,21 +17,28 @@ import (
 
 // guard refuses, before any route sees them, the requests a web page in
 // the operator's browser can make against the admin address, whether
-// cross-site or by rebinding a name it controls to it.
+// cross-site or by rebinding a name it controls to it, and, when a token
+// is set, the requests of whoever else can reach the address.
 type guard struct {
 	next    http.Handler
 	hosts   hostPolicy
 	csrf    *http.CrossOriginProtection
+	token   *[sha256.Size]byte // the token's digest; nil when none is required
 	refused *refusals
 }
 
 func newGuard(opts Options, next http.Handler, refused *refusals) *guard {
-	return &guard{
+	g := &guard{
 		next:    next,
 		hosts:   newHostPolicy(opts.Address, opts.Hosts),
 		csrf:    http.NewCrossOriginProtection(),
 		refused: refused,
 	}
+	if opts.Token != "" {
+		sum := sha256.Sum256([]byte(opts.Token))
+		g.token = &sum
+	}
+	return g
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +52,36 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
+	if g.token != nil && !isProbe(r) && !g.authorized(r) {
+		detail := "no bearer token"
+		if r.Header.Get("Authorization") != "" {
+			detail = "wrong bearer token"
+		}
+		g.refused.record(r, refusedToken, detail)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wsgate"`)
+		http.Error(w, "these endpoints require the admin token: Authorization: Bearer <token>", http.StatusUnauthorized)
+		return
+	}
 	g.next.ServeHTTP(w, r)
+}
+
+// isProbe reports whether r is a health or readiness probe, which load
+// balancers and systemd make without credentials.
+func isProbe(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		(r.URL.Path == "/healthz" || r.URL.Path == "/readyz")
+}
+
+// authorized reports whether r carries the token. Digests are compared,
+// in constant time, so that neither how long the comparison takes nor
+// whether it stops at a length mismatch tells a guesser anything.
+func (g *guard) authorized(r *http.Request) bool {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], g.token[:]) == 1
 }
 
 // hostPolicy is the Host headers the endpoints answer to. A page that
@@ -151,11 +189,12 @@ type reason int
 const (
 	refusedHost reason = iota
 	refusedCrossSite
+	refusedToken
 	reasons // how many there are
 )
 
 func (r reason) String() string {
-	return [...]string{"host", "cross-site"}[r]
+	return [...]string{"host", "cross-site", "token"}[r]
 }
 
 // Refusals are logged at most logLines times per logPeriod for each

@@ -108,6 +108,15 @@ func handler(opts Options, src Sources, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, list)
 	})
+	if opts.Reload != nil {
+		mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
+			if problems := opts.Reload(); len(problems) > 0 {
+				writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "configuration not applied", "problems": problems})
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+		})
+	}
 	return newGuard(opts, mux, refused)
 }
 
@@ -155,6 +164,9 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 		}
 	}()
 	paths := []string{"/metrics", "/healthz", "/readyz", "/devices"}
+	if opts.Reload != nil {
+		paths = append(paths, "/reload")
+	}
 	for _, r := range src.Routes {
 		_, path, _ := strings.Cut(r.Pattern, " ")
 		if path, _, _ = strings.Cut(path, "/{"); !slices.Contains(paths, path) {

@@ -64,7 +64,8 @@ type request struct {
 	header             map[string]string
 }
 
-func (rq request) do(t *testing.T, client *http.Client, baseURL string) *http.Response {
+// do sends the request and returns the response with its body read.
+func (rq request) do(t *testing.T, client *http.Client, baseURL string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(rq.method, baseURL+rq.path, nil)
 	if err != nil {
@@ -80,9 +81,22 @@ func (rq request) do(t *testing.T, client *http.Client, baseURL string) *http.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// bearer adds the token to the headers h.
+func bearer(token string, h map[string]string) map[string]string {
+	h = maps.Clone(h)
+	if h == nil {
+		h = map[string]string{}
+	}
+	h["Authorization"] = "Bearer " + token
+	return h
 }
 
 const (
@@ -106,14 +120,6 @@ func TestProtections(t *testing.T) {
 	onLANAddress := Options{Address: "192.168.1.20:9180"}
 	withToken := Options{Address: "127.0.0.1:9180", Token: token}
 	same := map[string]string{"Origin": "http://127.0.0.1:9180", "Sec-Fetch-Site": "same-origin"}
-	bearer := func(token string, h map[string]string) map[string]string {
-		h = maps.Clone(h)
-		if h == nil {
-			h = map[string]string{}
-		}
-		h["Authorization"] = "Bearer " + token
-		return h
-	}
 	tests := []struct {
 		name    string
 		opts    Options
@@ -222,7 +228,7 @@ func TestProtections(t *testing.T) {
 			var reached atomic.Int32
 			srv := httptest.NewServer(handler(tt.opts, sources(&reached), discard))
 			defer srv.Close()
-			resp := tt.req.do(t, srv.Client(), srv.URL)
+			resp, _ := tt.req.do(t, srv.Client(), srv.URL)
 			if resp.StatusCode != tt.want {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
 			}
@@ -231,6 +237,49 @@ func TestProtections(t *testing.T) {
 			}
 			if got := reached.Load() > 0; got != tt.reached {
 				t.Errorf("route reached: %v, want %v", got, tt.reached)
+			}
+		})
+	}
+}
+
+func TestReload(t *testing.T) {
+	t.Parallel()
+	ok := func() []string { return nil }
+	bad := func() []string { return []string{"config.toml:3: admin.address: not host:port"} }
+	tests := []struct {
+		name     string
+		reload   func() []string
+		req      request
+		want     int
+		wantBody string
+		reloaded bool
+	}{
+		{"applied", ok, request{"POST", "/reload", "", bearer(token, nil)}, 200, `{"result":"ok"}`, true},
+		{"problems", bad, request{"POST", "/reload", "", bearer(token, nil)}, 422,
+			`{"error":"configuration not applied","problems":["config.toml:3: admin.address: not host:port"]}`, true},
+		{"no token", ok, request{"POST", "/reload", "", nil}, 401, "", false},
+		{"cross-site", ok, request{"POST", "/reload", "", bearer(token, map[string]string{"Sec-Fetch-Site": "cross-site"})}, 403, "", false},
+		{"form", ok, request{"POST", "/reload", "", bearer(token, map[string]string{"Content-Type": "text/plain"})}, 403, "", false},
+		{"GET", ok, request{"GET", "/reload", "", bearer(token, nil)}, 405, "", false},
+		{"not served", nil, request{"POST", "/reload", "", bearer(token, nil)}, 404, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var reloaded atomic.Bool
+			opts := Options{Address: "127.0.0.1:0", Token: token}
+			if tt.reload != nil {
+				opts.Reload = func() []string { reloaded.Store(true); return tt.reload() }
+			}
+			var reached atomic.Int32
+			srv := httptest.NewServer(handler(opts, sources(&reached), discard))
+			defer srv.Close()
+			resp, body := tt.req.do(t, srv.Client(), srv.URL)
+			if resp.StatusCode != tt.want || reloaded.Load() != tt.reloaded {
+				t.Errorf("status %d, reloaded %v; want %d, %v", resp.StatusCode, reloaded.Load(), tt.want, tt.reloaded)
+			}
+			if tt.wantBody != "" && strings.TrimSpace(body) != tt.wantBody {
+				t.Errorf("body %s, want %s", body, tt.wantBody)
 			}
 		})
 	}
@@ -258,7 +307,7 @@ func TestAllInterfaces(t *testing.T) {
 				var reached atomic.Int32
 				srv := httptest.NewServer(handler(Options{Address: address}, sources(&reached), discard))
 				defer srv.Close()
-				if resp := (request{"GET", "/devices", h.host, nil}).do(t, srv.Client(), srv.URL); resp.StatusCode != h.want {
+				if resp, _ := (request{"GET", "/devices", h.host, nil}).do(t, srv.Client(), srv.URL); resp.StatusCode != h.want {
 					t.Errorf("status %d, want %d", resp.StatusCode, h.want)
 				}
 			})
@@ -281,43 +330,22 @@ func TestRefusalMetrics(t *testing.T) {
 	want := map[string]int{"host": 2 * logLines, "cross-site": 3, "token": 1}
 	for reason, n := range want {
 		for range n {
-			if resp := refuse[reason].do(t, srv.Client(), srv.URL); resp.StatusCode/100 != 4 {
+			if resp, _ := refuse[reason].do(t, srv.Client(), srv.URL); resp.StatusCode/100 != 4 {
 				t.Fatalf("%s: status %d", reason, resp.StatusCode)
 			}
 		}
 	}
-	metrics := scrape(t, srv.Client(), srv.URL, map[string]string{"Authorization": "Bearer " + token})
+	resp, body := request{"GET", "/metrics", "", bearer(token, nil)}.do(t, srv.Client(), srv.URL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	metrics := strings.Split(body, "\n")
 	for reason, n := range want {
 		line := fmt.Sprintf("wsgate_admin_refused_total{reason=%q} %d", reason, n)
 		if !slices.Contains(metrics, line) {
 			t.Errorf("no %q in /metrics", line)
 		}
 	}
-}
-
-// scrape returns the lines of /metrics.
-func scrape(t *testing.T, client *http.Client, baseURL string, header map[string]string) []string {
-	t.Helper()
-	req, err := http.NewRequest("GET", baseURL+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Split(string(body), "\n")
 }
 
 // TestRefusalLogLimit drives the log's rate limit with a test clock.
@@ -411,7 +439,7 @@ func TestStart(t *testing.T) {
 		}
 	}()
 	base := "http://" + s.Addr().String()
-	origin := map[string]string{"Origin": base, "Authorization": "Bearer " + token}
+	origin := bearer(token, map[string]string{"Origin": base})
 	tests := []struct {
 		name    string
 		req     request
@@ -426,7 +454,7 @@ func TestStart(t *testing.T) {
 		{"healthz", request{"GET", "/healthz", "", nil}, 200, 1},
 	}
 	for _, tt := range tests {
-		resp := tt.req.do(t, http.DefaultClient, base)
+		resp, _ := tt.req.do(t, http.DefaultClient, base)
 		if resp.StatusCode != tt.want || reached.Load() != tt.reached {
 			t.Errorf("%s: status %d, route reached %d times; want %d, %d", tt.name, resp.StatusCode, reached.Load(), tt.want, tt.reached)
 		}

@@ -229,18 +229,18 @@ func newRefusals(log *slog.Logger) *refusals {
 func (rs *refusals) record(r *http.Request, why reason, detail string) {
 	rs.count[why].Add(1)
 	rs.mu.Lock()
-	w := &rs.window[why]
-	if now := rs.now(); now.Sub(w.start) >= logPeriod {
-		w.start, w.written = now, 0
+	win := &rs.window[why]
+	if now := rs.now(); now.Sub(win.start) >= logPeriod {
+		win.start, win.written = now, 0
 	}
-	if w.written == logLines {
-		w.suppressed++
+	if win.written == logLines {
+		win.suppressed++
 		rs.mu.Unlock()
 		return
 	}
-	w.written++
-	suppressed := w.suppressed
-	w.suppressed = 0
+	win.written++
+	suppressed := win.suppressed
+	win.suppressed = 0
 	rs.mu.Unlock()
 
 	attrs := []slog.Attr{

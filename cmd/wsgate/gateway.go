@@ -225,7 +225,7 @@ func (g *gatewayRun) stopServer(ctx context.Context) error {
 func (g *gatewayRun) startAdmin(context.Context) (err error) {
 	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost}
 	src.Routes, src.Collectors = g.adminExtras()
-	g.admin, err = admin.Start(g.cfg.Admin.Address, src, g.log)
+	g.admin, err = admin.Start(admin.Options{Address: g.cfg.Admin.Address}, src, g.log)
 	return err
 }
 

@@ -2,6 +2,12 @@
 // listener: Prometheus metrics, health and readiness, the list of attached
 // devices, and the routes and metrics the protocols bring.
 //
+// The endpoints change state (SHIP pairing), so every request is checked
+// before a route sees it: its Host must be a name of the endpoints (DNS
+// rebinding), a state-changing request must not come from another site in
+// the operator's browser (CSRF), and when a token is set, the request must
+// carry it (anyone else who can reach the address).
+//
 // Metrics are read from the components' counters at scrape time, so the
 // hot paths carry no instrumentation of their own. It depends on the
 // components it reports on, never the other way round.
@@ -43,13 +49,35 @@ type Sources struct {
 	Collectors []prometheus.Collector
 }
 
-// Handler returns the admin endpoints.
-func Handler(src Sources) http.Handler {
+// Options configure the admin endpoints' protections.
+type Options struct {
+	Address string
+	// Hosts are host names the endpoints answer to besides the admin
+	// address's own host, "localhost" and loopback IP literals (DNS
+	// rebinding protection); e.g. "hub.local".
+	Hosts []string
+	// Token, when set, is a bearer token every request must carry
+	// (Authorization: Bearer ...), except GET /healthz and GET /readyz,
+	// which load balancers and systemd probe.
+	Token string
+	// Reload, when set, is served as POST /reload: it re-reads the
+	// configuration and returns the problems found (nil when applied).
+	Reload func() []string
+}
+
+// Handler returns the admin endpoints behind their protections. It logs
+// the requests it refuses to slog.Default.
+func Handler(opts Options, src Sources) http.Handler {
+	return handler(opts, src, slog.Default())
+}
+
+func handler(opts Options, src Sources, log *slog.Logger) http.Handler {
+	refused := newRefusals(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&collector{src: src},
+		&collector{src: src, refused: refused},
 	)
 	reg.MustRegister(src.Collectors...)
 	mux := http.NewServeMux()
@@ -80,7 +108,16 @@ func Handler(src Sources) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, list)
 	})
-	return mux
+	if opts.Reload != nil {
+		mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
+			if problems := opts.Reload(); len(problems) > 0 {
+				writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "configuration not applied", "problems": problems})
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+		})
+	}
+	return newGuard(opts, mux, refused)
 }
 
 // writeJSON answers with v as JSON.
@@ -97,15 +134,26 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start binds addr and serves in the background.
-func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Start binds opts.Address and serves in the background.
+func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", opts.Address)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	s := &Server{
-		http: &http.Server{Handler: Handler(src), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+		http: &http.Server{
+			Handler:           handler(opts, src, log),
+			ReadHeaderTimeout: 10 * time.Second,
+			// No route takes a body, so a whole request never needs long.
+			ReadTimeout: 15 * time.Second,
+			// Longer than Prometheus's usual scrape interval (1m), so that
+			// scrapes reuse their connection.
+			IdleTimeout: 2 * time.Minute,
+			// A browser's headers and a bearer token fit many times over;
+			// the default would let each connection hold 1 MiB.
+			MaxHeaderBytes: 16 << 10,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
 		ln:   ln,
 		done: make(chan struct{}),
 	}
@@ -116,13 +164,20 @@ func Start(addr string, src Sources, log *slog.Logger) (*Server, error) {
 		}
 	}()
 	paths := []string{"/metrics", "/healthz", "/readyz", "/devices"}
+	if opts.Reload != nil {
+		paths = append(paths, "/reload")
+	}
 	for _, r := range src.Routes {
 		_, path, _ := strings.Cut(r.Pattern, " ")
 		if path, _, _ = strings.Cut(path, "/{"); !slices.Contains(paths, path) {
 			paths = append(paths, path)
 		}
 	}
-	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", strings.Join(paths, " "))
+	log.Info("admin endpoints listening", "address", ln.Addr().String(), "paths", strings.Join(paths, " "),
+		"hosts", opts.Hosts, "token_required", opts.Token != "")
+	if ln.Addr().(*net.TCPAddr).IP.IsUnspecified() && opts.Token == "" {
+		log.Warn("admin endpoints listen on every interface without a token: anyone on the network can use them, SHIP pairing included")
+	}
 	return s, nil
 }
 
@@ -137,7 +192,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // collector turns the components' counters into metrics at scrape time.
-type collector struct{ src Sources }
+type collector struct {
+	src     Sources
+	refused *refusals
+}
 
 var (
 	descConnections = prometheus.NewDesc("wsgate_websocket_connections", "Open WebSocket connections.", nil, nil)
@@ -159,12 +217,14 @@ var (
 	descPluginUp    = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
 	descPluginDis   = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
 	descRestarts    = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
+
+	descAdminRefused = prometheus.NewDesc("wsgate_admin_refused_total", "Admin requests refused, by reason: host (not a name of the endpoints), cross-site, token (missing or wrong).", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
-		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts} {
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts, descAdminRefused} {
 		ch <- d
 	}
 }
@@ -200,6 +260,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
+	for why := range reasons {
+		counter(descAdminRefused, c.refused.count[why].Load(), why.String())
+	}
 	if c.src.Plugins == nil {
 		return
 	}

@@ -76,10 +76,17 @@ type PluginHost struct {
 }
 
 // Admin is the [admin] section: the operator endpoints (/metrics,
-// /healthz, /readyz, /devices).
+// /healthz, /readyz, /devices, /reload and the protocols' routes).
 type Admin struct {
 	// Address to serve them on; empty turns them off.
 	Address string `toml:"address"`
+	// Hosts are names the endpoints answer to besides the address's own
+	// host, localhost and loopback addresses (DNS rebinding protection).
+	Hosts []string `toml:"hosts"`
+	// TokenFile holds a bearer token every request but the health probes
+	// must carry (its first line); WSGATE_ADMIN_TOKEN wins over it.
+	TokenFile string `toml:"token_file"`
+	Token     string `toml:"-"`
 }
 
 // MQTT is the [mqtt] section: the broker the bridge talks to.

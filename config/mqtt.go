@@ -92,14 +92,26 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (a Admin) validate() []fault {
+func (a *Admin) validate() []fault {
+	token, fs := secret("", a.TokenFile, "WSGATE_ADMIN_TOKEN", "admin.token")
+	a.Token = token
 	if a.Address == "" {
-		return nil
+		return fs
 	}
-	if _, _, err := net.SplitHostPort(a.Address); err != nil {
-		return []fault{{path: "admin.address", msg: fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:9180\"), or empty to turn the endpoints off", a.Address)}}
+	host, _, err := net.SplitHostPort(a.Address)
+	switch {
+	case err != nil:
+		fs = append(fs, fault{path: "admin.address", msg: fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:9180\"), or empty to turn the endpoints off", a.Address)})
+	case !isLoopback(host) && a.Token == "":
+		fs = append(fs, fault{path: "admin.address", msg: fmt.Sprintf(
+			"%s is reachable from the network, where anyone could pair devices or read them: set admin.token_file (a bearer token the admin API then requires), or listen on 127.0.0.1", a.Address)})
 	}
-	return nil
+	for i, h := range a.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ :@") {
+			fs = append(fs, fault{path: "admin.hosts", msg: fmt.Sprintf("hosts[%d] %q is not a host name", i, h)})
+		}
+	}
+	return fs
 }
 
 func (s Spool) validate() []fault {

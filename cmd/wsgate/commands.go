@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -18,10 +19,11 @@ import (
 	"github.com/wsgate/wsgate/protocols/module"
 )
 
-// loadConfig reads path, or returns the defaults when path is empty.
+// loadConfig reads path, or returns the defaults when path is empty (with
+// the secrets the environment gives, WSGATE_ADMIN_TOKEN and the like).
 func loadConfig(path string) (config.Config, error) {
 	if path == "" {
-		return config.Default(), nil
+		return config.Parse("the built-in defaults", "")
 	}
 	return config.Load(path)
 }
@@ -187,4 +189,24 @@ func subcommandModules() []string {
 		}
 	}
 	return slices.Clip(names)
+}
+
+// reloadCommand asks the running gateway, through its admin API, to re-read
+// its configuration file, and prints what kept it from applying it.
+func reloadCommand(ctx context.Context, path, addr string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		reportConfigError(stderr, err)
+		return 1
+	}
+	if addr == "" {
+		addr = cfg.Admin.Address
+	}
+	if err := (adminClient{addr: addr, token: cfg.Admin.Token}).Call(ctx, http.MethodPost, "/reload", nil); err != nil {
+		fmt.Fprintf(stderr, "wsgate reload: %v\n", err)
+		fmt.Fprintln(stderr, "(without the admin API, SIGHUP does the same: systemctl reload wsgate, or kill -HUP the gateway's pid)")
+		return 1
+	}
+	fmt.Fprintln(stdout, "configuration reloaded")
+	return 0
 }

@@ -225,7 +225,8 @@ func (g *gatewayRun) stopServer(ctx context.Context) error {
 func (g *gatewayRun) startAdmin(context.Context) (err error) {
 	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost}
 	src.Routes, src.Collectors = g.adminExtras()
-	g.admin, err = admin.Start(admin.Options{Address: g.cfg.Admin.Address}, src, g.log)
+	a := g.cfg.Admin
+	g.admin, err = admin.Start(admin.Options{Address: a.Address, Hosts: a.Hosts, Token: a.Token, Reload: g.reload}, src, g.log)
 	return err
 }
 

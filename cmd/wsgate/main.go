@@ -4,6 +4,7 @@
 //	wsgate run [-config FILE]        serve (embedded defaults without a file)
 //	wsgate check -config FILE        validate a configuration file
 //	wsgate protocols [-config FILE]  list the protocols in preference order
+//	wsgate reload [-config FILE]     make the running gateway re-read its configuration
 //	wsgate <protocol> <command> ...  a built-in protocol's commands (wsgate <protocol> help)
 //	wsgate version                   print the version
 //
@@ -45,6 +46,8 @@ commands:
   run [-config FILE]        run the gateway (embedded defaults without a file)
   check -config FILE        validate a configuration file and list every problem
   protocols [-config FILE]  list the enabled protocols in preference order
+  reload [-config FILE] [-admin ADDRESS]
+                            make the running gateway re-read its configuration
 `)
 	for _, name := range subcommandModules() {
 		fmt.Fprintf(&b, "  %-24s  the %s protocol's commands (wsgate %s help)\n", name+" <command>", name, name)
@@ -63,7 +66,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configPath := flags.String("config", "", "configuration file (TOML)")
+	var adminAddr *string
 	switch {
+	case cmd == "reload":
+		adminAddr = flags.String("admin", "", "admin API address (default: admin.address of the config)")
 	case cmd == "run" || cmd == "check" || cmd == "protocols":
 	case cmd == "version" || cmd == "-version" || cmd == "--version":
 		fmt.Fprintln(stdout, "wsgate", versionString())
@@ -92,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(*configPath, stdout, stderr)
 	case "protocols":
 		return listProtocols(*configPath, stdout, stderr)
+	case "reload":
+		return reloadCommand(ctx, *configPath, *adminAddr, stdout, stderr)
 	default:
 		return serve(ctx, *configPath, stderr)
 	}

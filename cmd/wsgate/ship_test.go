@@ -103,6 +103,9 @@ browse = false
 	return ts
 }
 
+// shipAdminToken is the admin API's token in the SHIP tests' gateways.
+const shipAdminToken = "ship-test-admin-token"
+
 // shipGateway is the gateway the SHIP tests run in process with the
 // embedded broker: its setup, the SKI of its SHIP identity and an MQTT
 // subscriber to wsgate/#.
@@ -118,6 +121,7 @@ func startShipGateway(t *testing.T, shipKeys string) shipGateway {
 	t.Helper()
 	shipLeakCheck(t)
 	ts := testConfigShip(t, shipKeys, "")
+	withAdminToken(t, ts.path, shipAdminToken) // the ship commands send it
 	startInProcess(t, ts.path, ts.wsURL)
 	ski, _ := shipCert(t, ts.path)
 	return shipGateway{shipSetup: ts, ski: ski, sub: brokertest.Subscribe(t, ts.mqttURL, "wsgate/#")}
@@ -353,7 +357,9 @@ func TestShipApproveCommandCompletesPendingHandshake(t *testing.T) {
 		t.Fatalf("ship peers: status %d, want the peer pending:\n%s", status, out.String())
 	}
 	out.Reset()
-	// Flags after the SKI, as people type them.
+	// Flags after the SKI, as people type them; without -config the
+	// token comes from the environment.
+	t.Setenv("WSGATE_ADMIN_TOKEN", shipAdminToken)
 	if status := run(context.Background(), []string{"ship", "approve", p.id.SKI, "-admin", g.adminAddr}, &out, &out); status != 0 ||
 		strings.TrimSpace(out.String()) != p.id.SKI+": approved" {
 		t.Fatalf("ship approve: status %d\n%s", status, out.String())

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/protocols/module"
@@ -45,7 +46,7 @@ func protocolCommand(ctx context.Context, name string, args []string, stdout, st
 	if addr == "" {
 		addr = cfg.Admin.Address
 	}
-	env := module.CommandEnv{Stdout: stdout, Stderr: stderr, Settings: cfg.Settings(), Admin: adminClient{addr: addr}}
+	env := module.CommandEnv{Stdout: stdout, Stderr: stderr, Settings: cfg.Settings(), Admin: adminClient{addr: addr, token: cfg.Admin.Token}}
 	return cfg.Protocols.Modules[name].(module.Subcommand).RunSubcommand(ctx, env, positional)
 }
 
@@ -70,8 +71,9 @@ func parseInterspersed(flags *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// adminClient calls the running gateway's admin API (module.AdminAPI).
-type adminClient struct{ addr string }
+// adminClient calls the running gateway's admin API (module.AdminAPI),
+// with the bearer token of admin.token_file when there is one.
+type adminClient struct{ addr, token string }
 
 func (a adminClient) Call(ctx context.Context, method, path string, out any) error {
 	if a.addr == "" {
@@ -82,6 +84,9 @@ func (a adminClient) Call(ctx context.Context, method, path string, out any) err
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+loopbackHost(a.addr)+path, nil)
 	if err != nil {
 		return err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -94,10 +99,11 @@ func (a adminClient) Call(ctx context.Context, method, path string, out any) err
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error string `json:"error"`
+			Error    string   `json:"error"`
+			Problems []string `json:"problems"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return errors.New(strings.Join(append([]string{e.Error}, e.Problems...), "\n  "))
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}

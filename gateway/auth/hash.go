@@ -16,9 +16,10 @@ import (
 // plain-text tokens a config file must not hold.
 const hashPrefix = "$argon2id$"
 
-// The parameters Hash uses: OWASP's minimum for argon2id, about 50 ms and
-// 19 MiB per hash on a small machine. A device token is random, so the cost
-// protects tokens people chose themselves more than those from NewToken.
+// The parameters Hash uses: OWASP's minimum for argon2id, 19 MiB and
+// 25 ms per hash on a server core (BenchmarkHash), more on a small board.
+// NewToken's tokens are random enough without it; the cost protects tokens
+// people chose themselves.
 const (
 	hashMemory  = 19456 // KiB
 	hashTime    = 2

@@ -40,8 +40,8 @@ var (
 
 const (
 	// maxVerifying bounds the hashes running at once: each takes a core
-	// and 19 MiB for about 50 ms, and a flood of wrong tokens must not take
-	// every core or the memory of a small machine.
+	// and 19 MiB for tens of milliseconds, and a flood of wrong tokens must
+	// not take every core or the memory of a small machine.
 	maxVerifying = 2
 	// cacheSize bounds the remembered successes.
 	cacheSize = 4096
@@ -54,9 +54,9 @@ const (
 // costs one hash, not one per connection. An entry is keyed by an HMAC of
 // the rule's hash, the device and the token under a key made for this
 // Tokens, so the cache holds no token and nothing that could be checked
-// against a guess outside this process. Failures are never cached: a
-// cached failure would be a cheap oracle for the next guess and would
-// outlive a corrected config.
+// against a guess outside this process. Failures are never cached: anyone
+// can make as many different ones as they like, and they would push out
+// the successes the cache is for.
 type Tokens struct {
 	slots  chan struct{} // a semaphore of maxVerifying
 	macKey []byte
@@ -66,8 +66,8 @@ type Tokens struct {
 	waiting func()
 
 	mu     sync.Mutex
-	rules  []rule // replaced whole, never changed in place
-	hashes map[string]bool
+	rules  []rule              // replaced whole, never changed in place
+	hashes map[string]bool     // the Hash of every rule
 	cache  map[cacheKey]string // a success -> the rule hash it matched
 }
 

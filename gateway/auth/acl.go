@@ -66,8 +66,9 @@ func cloneRules(rules []ACLRule) []ACLRule {
 }
 
 // MayPublish reports whether device may publish on channel. No device may
-// publish on a Reserved channel, whatever the rules say; frames that carry
-// command results (protocols.ResultChannel) are the gateway's and must not
+// publish on a Reserved channel, whatever the rules say, so this is for
+// frames decoded from what a device sent; the frames a protocol builds for
+// command results (protocols.ResultFrame) are the gateway's and must not
 // be checked here.
 func (a *ACL) MayPublish(device, channel string) bool {
 	if Reserved(channel) {

@@ -49,9 +49,14 @@ type ThrottleStats struct {
 // slow. It is safe for concurrent use.
 //
 // An address is an IP without port; the IPv6 addresses of one /64 count as
-// one, since a single host is commonly given a whole /64. Memory stays
-// bounded by MaxAddrs however many addresses fail; forgotten addresses are
-// pruned as calls come, with no goroutine of its own.
+// one, since a single host is commonly given a whole /64. Devices behind
+// one NAT share their failures, and a success from any of them forgives
+// the rest.
+//
+// Memory stays bounded by MaxAddrs however many addresses fail, at a
+// price: an attacker with more addresses than that pushes out the oldest
+// records, blocks included. Forgotten addresses are pruned as calls come,
+// with no goroutine of its own.
 type Throttle struct {
 	opt ThrottleOptions
 

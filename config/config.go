@@ -42,6 +42,7 @@ type Config struct {
 	MQTT           MQTT                      `toml:"mqtt"`
 	Spool          Spool                     `toml:"spool"`
 	Admin          Admin                     `toml:"admin"`
+	Auth           Auth                      `toml:"auth"`
 	// DeviceTables are the [[devices]] entries as decoded by the file;
 	// Devices are the same, each with its driver's options.
 	DeviceTables []toml.Primitive `toml:"devices"`
@@ -187,6 +188,13 @@ type Listener struct {
 	TLSKey      string   `toml:"tls_key"`
 	Compression bool     `toml:"compression"`
 	CompressMin int      `toml:"compress_min"`
+	// Auth is how devices prove who they are: "none", "token" (a token of
+	// [[auth.tokens]], in the protocol's hello or Authorization: Bearer) or
+	// "mtls" (a client certificate from ClientCA; the device id from its
+	// DeviceID: "cn" or "san-uri").
+	Auth     string `toml:"auth"`
+	ClientCA string `toml:"client_ca"`
+	DeviceID string `toml:"device_id"`
 }
 
 // Protocols is the [protocols] section.
@@ -228,7 +236,7 @@ func Default() Config {
 			MessageBurst:             200,
 			MessageRatePolicy:        "wait",
 		},
-		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin}},
+		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin, Auth: AuthNone, DeviceID: "cn"}},
 		Protocols: Protocols{Order: module.DefaultOrder(), Policy: string(protocols.PolicyClient), Modules: defaultModules()},
 		MQTT: MQTT{
 			KeepAlive:      30 * time.Second,
@@ -247,6 +255,7 @@ func Default() Config {
 		},
 		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin:      Admin{Address: "127.0.0.1:9180"},
+		Auth:       defaultAuth(),
 		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
@@ -658,6 +667,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
+	fs = append(fs, c.Auth.validate()...)
 	fs = append(fs, c.validatePlugins()...)
 	fs = append(fs, c.validateDevices()...)
 
@@ -710,6 +720,14 @@ func (c *Config) validate() []fault {
 			if f[1] != "" {
 				if _, err := os.Stat(f[1]); err != nil {
 					add(at(f[0]), "%s", fileProblem(f[1], err))
+				}
+			}
+		}
+		fs = append(fs, c.validateListenerAuth(i, &c.Listeners[i])...)
+		if l.Auth != "" && l.Auth != AuthNone {
+			for _, name := range l.Protocols {
+				if m, ok := module.Lookup(name); ok && m.SelfAuthenticating {
+					add(at("protocols"), "%q authenticates its devices itself; a listener with auth = %q cannot serve it", name, l.Auth)
 				}
 			}
 		}

@@ -161,21 +161,21 @@ path = "/ws"
 [[listeners]]
 address = "127.0.0.1:9000"
 `, func(t *testing.T, c Config) {
-			want := []Listener{{Address: "127.0.0.1:9000", Path: "/ws", CompressMin: 256}, {Address: "127.0.0.1:9000", Path: "/", CompressMin: 256}}
+			want := []Listener{{Address: "127.0.0.1:9000", Path: "/ws", CompressMin: 256, Auth: AuthNone, DeviceID: "cn"}, {Address: "127.0.0.1:9000", Path: "/", CompressMin: 256, Auth: AuthNone, DeviceID: "cn"}}
 			if !reflect.DeepEqual(c.Listeners, want) {
 				t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 			}
 		}},
 		{"dotted keys and inline tables", `
 websocket.ping_interval = "0s"
-protocols.done = { envelope = true, tokens = { "kitchen-sensor" = "s3cret", "esp32.garage" = "x" } }
+protocols.done = { envelope = true, max_pending_commands = 7 }
 protocols.policy = "server"
 `, func(t *testing.T, c Config) {
 			if c.WebSocket.PingInterval != 0 || !doneOf(c).Envelope || c.Protocols.Policy != "server" {
 				t.Errorf("config = %+v", c)
 			}
-			if doneOf(c).Tokens["esp32.garage"] != "x" || len(doneOf(c).Tokens) != 2 {
-				t.Errorf("tokens = %v", doneOf(c).Tokens)
+			if doneOf(c).MaxPendingCommands != 7 {
+				t.Errorf("max_pending_commands = %v", doneOf(c).MaxPendingCommands)
 			}
 			// Keys the file does not set keep their defaults.
 			if doneOf(c).MaxInflight != done.DefaultConfig().MaxInflight || c.WebSocket.PongTimeout != 10*time.Second {
@@ -284,7 +284,8 @@ func TestBrokenStructured(t *testing.T) {
 		{"unknown-key-second-listener.toml", Problems{{Line: 8, Key: "listeners[1].protocol", Msg: "unknown key"}}},
 		{"syntax-error.toml", Problems{{Line: 3, Key: "log.format", Msg: `expected value but found "text" instead`}}},
 		{"wrong-type.toml", Problems{{Line: 3, Key: "websocket.max_message", Msg: "must be an integer, not a string"}}},
-		{"bad-done-token-key.toml", Problems{{Line: 6, Key: "protocols.done.tokens", Msg: `"garage door" is not a valid device id (1-128 of A-Z a-z 0-9 . _ -)`}}},
+		{"done-plain-tokens.toml", Problems{{Line: 4, Key: "protocols.done.tokens", Msg: "plain-text tokens are no longer accepted: hash each with `wsgate token hash`, " +
+			`list the hashes under [[auth.tokens]], and set auth = "token" on the listeners (docs/SECURITY.md)`}}},
 		{"several-problems.toml", Problems{
 			{Line: 3, Key: "gateway.shutdown_grace", Msg: `must be a positive duration such as "10s"`},
 			{Line: 6, Key: "log.level", Msg: `"loud" is not one of debug, info, warn, error`},

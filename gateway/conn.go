@@ -48,6 +48,8 @@ type conn struct {
 
 	rate     rateBucket  // the message rate (limits.go); the reading side's
 	overRate atomic.Bool // the message being delivered is over the rate (RateBusy)
+	auth     *connAuth   // how the device authenticated (access.go); nil: not asked
+	results  results     // results of commands the session owes (access.go)
 
 	// mu guards the fields below it.
 	mu      sync.Mutex
@@ -528,6 +530,9 @@ func (c *conn) onPing(data string) error {
 // Attach implements protocols.Outlet.
 func (c *conn) Attach(d protocols.Device) error {
 	device := d.ID
+	if err := c.authenticate(d); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.device != "" {
 		c.mu.Unlock()
@@ -623,6 +628,9 @@ func (c *conn) Publish(f protocols.Frame) error {
 	if c.overRate.Load() {
 		return fmt.Errorf("%w: over the message rate", protocols.ErrBusy)
 	}
+	if err := c.mayPublish(f.Device, f.Channel); err != nil {
+		return err
+	}
 	return c.srv.router.Publish(f)
 }
 
@@ -633,6 +641,18 @@ func (c *conn) Command(cmd protocols.Command) (err error) {
 	if c.ended || c.session == nil { // nil: NewSession attached and has not returned yet
 		return protocols.ErrDeviceOffline
 	}
+	if !c.srv.acl.Load().MayReceive(cmd.Device, cmd.Name) {
+		c.srv.forbiddenCommands.Add(1)
+		return fmt.Errorf("%w: %s may not receive %q", protocols.ErrForbidden, cmd.Device, cmd.Name)
+	}
+	// The result may come before OnCommand returns (SHIP publishes it from
+	// OnCommand); a command the session refuses owes none.
+	c.expectResult(cmd.Name)
+	defer func() {
+		if err != nil {
+			c.takeResult(protocols.ResultChannel(cmd.Name))
+		}
+	}()
 	defer func() {
 		if _, panicked := err.(*sessionPanic); panicked {
 			c.Close(protocols.CloseInternalError, "internal error")

@@ -51,7 +51,7 @@ const (
 // echoProtocol is the protocol of these tests. Its sessions echo every data
 // message, and text messages starting with "!" drive the outlet:
 //
-//	!attach ID              Attach(ID), answered "attached ID" or "error ..."
+//	!attach ID [TOKEN]      Attach(ID), answered "attached ID" or "error ..."
 //	!publish CHANNEL DATA   Publish a QoS 1 frame; its ack is answered "ack CHANNEL",
 //	                        a refusal "nack CHANNEL ERROR"
 //	!close CODE REASON      Outlet.Close(CODE, REASON)
@@ -120,10 +120,11 @@ func (s *echoSession) OnMessage(m protocols.Message) error {
 		verb, arg, _ := strings.Cut(string(m.Data[1:]), " ")
 		switch verb {
 		case "attach":
-			if err := s.out.Attach(protocols.Device{ID: arg}); err != nil {
+			id, token, _ := strings.Cut(arg, " ")
+			if err := s.out.Attach(protocols.Device{ID: id, Token: token}); err != nil {
 				return s.out.Send(textMessage("error " + err.Error()))
 			}
-			return s.out.Send(textMessage("attached " + arg))
+			return s.out.Send(textMessage("attached " + id))
 		case "publish":
 			channel, payload, _ := strings.Cut(arg, " ")
 			err := s.out.Publish(protocols.Frame{

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/gateway/auth"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/protocols"
 )
@@ -43,6 +44,8 @@ type Options struct {
 	AllowedOrigins []string
 	// Limits bound connections and message rates; SetLimits changes them.
 	Limits Limits
+	// Access authenticates and authorises devices; SetAccess changes it.
+	Access Access
 }
 
 // Listener is one address and path devices connect to.
@@ -72,6 +75,12 @@ type Listener struct {
 	// CompressMin is the smallest message sent compressed; smaller ones
 	// are not worth it. 0 means 256 bytes.
 	CompressMin int
+	// Auth is how devices prove who they are here; AuthMTLS takes client
+	// certificates that chain to the PEM bundle ClientCA (read again when
+	// it changes) and the device id from DeviceIDFrom.
+	Auth         AuthMode
+	ClientCA     string
+	DeviceIDFrom auth.IDFrom
 }
 
 // Server accepts WebSocket connections and runs their sessions.
@@ -93,6 +102,13 @@ type Server struct {
 	rateLimited atomic.Uint64 // messages over their connection's rate
 	logRate     *logLimiter
 
+	tokens   *auth.Tokens
+	acl      atomic.Pointer[auth.ACL]
+	throttle *auth.Throttle
+	cas      []*caFile // of the mtls listeners
+	// Counters of refusals.
+	authFailures, authThrottled, forbiddenPublishes, forbiddenCommands atomic.Uint64
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	open     int            // connections entered and not yet left
@@ -109,13 +125,26 @@ type Stats struct {
 	Upgrades    uint64         // handshakes accepted since start
 	Refused     map[int]uint64 // handshakes refused, by HTTP status
 	RateLimited uint64         // messages over their connection's rate
+	// AuthFailures are failed device authentications; AuthThrottled the
+	// attempts refused because their address failed too often.
+	AuthFailures, AuthThrottled uint64
+	// ForbiddenPublishes and ForbiddenCommands were refused by the access
+	// rules (or a device publishing on the gateway's own channels).
+	ForbiddenPublishes, ForbiddenCommands uint64
+	// ThrottledAddresses are the addresses that failed recently.
+	ThrottledAddresses int
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Connections: len(s.conns), Upgrades: s.upgrades, Refused: maps.Clone(s.refused), RateLimited: s.rateLimited.Load()}
+	return Stats{
+		Connections: len(s.conns), Upgrades: s.upgrades, Refused: maps.Clone(s.refused), RateLimited: s.rateLimited.Load(),
+		AuthFailures: s.authFailures.Load(), AuthThrottled: s.authThrottled.Load(),
+		ForbiddenPublishes: s.forbiddenPublishes.Load(), ForbiddenCommands: s.forbiddenCommands.Load(),
+		ThrottledAddresses: s.throttle.Stats().Addrs,
+	}
 }
 
 func (s *Server) countRefusal(status int) {
@@ -147,6 +176,9 @@ func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slo
 	s := &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}),
 		perAddr: make(map[string]int), refused: make(map[int]uint64), logRate: newLogLimiter(20, 200)}
 	s.SetLimits(opts.Limits)
+	if err := s.setupAccess(opts.Access); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -169,7 +201,12 @@ func (s *Server) Start() error {
 			if path == "" {
 				path = "/"
 			}
-			mux.Handle(path, s.handler(l))
+			la, err := s.newListenerAccess(l)
+			if err != nil {
+				s.closeListeners()
+				return fmt.Errorf("listener %s%s: %w", addr, path, err)
+			}
+			mux.Handle(path, s.handler(l, la))
 		}
 		hs := &http.Server{
 			Handler:           mux,
@@ -196,8 +233,10 @@ func (s *Server) Start() error {
 				return fmt.Errorf("listener %s: %w", addr, err)
 			}
 			s.certs = append(s.certs, cert)
-			c := &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12}
-			if slices.ContainsFunc(group, func(l Listener) bool { return l.RequestClientCert }) {
+			c := &tls.Config{GetCertificate: getCertificate(cert), MinVersion: tls.VersionTLS12}
+			// Certificates are asked for, and checked by the handler:
+			// a refusal is then an HTTP answer that says why.
+			if slices.ContainsFunc(group, func(l Listener) bool { return l.RequestClientCert || l.Auth == AuthMTLS }) {
 				c.ClientAuth = tls.RequestClientCert
 			}
 			ln = tls.NewListener(ln, c)
@@ -285,7 +324,7 @@ func (s *Server) Connections() int {
 	return len(s.conns)
 }
 
-func (s *Server) handler(l Listener) http.Handler {
+func (s *Server) handler(l Listener, la *listenerAccess) http.Handler {
 	negotiation := protocols.Negotiation{Policy: s.opts.Policy, Allowed: l.Protocols, Fallback: l.Fallback}
 	plain := &websocket.Upgrader{
 		HandshakeTimeout: s.opts.HandshakeTimeout,
@@ -309,6 +348,11 @@ func (s *Server) handler(l Listener) http.Handler {
 		if herr == nil && !s.originAllowed(r) {
 			herr = refuse(http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 		}
+		if herr != nil {
+			s.refuse(w, r, herr)
+			return
+		}
+		access, herr := s.admitRequest(la, r)
 		if herr != nil {
 			s.refuse(w, r, herr)
 			return
@@ -364,7 +408,7 @@ func (s *Server) handler(l Listener) http.Handler {
 		// an idle connection would otherwise keep).
 		go s.serve(ws, uw.conn, uw.reader, p, requestInfo{
 			remote: r.RemoteAddr, path: r.URL.Path, tls: r.TLS, compressMin: l.compressMin(compress),
-			heartbeat: s.heartbeat(l.PingInterval, l.PongTimeout), maxMessage: maxMessage,
+			heartbeat: s.heartbeat(l.PingInterval, l.PongTimeout), maxMessage: maxMessage, auth: access,
 		})
 	})
 }
@@ -392,7 +436,8 @@ type requestInfo struct {
 	tls          *tls.ConnectionState
 	heartbeat    heartbeat
 	maxMessage   int64
-	outbound     bool // the gateway dialled the connection
+	outbound     bool      // the gateway dialled the connection
+	auth         *connAuth // nil on listeners that do not authenticate devices
 }
 
 // heartbeat is a connection's keepalive: a ping every interval, and the
@@ -484,6 +529,7 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p
 		},
 		compressMin: r.compressMin,
 		heartbeat:   r.heartbeat,
+		auth:        r.auth,
 		noPark:      wire == nil || !canPark(wire.Conn),
 	}
 	if r.maxMessage > 0 {

@@ -5,6 +5,7 @@
 //	wsgate check -config FILE        validate a configuration file
 //	wsgate protocols [-config FILE]  list the protocols in preference order
 //	wsgate reload [-config FILE]     make the running gateway re-read its configuration
+//	wsgate token new|hash [FILE]     make a token, hash one for the configuration
 //	wsgate <protocol> <command> ...  a built-in protocol's commands (wsgate <protocol> help)
 //	wsgate version                   print the version
 //
@@ -48,6 +49,7 @@ commands:
   protocols [-config FILE]  list the enabled protocols in preference order
   reload [-config FILE] [-admin ADDRESS]
                             make the running gateway re-read its configuration
+  token new|hash [FILE]     make a device or admin token, hash one for [[auth.tokens]]
 `)
 	for _, name := range subcommandModules() {
 		fmt.Fprintf(&b, "  %-24s  the %s protocol's commands (wsgate %s help)\n", name+" <command>", name, name)
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case cmd == "help" || cmd == "-h" || cmd == "-help" || cmd == "--help":
 		fmt.Fprint(stdout, usage())
 		return 0
+	case cmd == "token":
+		return tokenCommand(args, os.Stdin, stdout, stderr)
 	case slices.Contains(subcommandModules(), cmd):
 		return protocolCommand(ctx, cmd, args, stdout, stderr)
 	default:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
+	"github.com/wsgate/wsgate/gateway/auth"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 )
@@ -82,11 +83,25 @@ func (g *gatewayRun) gatewayOptions() gateway.Options {
 		SendQueue:        ws.SendQueue,
 		AllowedOrigins:   ws.AllowedOrigins,
 		Limits:           limits(g.cfg.WebSocket),
+		Access:           access(g.cfg.Auth),
 	}
 	for _, l := range g.cfg.Listeners {
 		gl := gateway.Listener{
 			Address: l.Address, Path: l.Path, Protocols: l.Protocols, Fallback: l.Fallback,
 			TLSCert: l.TLSCert, TLSKey: l.TLSKey, Compression: l.Compression, CompressMin: l.CompressMin,
+			ClientCA: l.ClientCA, DeviceIDFrom: auth.IDFrom(l.DeviceID),
+		}
+		if l.Auth != config.AuthNone {
+			gl.Auth = gateway.AuthMode(l.Auth)
+			if len(gl.Protocols) == 0 {
+				// The protocols that authenticate devices themselves are
+				// not served where the gateway does it.
+				for _, name := range g.cfg.Protocols.Order {
+					if m, ok := module.Lookup(name); !ok || !m.SelfAuthenticating {
+						gl.Protocols = append(gl.Protocols, name)
+					}
+				}
+			}
 		}
 		if _, ok := g.tlsProvider(l.Protocols); ok && l.TLSCert != "" {
 			gl.RequestClientCert = true // so that such a protocol can admit its clients
@@ -207,4 +222,10 @@ func limits(ws config.WebSocket) gateway.Limits {
 		MaxConnections: ws.MaxConnections, MaxPerAddress: ws.MaxConnectionsPerAddress,
 		MessageRate: ws.MessageRate, MessageBurst: ws.MessageBurst, RatePolicy: gateway.RatePolicy(ws.MessageRatePolicy),
 	}
+}
+
+// access is the device authentication and access rules of the
+// configuration.
+func access(a config.Auth) gateway.Access {
+	return gateway.Access{Tokens: a.TokenRules(), ACL: a.ACLRules(), Throttle: a.ThrottleOptions()}
 }

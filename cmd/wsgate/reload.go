@@ -12,8 +12,9 @@ import (
 
 // reload re-reads the configuration file and applies, without dropping
 // the devices that are connected, what can change while wsgate runs: the
-// log level, the WebSocket limits, routes, TLS certificates and the
-// external broker's credentials. What needs a restart is named in the log
+// log level, the WebSocket limits, routes, TLS certificates and CA
+// bundles, device tokens and access rules (sessions they no longer admit
+// are closed with 1008) and the external broker's credentials. What needs a restart is named in the log
 // and left as it runs. An invalid file changes nothing: every problem is
 // logged, and returned.
 func (g *gatewayRun) reload() (problems []string) {
@@ -74,6 +75,14 @@ func (g *gatewayRun) reload() (problems []string) {
 		log.Warn("TLS certificates not reloaded; the previous ones stay in service", "err", err)
 		problems = append(problems, err.Error())
 	}
+	// After the certificates: sessions whose client certificate no longer
+	// chains to a reloaded CA bundle are closed with the revoked tokens.
+	if err := g.server.SetAccess(access(cfg.Auth)); err != nil {
+		log.Error("device tokens and access rules not reloaded", "err", err)
+		problems = append(problems, err.Error())
+	} else if !reflect.DeepEqual(cfg.Auth, old.Auth) {
+		applied = append(applied, "auth")
+	}
 
 	restart := needsRestart(old, cfg)
 	if len(restart) > 0 {
@@ -85,6 +94,7 @@ func (g *gatewayRun) reload() (problems []string) {
 	next.Log.Level, next.Routes, next.Warnings = cfg.Log.Level, cfg.Routes, cfg.Warnings
 	setLimits(&next.WebSocket, cfg.WebSocket)
 	next.MQTT.Username, next.MQTT.Password = cfg.MQTT.Username, cfg.MQTT.Password
+	next.Auth = cfg.Auth
 	g.cfg = next
 	log.Info("configuration reloaded", "file", g.path, "applied", applied)
 	return problems
@@ -103,6 +113,7 @@ func needsRestart(a, b config.Config) []string {
 		c.Log.Level, c.Routes, c.Warnings, c.DeviceTables = "", nil, nil, nil
 		setLimits(&c.WebSocket, config.WebSocket{})
 		c.MQTT.Username, c.MQTT.Password = "", ""
+		c.Auth = config.Auth{ThrottleAfter: c.Auth.ThrottleAfter, ThrottleBase: c.Auth.ThrottleBase, ThrottleMax: c.Auth.ThrottleMax}
 		return c
 	}
 	a, b = frozen(a), frozen(b)

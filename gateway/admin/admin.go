@@ -217,6 +217,11 @@ var (
 	descPluginUp    = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
 	descPluginDis   = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
 	descRestarts    = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
+	descRateLimited = prometheus.NewDesc("wsgate_websocket_rate_limited_total", "Messages over their connection's rate (websocket.message_rate).", nil, nil)
+	descAuthFailed  = prometheus.NewDesc("wsgate_auth_failures_total", "Failed device authentications.", nil, nil)
+	descThrottled   = prometheus.NewDesc("wsgate_auth_throttled_total", "Upgrades and hellos refused because their address failed to authenticate too often.", nil, nil)
+	descThrottling  = prometheus.NewDesc("wsgate_auth_throttled_addresses", "Addresses with recent authentication failures.", nil, nil)
+	descForbidden   = prometheus.NewDesc("wsgate_acl_refused_total", "Publishes and commands refused by the access rules.", []string{"what"}, nil)
 
 	descAdminRefused = prometheus.NewDesc("wsgate_admin_refused_total", "Admin requests refused, by reason: host (not a name of the endpoints), cross-site, token (missing or wrong).", []string{"reason"}, nil)
 )
@@ -224,7 +229,8 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
-		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts, descAdminRefused} {
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts, descAdminRefused,
+		descRateLimited, descAuthFailed, descThrottled, descThrottling, descForbidden} {
 		ch <- d
 	}
 }
@@ -239,6 +245,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g := c.src.Gateway.Stats()
 	gauge(descConnections, float64(g.Connections))
 	counter(descUpgrades, g.Upgrades)
+	counter(descRateLimited, g.RateLimited)
+	counter(descAuthFailed, g.AuthFailures)
+	counter(descThrottled, g.AuthThrottled)
+	gauge(descThrottling, float64(g.ThrottledAddresses))
+	counter(descForbidden, g.ForbiddenPublishes, "publish")
+	counter(descForbidden, g.ForbiddenCommands, "command")
 	for status, n := range g.Refused {
 		counter(descRefused, n, strconv.Itoa(status))
 	}

@@ -34,16 +34,16 @@ type ACL struct {
 // index and the field.
 func NewACL(rules []ACLRule) (*ACL, error) {
 	for i, r := range rules {
-		if err := checkDevices(r.Devices); err != nil {
+		if err := CheckDevices(r.Devices); err != nil {
 			return nil, fmt.Errorf("acl rule %d: devices: %w", i, err)
 		}
 		for j, f := range r.Publish {
-			if err := checkFilter(f); err != nil {
+			if err := CheckFilter(f); err != nil {
 				return nil, fmt.Errorf("acl rule %d: publish[%d] %q: %w", i, j, f, err)
 			}
 		}
 		for j, c := range r.Commands {
-			if err := checkCommand(c); err != nil {
+			if err := CheckCommand(c); err != nil {
 				return nil, fmt.Errorf("acl rule %d: commands[%d] %q: %w", i, j, c, err)
 			}
 		}
@@ -130,7 +130,9 @@ func Reserved(channel string) bool {
 	return first == "cmd" || first == "status"
 }
 
-func checkCommand(pattern string) error {
+// CheckCommand validates a command pattern of a rule: a name, or a
+// path.Match pattern such as "set-*".
+func CheckCommand(pattern string) error {
 	if pattern == "" {
 		return errors.New(`empty: name a command or a pattern such as "set-*"`)
 	}
@@ -140,10 +142,10 @@ func checkCommand(pattern string) error {
 	return nil
 }
 
-// checkFilter validates a publish filter: levels separated by '/', none
+// CheckFilter validates a publish filter: levels separated by '/', none
 // empty, "+" a whole level, "#" a whole level and the last. Filters naming
 // a Reserved channel are refused since they could never allow anything.
-func checkFilter(filter string) error {
+func CheckFilter(filter string) error {
 	if filter == "" {
 		return errors.New(`empty: name a channel or a filter such as "sensors/#"`)
 	}

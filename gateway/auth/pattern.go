@@ -9,9 +9,9 @@ import (
 	"github.com/wsgate/wsgate/protocols"
 )
 
-// checkDevices validates the Devices of a rule: a device id, or a
+// CheckDevices validates the Devices of a rule: a device id, or a
 // path.Match pattern such as "esp32-*".
-func checkDevices(p string) error {
+func CheckDevices(p string) error {
 	if p == "" {
 		return errors.New(`empty: name a device id or a pattern such as "esp32-*"`)
 	}

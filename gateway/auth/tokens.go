@@ -100,7 +100,7 @@ func compileTokenRules(rules []TokenRule) ([]rule, map[string]bool, error) {
 	compiled := make([]rule, len(rules))
 	hashes := make(map[string]bool, len(rules))
 	for i, r := range rules {
-		if err := checkDevices(r.Devices); err != nil {
+		if err := CheckDevices(r.Devices); err != nil {
 			return nil, nil, fmt.Errorf("token rule %d: devices: %w", i, err)
 		}
 		p, err := parseHash(r.Hash)

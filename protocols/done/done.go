@@ -8,7 +8,6 @@ package done
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +36,8 @@ const (
 
 // Config is the [protocols.done] section.
 type Config struct {
-	// Tokens maps device ids to their tokens. When it is not empty, every
-	// hello must carry the token of its id.
+	// Tokens is where plain-text device tokens were once kept; they are
+	// refused now: the gateway checks hashed tokens ([[auth.tokens]]).
 	Tokens map[string]string `toml:"tokens"`
 	// Envelope publishes {"seq":..,"ts":..,"data":..} instead of data alone.
 	Envelope bool `toml:"envelope"`
@@ -60,11 +59,9 @@ func DefaultConfig() Config {
 // module.KeyError.
 func (c Config) Validate(s module.Settings) error {
 	var errs []error
-	for id := range c.Tokens {
-		if !ValidDeviceID(id) {
-			errs = append(errs, &module.KeyError{Key: "tokens", Entry: id,
-				Msg: fmt.Sprintf("%q is not a valid device id (1-128 of A-Z a-z 0-9 . _ -)", id)})
-		}
+	if len(c.Tokens) > 0 {
+		errs = append(errs, module.Errorf("tokens", "plain-text tokens are no longer accepted: "+
+			"hash each with `wsgate token hash`, list the hashes under [[auth.tokens]], and set auth = \"token\" on the listeners (docs/SECURITY.md)"))
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, module.Errorf("max_inflight", "must be at least 1"))
@@ -256,13 +253,12 @@ func (s *session) hello(msg *inbound) error {
 	if !ValidDeviceID(msg.ID) {
 		return s.refuse(CodeBadRequest, "hello: id must be 1-128 characters of A-Z a-z 0-9 . _ -")
 	}
-	if len(s.cfg.Tokens) > 0 {
-		want, ok := s.cfg.Tokens[msg.ID]
-		if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(msg.Token)) != 1 {
+	// The gateway checks the token, on listeners that authenticate
+	// devices (the same rules for every protocol).
+	if err := s.out.Attach(protocols.Device{ID: msg.ID, Token: msg.Token}); err != nil {
+		if errors.Is(err, protocols.ErrUnauthorized) {
 			return s.refuse(CodeUnauthorized, "hello: unknown device or wrong token")
 		}
-	}
-	if err := s.out.Attach(protocols.Device{ID: msg.ID, Token: msg.Token}); err != nil {
 		s.sendError(CodeInternal, "cannot attach the device")
 		return fmt.Errorf("attach %q: %w", msg.ID, err)
 	}
@@ -383,6 +379,8 @@ func publishCode(err error) string {
 		return CodeBusy
 	case errors.Is(err, protocols.ErrInvalidFrame):
 		return CodeBadRequest
+	case errors.Is(err, protocols.ErrForbidden):
+		return CodeUnauthorized
 	}
 	return CodeInternal
 }

@@ -16,6 +16,10 @@ type Module struct {
 	// Name is the subprotocol token, and the name of the protocol's
 	// table: [protocols.<Name>].
 	Name string
+	// SelfAuthenticating is set for a protocol that authenticates devices
+	// itself (SHIP pairs them by the key of their certificate): listeners
+	// that authenticate devices (auth = "token" or "mtls") do not serve it.
+	SelfAuthenticating bool
 	// DefaultOrder places the protocol in the default protocols.order,
 	// lower first; 0 leaves it disabled unless the configuration enables
 	// it.

@@ -29,7 +29,7 @@ var Sample string
 
 func init() {
 	module.Register(module.Module{
-		Name: Name, DefaultOrder: 10, Sample: Sample,
+		Name: Name, DefaultOrder: 10, Sample: Sample, SelfAuthenticating: true,
 		NewConfig: func() module.Config { c := DefaultConfig(); return &c },
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/gateway/auth"
+	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 )
 
 // tokenEntry is an [[auth.tokens]] entry with the hash of token.
@@ -86,20 +87,7 @@ func TestDeviceTokensAndReload(t *testing.T) {
 	if status := run(t.Context(), []string{"reload", "-config", ts.path}, &out, &out); status != 0 {
 		t.Fatalf("reload: %d\n%s", status, out.String())
 	}
-	_ = garage.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, _, err := garage.ReadMessage()
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			if ce.Code != 1008 {
-				t.Errorf("the revoked device was closed with %d %q, want 1008", ce.Code, ce.Text)
-			}
-			break
-		}
-		if err != nil {
-			t.Fatalf("the revoked device: %v", err)
-		}
-	}
+	wantClosed(t, garage, 1008)
 	if err := kitchen.WriteMessage(websocket.TextMessage, []byte(`{"op":"pub","ch":"t","data":1,"seq":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +97,67 @@ func TestDeviceTokensAndReload(t *testing.T) {
 	}
 	if _, welcome := helloToken(t, ts.wsURL, "cellar", "c-token"); !strings.Contains(welcome, `"op":"welcome"`) {
 		t.Errorf("the new token: %s", welcome)
+	}
+}
+
+// TestAccessRulesEndToEnd: through MQTT, a done device refused a channel
+// gets nack unauthorized, a command the rules refuse is answered with a
+// result saying so, and an allowed one reaches the device.
+func TestAccessRulesEndToEnd(t *testing.T) {
+	ts := testConfig(t, `
+[[auth.acl]]
+devices = "esp32-*"
+publish = ["telemetry"]
+commands = ["set-*"]
+`)
+	startInProcess(t, ts.path, ts.wsURL)
+	sub := brokertest.Subscribe(t, ts.mqttURL, "wsgate/esp32-1/#")
+	dev := dialDone(t, ts.wsURL, "esp32-1")
+	defer dev.Close()
+	exchange := func(msg string) string {
+		t.Helper()
+		if err := dev.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = dev.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, answer, err := dev.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(answer)
+	}
+	if got := exchange(`{"op":"pub","ch":"telemetry","data":1,"seq":1}`); got != `{"op":"ack","seq":1}` {
+		t.Errorf("allowed channel: %s", got)
+	}
+	if got := exchange(`{"op":"pub","ch":"debug","data":1,"seq":2}`); !strings.Contains(got, `"code":"unauthorized"`) {
+		t.Errorf("refused channel: %s", got)
+	}
+	brokertest.Publish(t, ts.mqttURL, "wsgate/esp32-1/cmd/reboot", []byte(`{}`), false)
+	if m := sub.Next(t, "wsgate/esp32-1/cmd/reboot/result", 10*time.Second); !strings.Contains(string(m.Payload), `"ok":false`) || !strings.Contains(string(m.Payload), "forbidden") {
+		t.Errorf("refused command's result: %s", m.Payload)
+	}
+	brokertest.Publish(t, ts.mqttURL, "wsgate/esp32-1/cmd/set-interval", []byte(`{"s":60}`), false)
+	_ = dev.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, msg, err := dev.ReadMessage(); err != nil || !strings.Contains(string(msg), `"name":"set-interval"`) {
+		t.Errorf("allowed command: %s %v", msg, err)
+	}
+}
+
+// wantClosed reads c until its close frame, which must have code.
+func wantClosed(t *testing.T, c *websocket.Conn, code int) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			if ce.Code != code {
+				t.Errorf("closed with %d %q, want %d", ce.Code, ce.Text, code)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
 	}
 }

@@ -78,6 +78,7 @@ type procConfig struct {
 	wsPort    int
 	adminPort int
 	keepAlive string
+	extra     string // appended to the file
 }
 
 func newProcConfig(t *testing.T, id, mqttURL string) procConfig {
@@ -128,7 +129,7 @@ address = "127.0.0.1:%d"
 
 [protocols]
 order = ["done"]
-`, c.id, c.wsPort, c.mqttURL, c.keepAlive, embedded, c.spoolDir, c.adminPort)
+%s`, c.id, c.wsPort, c.mqttURL, c.keepAlive, embedded, c.spoolDir, c.adminPort, c.extra)
 	path := filepath.Join(t.TempDir(), "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 )
 
@@ -60,6 +62,11 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	mosq := brokertest.StartMosquitto(t)
 	rec := collectSeqs(t, brokertest.SubscribeSession(t, mosq.URL, "wsgate/hup-1/zl", brokertest.ClientID("hup-sub")))
 	cfg := newProcConfig(t, "gw-hup", mosq.URL)
+	// A second listener takes devices with tokens.
+	tokenPort := brokertest.FreePort(t)
+	kitchenEntry, garageEntry := tokenEntry(t, "kitchen", "k-token"), tokenEntry(t, "garage", "g-token")
+	cfg.extra = fmt.Sprintf("\n[[listeners]]\naddress = \"127.0.0.1:%d\"\nauth = \"token\"\n\n%s%s", tokenPort, kitchenEntry, garageEntry)
+	tokenURL := fmt.Sprintf("ws://127.0.0.1:%d/", tokenPort)
 	gw := startWsgate(t, cfg)
 	gw.waitReady(t)
 
@@ -90,6 +97,27 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	gw.hup("configuration reloaded")
 	if !strings.Contains(gw.log.String(), "applied only at the next start") || !strings.Contains(gw.log.String(), "sections=[gateway]") {
 		t.Errorf("the reload does not name the section that needs a restart:\n%s", gw.log.String())
+	}
+
+	// A new token set: the revoked device is closed with 1008, the one
+	// whose token stays keeps its session, the new token works.
+	kitchen, welcome := helloToken(t, tokenURL, "kitchen", "k-token")
+	garage, welcome2 := helloToken(t, tokenURL, "garage", "g-token")
+	if !strings.Contains(welcome, `"op":"welcome"`) || !strings.Contains(welcome2, `"op":"welcome"`) {
+		t.Fatalf("token devices: %s %s", welcome, welcome2)
+	}
+	gw.edit(garageEntry, tokenEntry(t, "cellar", "c-token"))
+	gw.hup("configuration reloaded")
+	wantClosed(t, garage, 1008)
+	if err := kitchen.WriteMessage(websocket.TextMessage, []byte(`{"op":"pub","ch":"t","data":1,"seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = kitchen.SetReadDeadline(time.Now().Add(mqttTestWait))
+	if _, msg, err := kitchen.ReadMessage(); err != nil || string(msg) != `{"op":"ack","seq":1}` {
+		t.Errorf("the device whose token stays: %s %v", msg, err)
+	}
+	if _, welcome := helloToken(t, tokenURL, "cellar", "c-token"); !strings.Contains(welcome, `"op":"welcome"`) {
+		t.Errorf("the new token: %s", welcome)
 	}
 
 	// 20 SIGHUPs while frames flow.

@@ -152,6 +152,10 @@ func StateDir() string {
 type Gateway struct {
 	ID            string        `toml:"id"`
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+	// CommandTimeout is how long a device has to answer a command before
+	// the gateway answers it with "timeout", for every protocol and local
+	// device.
+	CommandTimeout time.Duration `toml:"command_timeout"`
 }
 
 // Log selects what is logged and how.
@@ -217,7 +221,7 @@ func Default() Config {
 		host = "wsgate"
 	}
 	return Config{
-		Gateway: Gateway{ID: host, ShutdownGrace: 10 * time.Second},
+		Gateway: Gateway{ID: host, ShutdownGrace: 10 * time.Second, CommandTimeout: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
 		WebSocket: WebSocket{
 			PingInterval:     30 * time.Second,
@@ -597,6 +601,9 @@ func (c *Config) validate() []fault {
 	}
 	if c.Gateway.ShutdownGrace <= 0 {
 		add("gateway.shutdown_grace", "must be a positive duration such as \"10s\"")
+	}
+	if c.Gateway.CommandTimeout <= 0 {
+		add("gateway.command_timeout", "must be a positive duration such as \"30s\"")
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)

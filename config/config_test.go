@@ -198,13 +198,12 @@ protocols = ["done"]
 [gateway]
 id = "hub-1"
 shutdown_grace = "1m30s"
+command_timeout = "500ms"
 [log]
 level = "debug"
 format = "json"
-[protocols.done]
-command_timeout = "500ms"
 `, func(t *testing.T, c Config) {
-			if c.Gateway.ID != "hub-1" || c.Gateway.ShutdownGrace != 90*time.Second || c.Log != (Log{"debug", "json"}) || doneOf(c).CommandTimeout != 500*time.Millisecond {
+			if c.Gateway.ID != "hub-1" || c.Gateway.ShutdownGrace != 90*time.Second || c.Log != (Log{"debug", "json"}) || c.Gateway.CommandTimeout != 500*time.Millisecond {
 				t.Errorf("config = %+v", c)
 			}
 		}},

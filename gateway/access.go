@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/wsgate/wsgate/gateway/auth"
@@ -248,10 +247,11 @@ func (c *conn) recheck() {
 
 // mayPublish applies the gateway's rules to a frame of device: no device
 // publishes on the gateway's own channels (cmd/, status) but the result of
-// a command it was given, and the access rules may narrow the rest.
-func (c *conn) mayPublish(device, channel string) error {
+// a command its session was given and has not answered (commands.go), and
+// the access rules may narrow the rest.
+func (c *conn) mayPublish(device, channel string, payload []byte) error {
 	if auth.Reserved(channel) {
-		if c.takeResult(channel) {
+		if c.takeResult(channel, payload) {
 			return nil
 		}
 		c.srv.forbiddenPublishes.Add(1)
@@ -263,53 +263,4 @@ func (c *conn) mayPublish(device, channel string) error {
 		return fmt.Errorf("%w: %s may not publish on %q", protocols.ErrForbidden, device, channel)
 	}
 	return nil
-}
-
-// results counts, by command name, the results a connection may publish:
-// one for each command handed to its session and not yet answered. Most
-// connections never hold one.
-type results struct {
-	mu      sync.Mutex
-	pending map[string]int
-	total   int
-}
-
-// maxPendingResults bounds the results a connection is owed; a protocol
-// that never answers must not grow this map forever. Past it, the result of
-// a further command is refused like a forged one.
-const maxPendingResults = 1024
-
-// expectResult records that the session owes the result of a command named
-// name.
-func (c *conn) expectResult(name string) {
-	c.results.mu.Lock()
-	defer c.results.mu.Unlock()
-	if c.results.total >= maxPendingResults {
-		return
-	}
-	if c.results.pending == nil {
-		c.results.pending = make(map[string]int)
-	}
-	c.results.pending[name]++
-	c.results.total++
-}
-
-// takeResult reports whether channel is the result channel of a command the
-// session owes an answer to, and takes that answer off the count.
-func (c *conn) takeResult(channel string) bool {
-	name, isCmd := strings.CutPrefix(channel, "cmd/")
-	name, isResult := strings.CutSuffix(name, "/result")
-	if !isCmd || !isResult || name == "" {
-		return false
-	}
-	c.results.mu.Lock()
-	defer c.results.mu.Unlock()
-	if c.results.pending[name] == 0 {
-		return false
-	}
-	if c.results.pending[name]--; c.results.pending[name] == 0 {
-		delete(c.results.pending, name)
-	}
-	c.results.total--
-	return true
 }

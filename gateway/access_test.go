@@ -191,12 +191,15 @@ func TestAccessRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	readText(t, ws, "cmd set-interval")
-	// Its result, once; a second is a forgery.
-	writeText(t, ws, "!publish cmd/set-interval/result 1")
-	readText(t, ws, "ack cmd/set-interval/result")
-	writeText(t, ws, "!publish cmd/set-interval/result 1")
+	// Its result, once; a second is a forgery, as is a result for a
+	// command it was not given.
+	writeText(t, ws, `!publish cmd/set-interval/result {"id":"c1","ok":true}`)
 	readText(t, ws, `nack cmd/set-interval/result forbidden: "cmd/set-interval/result" is the gateway's own channel`)
-	if s := gw.srv.Stats(); s.ForbiddenPublishes != 4 || s.ForbiddenCommands != 1 {
+	writeText(t, ws, `!publish cmd/set-interval/result {"id":"c2","ok":true}`)
+	readText(t, ws, "ack cmd/set-interval/result")
+	writeText(t, ws, `!publish cmd/set-interval/result {"id":"c2","ok":true}`)
+	readText(t, ws, `nack cmd/set-interval/result forbidden: "cmd/set-interval/result" is the gateway's own channel`)
+	if s := gw.srv.Stats(); s.ForbiddenPublishes != 5 || s.ForbiddenCommands != 1 {
 		t.Errorf("counted %d publishes and %d commands refused", s.ForbiddenPublishes, s.ForbiddenCommands)
 	}
 }

@@ -49,7 +49,6 @@ type conn struct {
 	rate     rateBucket  // the message rate (limits.go); the reading side's
 	overRate atomic.Bool // the message being delivered is over the rate (RateBusy)
 	auth     *connAuth   // how the device authenticated (access.go); nil: not asked
-	results  results     // results of commands the session owes (access.go)
 
 	// mu guards the fields below it.
 	mu      sync.Mutex
@@ -61,6 +60,7 @@ type conn struct {
 	// ours, or the peer's when it closed first; for the log.
 	closeCode   int
 	closeReason string
+	owed        *owedCommands // commands the session has not answered (commands.go); nil: none
 	drained     chan struct{} // signalled when the writer takes the queue; made by waitForRoom
 	// Waiting (idle.go).
 	deadline time.Time   // the read deadline; zero: none
@@ -425,6 +425,7 @@ func (c *conn) teardown(handshake bool, cause error) {
 	}
 	c.ended = true
 	c.sessionMu.Unlock()
+	c.settleOwed(device) // after Close: what the session answered there is answered
 
 	if !handshake {
 		_ = c.ws.NetConn().Close() // also ends a writer stuck on the peer
@@ -628,7 +629,7 @@ func (c *conn) Publish(f protocols.Frame) error {
 	if c.overRate.Load() {
 		return fmt.Errorf("%w: over the message rate", protocols.ErrBusy)
 	}
-	if err := c.mayPublish(f.Device, f.Channel); err != nil {
+	if err := c.mayPublish(f.Device, f.Channel, f.Payload); err != nil {
 		return err
 	}
 	return c.srv.router.Publish(f)
@@ -646,11 +647,11 @@ func (c *conn) Command(cmd protocols.Command) (err error) {
 		return fmt.Errorf("%w: %s may not receive %q", protocols.ErrForbidden, cmd.Device, cmd.Name)
 	}
 	// The result may come before OnCommand returns (SHIP publishes it from
-	// OnCommand); a command the session refuses owes none.
-	c.expectResult(cmd.Name)
+	// OnCommand); a command the session refuses is owed no result.
+	cmd.ID = c.owe(cmd)
 	defer func() {
 		if err != nil {
-			c.takeResult(protocols.ResultChannel(cmd.Name))
+			c.forgive(cmd.ID)
 		}
 	}()
 	defer func() {

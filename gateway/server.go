@@ -38,6 +38,9 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	MaxMessage       int64 // bytes per message, after decompression
 	SendQueue        int   // messages queued to one device before it counts as too slow
+	// CommandTimeout is how long a session has to answer a command before
+	// the gateway answers it with "timeout" (default 30s).
+	CommandTimeout time.Duration
 	// AllowedOrigins lists the Origin values browsers may connect from; "*"
 	// allows any. Empty allows only requests without Origin or from the
 	// same host. Devices send no Origin.
@@ -169,6 +172,9 @@ func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slo
 	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 10 * time.Second
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 30 * time.Second
 	}
 	if !opts.Policy.Valid() {
 		opts.Policy = protocols.PolicyClient
@@ -517,15 +523,16 @@ func (s *Server) newConn(ws *websocket.Conn, wire *wireConn, br *bufio.Reader, p
 		cancel:  cancel,
 		started: time.Now(),
 		info: protocols.SessionInfo{
-			ID:          id,
-			Subprotocol: p.Name(),
-			RemoteAddr:  r.remote,
-			Path:        r.path,
-			MaxMessage:  r.maxMessage,
-			Heartbeat:   r.heartbeat.interval,
-			Gateway:     s.opts.GatewayID,
-			TLS:         r.tls,
-			Outbound:    r.outbound,
+			ID:             id,
+			Subprotocol:    p.Name(),
+			RemoteAddr:     r.remote,
+			Path:           r.path,
+			MaxMessage:     r.maxMessage,
+			Heartbeat:      r.heartbeat.interval,
+			Gateway:        s.opts.GatewayID,
+			TLS:            r.tls,
+			CommandTimeout: s.opts.CommandTimeout,
+			Outbound:       r.outbound,
 		},
 		compressMin: r.compressMin,
 		heartbeat:   r.heartbeat,

@@ -119,6 +119,12 @@ type SessionInfo struct {
 	// Outbound is true when the gateway dialled the connection (it is the
 	// WebSocket client), false when the peer connected to it.
 	Outbound bool
+	// CommandTimeout is how long the gateway waits for the result of a
+	// command it hands to OnCommand. Then it answers the command itself
+	// with "timeout" (and with "device disconnected" for those unanswered
+	// when the session ends): a session can forget a command by then, and
+	// a result it publishes later is refused.
+	CommandTimeout time.Duration
 }
 
 // CloseError asks the gateway to close the connection with a specific code.

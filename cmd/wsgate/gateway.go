@@ -182,7 +182,7 @@ func (g *gatewayRun) startBridge(context.Context) error {
 }
 
 func (g *gatewayRun) startDevices(context.Context) error {
-	g.locals = devices.NewManager(g.router, g.log, devices.ManagerOptions{})
+	g.locals = devices.NewManager(g.router, g.log, devices.ManagerOptions{CommandTimeout: g.cfg.Gateway.CommandTimeout})
 	var specs []devices.Spec
 	for _, d := range g.cfg.Devices {
 		specs = append(specs, devices.Spec{ID: d.ID, Driver: d.Driver, Config: d.Options})

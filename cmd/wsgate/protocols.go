@@ -81,6 +81,7 @@ func (g *gatewayRun) gatewayOptions() gateway.Options {
 		HandshakeTimeout: ws.HandshakeTimeout,
 		MaxMessage:       ws.MaxMessage,
 		SendQueue:        ws.SendQueue,
+		CommandTimeout:   g.cfg.Gateway.CommandTimeout,
 		AllowedOrigins:   ws.AllowedOrigins,
 		Limits:           limits(g.cfg.WebSocket),
 		Access:           access(g.cfg.Auth),

@@ -45,14 +45,15 @@ type Config struct {
 	MaxInflight int `toml:"max_inflight"`
 	// MaxPendingCommands bounds the commands awaiting a device's res.
 	MaxPendingCommands int `toml:"max_pending_commands"`
-	// CommandTimeout is how long a command waits for its res before its
-	// result is published as failed with "timeout".
-	CommandTimeout time.Duration `toml:"command_timeout"`
+	// CommandTimeout was this table's; the gateway answers unanswered
+	// commands for every protocol now (gateway.command_timeout). Set, it
+	// is refused with that hint.
+	CommandTimeout *time.Duration `toml:"command_timeout"`
 }
 
 // DefaultConfig returns the defaults documented in config/example.toml.
 func DefaultConfig() Config {
-	return Config{MaxInflight: 128, MaxPendingCommands: 64, CommandTimeout: 30 * time.Second}
+	return Config{MaxInflight: 128, MaxPendingCommands: 64}
 }
 
 // Validate checks the config (module.Config); each problem is a
@@ -72,8 +73,8 @@ func (c Config) Validate(s module.Settings) error {
 	if c.MaxPendingCommands < 1 {
 		errs = append(errs, module.Errorf("max_pending_commands", "must be at least 1"))
 	}
-	if c.CommandTimeout <= 0 {
-		errs = append(errs, module.Errorf("command_timeout", `must be a positive duration such as "30s"`))
+	if c.CommandTimeout != nil {
+		errs = append(errs, module.Errorf("command_timeout", "moved: the gateway answers unanswered commands for every protocol; set gateway.command_timeout"))
 	}
 	return errors.Join(errs...)
 }
@@ -94,7 +95,8 @@ func (*Protocol) Name() string { return Name }
 
 // NewSession implements protocols.Protocol.
 func (p *Protocol) NewSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
-	return &session{cfg: &p.cfg, id: info.ID, heartbeat: info.Heartbeat, maxMessage: info.MaxMessage, out: out}, nil
+	return &session{cfg: &p.cfg, id: info.ID, heartbeat: info.Heartbeat, maxMessage: info.MaxMessage,
+		commandTimeout: commandTimeout(info), out: out}, nil
 }
 
 var _ protocols.Protocol = (*Protocol)(nil)
@@ -167,7 +169,10 @@ type session struct {
 	id         string        // the gateway's session id (SessionInfo.ID)
 	heartbeat  time.Duration // SessionInfo.Heartbeat
 	maxMessage int64         // SessionInfo.MaxMessage
-	out        protocols.Outlet
+	// commandTimeout is SessionInfo.CommandTimeout: then the gateway has
+	// answered a command, and the session forgets it.
+	commandTimeout time.Duration
+	out            protocols.Outlet
 
 	device      string // set by hello
 	lastChannel string
@@ -445,7 +450,7 @@ func (s *session) OnCommand(cmd protocols.Command) error {
 		s.pending = make(map[string]*pendingCommand)
 	}
 	pc := &pendingCommand{name: cmd.Name}
-	pc.timer = time.AfterFunc(s.cfg.CommandTimeout, func() { s.expire(id, pc) })
+	pc.timer = time.AfterFunc(s.commandTimeout, func() { s.forget(id, pc) })
 	s.pending[id] = pc
 	s.mu.Unlock()
 
@@ -459,28 +464,36 @@ func (s *session) OnCommand(cmd protocols.Command) error {
 	return nil
 }
 
-func (s *session) expire(id string, pc *pendingCommand) {
+// forget drops a command the gateway has answered with "timeout": a res
+// for it that comes later is not-found.
+func (s *session) forget(id string, pc *pendingCommand) {
 	s.mu.Lock()
-	if s.pending[id] != pc {
-		s.mu.Unlock()
-		return
+	if s.pending[id] == pc {
+		delete(s.pending, id)
 	}
-	delete(s.pending, id)
 	s.mu.Unlock()
-	s.publishResult(pc.name, protocols.Result{ID: id, OK: false, Error: "timeout"})
 }
 
-// Close fails the commands still waiting for an answer.
+// Close stops taking commands; the gateway answers those still pending
+// with "device disconnected".
 func (s *session) Close(error) {
 	s.mu.Lock()
 	s.closed = true
 	pending := s.pending
 	s.pending = nil
 	s.mu.Unlock()
-	for id, pc := range pending {
+	for _, pc := range pending {
 		pc.timer.Stop()
-		s.publishResult(pc.name, protocols.Result{ID: id, OK: false, Error: "device disconnected"})
 	}
+}
+
+// commandTimeout is how long the session remembers a command: the
+// gateway's, or 30 s where the gateway does not say (tests, old hosts).
+func commandTimeout(info protocols.SessionInfo) time.Duration {
+	if info.CommandTimeout > 0 {
+		return info.CommandTimeout
+	}
+	return 30 * time.Second
 }
 
 func (s *session) sendError(code, reason string) {

@@ -168,6 +168,12 @@ var testInfo = protocols.SessionInfo{
 // start opens a session with cfg (DefaultConfig changed by edit, if given).
 func start(t testing.TB, edit func(*Config)) (protocols.Session, *fakeOutlet) {
 	t.Helper()
+	return startInfo(t, edit, nil)
+}
+
+// startInfo is start with testInfo changed by editInfo, if given.
+func startInfo(t testing.TB, edit func(*Config), editInfo func(*protocols.SessionInfo)) (protocols.Session, *fakeOutlet) {
+	t.Helper()
 	cfg := DefaultConfig()
 	if edit != nil {
 		edit(&cfg)
@@ -175,8 +181,12 @@ func start(t testing.TB, edit func(*Config)) (protocols.Session, *fakeOutlet) {
 	if err := cfg.Validate(module.Settings{}); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
+	info := testInfo
+	if editInfo != nil {
+		editInfo(&info)
+	}
 	out := &fakeOutlet{}
-	s, err := New(cfg).NewSession(t.Context(), testInfo, out)
+	s, err := New(cfg).NewSession(t.Context(), info, out)
 	if err != nil {
 		t.Fatalf("NewSession: %v", err)
 	}
@@ -188,11 +198,17 @@ func start(t testing.TB, edit func(*Config)) (protocols.Session, *fakeOutlet) {
 func started(t testing.TB, edit func(*Config)) (protocols.Session, *fakeOutlet) {
 	t.Helper()
 	s, out := start(t, edit)
+	hello(t, s, out)
+	return s, out
+}
+
+// hello says hello as device d1.
+func hello(t testing.TB, s protocols.Session, out *fakeOutlet) {
+	t.Helper()
 	mustText(t, s, `{"op":"hello","id":"d1"}`)
 	if got := out.takeSent(t); len(got) != 1 || got[0]["op"] != "welcome" {
 		t.Fatalf("hello got %v, want a welcome", got)
 	}
-	return s, out
 }
 
 func text(s string) protocols.Message {
@@ -282,19 +298,6 @@ func jsonValue(t testing.TB, data []byte) any {
 		t.Fatalf("test JSON %q: %v", data, err)
 	}
 	return v
-}
-
-// waitFor polls cond until it holds, with a generous deadline: timers are
-// never asserted, only waited for.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // oneFrame returns the single frame published since the last check.

@@ -55,12 +55,17 @@ func (c *Config) validatePlugins() []fault {
 			add(at("path"), "the plugin binary is required")
 			continue
 		}
+		// A plugin that cannot run is not a mistake in this file: the
+		// gateway logs it and runs without it, and says so here.
+		warn := func(key, format string, args ...any) {
+			fs = append(fs, fault{path: at(key), warn: true, msg: fmt.Sprintf(format, args...) + "; wsgate runs without this plugin"})
+		}
 		got, err := fileSHA256(p.Path)
 		switch {
 		case err != nil:
-			add(at("path"), "%s", fileProblem(p.Path, err))
+			warn("path", "%s", fileProblem(p.Path, err))
 		case len(want) == sha256.Size && got != strings.ToLower(p.SHA256):
-			add(at("sha256"), "does not match %s (its SHA-256 is %s); the plugin is refused", p.Path, got)
+			warn("sha256", "does not match %s (its SHA-256 is %s)", p.Path, got)
 		}
 	}
 	h := c.PluginHost

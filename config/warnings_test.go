@@ -22,6 +22,12 @@ func TestWarnings(t *testing.T) {
 		{"localhost", "[mqtt.embedded]\naddress = \"localhost:1883\"\n", ""},
 		{"IPv6 loopback", "[mqtt.embedded]\naddress = \"[::1]:1883\"\n", ""},
 		{"external broker", "[mqtt]\nurl = \"tcp://broker:1883\"\n[mqtt.embedded]\naddress = \":1883\"\n", ""},
+		// A plugin that cannot run: the gateway runs without it.
+		{"plugin checksum", "[protocols]\norder = [\"ocpp1.6\", \"done\"]\n\n[[plugins]]\npath = \"testdata/tls/cert.pem\"\n" +
+			"sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nprotocols = [\"ocpp1.6\"]\n",
+			"w.toml:6: plugins[0].sha256: warning: does not match testdata/tls/cert.pem (its SHA-256 is dd9fc8a7b27babd21d5bca967f89ff25d7800bc985be643baccaf73c4ab03e9b); wsgate runs without this plugin"},
+		{"plugin missing", "[[plugins]]\npath = \"testdata/no-such-plugin\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nprotocols = [\"ocpp1.6\"]\n",
+			`w.toml:2: plugins[0].path: warning: cannot read "testdata/no-such-plugin": no such file or directory; wsgate runs without this plugin`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -482,3 +482,23 @@ func TestEmbeddedBrokerLoopbackByDefault(t *testing.T) {
 		t.Fatalf("the broker took a connection on %s, a non-loopback address", outside)
 	}
 }
+
+// TestBadPluginIsSkipped: a plugin that cannot run (its binary is missing,
+// or its checksum does not match) is a warning for check, and run logs it
+// and serves without it.
+func TestBadPluginIsSkipped(t *testing.T) {
+	t.Parallel()
+	ts := testConfig(t, `
+[[plugins]]
+path = "/nonexistent/wsgate-plugin"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+protocols = ["lines.v1"]
+`)
+	var out bytes.Buffer
+	if status := run(t.Context(), []string{"check", "-config", ts.path}, &out, &out); status != 0 ||
+		!strings.Contains(out.String(), "warning: cannot read") || !strings.Contains(out.String(), "wsgate runs without this plugin") {
+		t.Errorf("check: %d\n%s", status, out.String())
+	}
+	startInProcess(t, ts.path, ts.wsURL)
+	dialDone(t, ts.wsURL, "still-served").Close()
+}

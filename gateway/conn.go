@@ -558,9 +558,19 @@ func (c *conn) Attach(d protocols.Device) error {
 		c.srv.router.Detach(device, c)
 		return protocols.ErrClosed
 	}
+	// The device is announced (and its commands subscribed) before the
+	// session may tell it so and it publishes: its first reading never
+	// comes before its online status.
+	ctx, cancel := context.WithTimeout(c.ctx, settleWait)
+	c.srv.router.Settle(ctx, device)
+	cancel()
 	c.logLimited("connect", "device connected", "device", device, "path", c.info.Path)
 	return nil
 }
+
+// settleWait bounds how long Attach waits for the device's presence to be
+// published; a broker that slow gets the device's frames behind it anyway.
+const settleWait = 5 * time.Second
 
 // deviceID returns the attached device id, "" before Attach. Log lines name
 // it explicitly, as it is set after the connection's first lines.

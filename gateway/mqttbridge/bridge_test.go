@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
@@ -959,6 +960,67 @@ func TestGatewayCommands(t *testing.T) {
 		brokertest.Publish(t, b.ClientURL, "wsgate/$gateway/other/cmd/echo", []byte(`1`), false)
 		if m, ok := nextWithin(results, 300*time.Millisecond); ok {
 			t.Fatalf("answered another gateway's command: %s %s", m.Topic, m.Payload)
+		}
+	})
+}
+
+// TestOnlineBeforeFirstFrame: a device's online status reaches MQTT before
+// anything it publishes, at QoS 0 and 1, however fast it publishes after
+// its hello, and its command subscription is in place by then.
+func TestOnlineBeforeFirstFrame(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/#")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		const devices = 40
+		// All at once, each with its reading right behind its hello, not
+		// waiting for the welcome, as hasty devices after a power cut do.
+		conns := make([]*websocket.Conn, devices)
+		for i := range devices {
+			dialer := websocket.Dialer{Subprotocols: []string{done.Name}, HandshakeTimeout: wait}
+			ws, _, err := dialer.Dial("ws://"+g.addr+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			conns[i] = ws
+		}
+		var wg sync.WaitGroup
+		for i, ws := range conns {
+			wg.Go(func() {
+				hello := fmt.Sprintf(`{"op":"hello","id":"fresh-%d"}`, i)
+				pub := fmt.Sprintf(`{"op":"pub","ch":"t","data":1,"qos":%d,"seq":1}`, i%2)
+				for _, m := range []string{hello, pub} {
+					if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		seen := map[string]bool{} // devices whose online status arrived
+		readings := 0
+		deadline := time.Now().Add(wait)
+		for readings < devices {
+			select {
+			case m := <-sub.Messages:
+				parts := strings.Split(m.Topic, "/")
+				if len(parts) != 3 || !strings.HasPrefix(parts[1], "fresh-") {
+					continue
+				}
+				switch parts[2] {
+				case "status":
+					seen[parts[1]] = strings.Contains(string(m.Payload), `"online"`)
+				case "t":
+					readings++
+					if !seen[parts[1]] {
+						t.Errorf("%s's reading came before its online status", parts[1])
+					}
+				}
+			case <-time.After(time.Until(deadline)):
+				t.Fatalf("%d of %d readings arrived", readings, devices)
+			}
 		}
 	})
 }

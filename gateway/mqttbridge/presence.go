@@ -43,6 +43,23 @@ type presenceEntry struct {
 	online     bool
 	dirty      bool // the broker has not seen the current state
 	subscribed bool // this connection holds the device's command subscription
+	// settled is closed when the broker has seen the current state; nil
+	// while it has.
+	settled chan struct{}
+}
+
+func (e *presenceEntry) markDirty() {
+	if !e.dirty {
+		e.dirty, e.settled = true, make(chan struct{})
+	}
+}
+
+func (e *presenceEntry) markClean() {
+	if e.dirty {
+		e.dirty = false
+		close(e.settled)
+		e.settled = nil
+	}
 }
 
 // Attached implements router.Watcher.
@@ -53,16 +70,38 @@ func (b *Bridge) Attached(dev router.Device) {
 		e = &presenceEntry{}
 		b.presence.devices[dev.ID] = e
 	}
-	e.device, e.online, e.dirty = dev, true, true
+	e.device, e.online = dev, true
+	e.markDirty()
 	b.presence.mu.Unlock()
 	signal(b.controlWake)
+}
+
+// Settle implements router.Settler: it waits until the broker holds the
+// device's online status and its command subscription, so that nothing
+// the device publishes reaches MQTT before its status and no command sent
+// on seeing it online is lost. It waits only while the broker is
+// connected: statuses are state, published again on every reconnect.
+func (b *Bridge) Settle(ctx context.Context, device string) {
+	b.presence.mu.Lock()
+	e := b.presence.devices[device]
+	if e == nil || !e.dirty || !b.client.IsConnectionOpen() {
+		b.presence.mu.Unlock()
+		return
+	}
+	settled := e.settled
+	b.presence.mu.Unlock()
+	select {
+	case <-settled:
+	case <-ctx.Done():
+	}
 }
 
 // Detached implements router.Watcher.
 func (b *Bridge) Detached(dev router.Device) {
 	b.presence.mu.Lock()
 	if e := b.presence.devices[dev.ID]; e != nil {
-		e.device, e.online, e.dirty = dev, false, true
+		e.device, e.online = dev, false
+		e.markDirty()
 	}
 	b.presence.mu.Unlock()
 	signal(b.controlWake)
@@ -123,10 +162,13 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 	for id, e := range b.presence.devices {
 		if resync {
 			e.subscribed = false
-			e.dirty = e.dirty || e.online
+			if e.online {
+				e.markDirty()
+			}
 		}
 		if !keep && e.online {
-			e.online, e.dirty = false, true
+			e.online = false
+			e.markDirty()
 		}
 		if !e.dirty {
 			continue
@@ -165,7 +207,7 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 				e.subscribed = false
 			}
 			if e.online == c.subscribe {
-				e.dirty = false
+				e.markClean()
 				if !e.online {
 					delete(b.presence.devices, c.id)
 				}

@@ -7,6 +7,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,26 @@ func (r *Router) Attach(dev Device, ep Endpoint) error {
 		old.endpoint.Evict("replaced by a newer session of the same device")
 	}
 	return nil
+}
+
+// Settler is implemented by watchers that publish presence on their own
+// time (the MQTT bridge): Settle waits until what they publish reflects the
+// device's latest attach or detach, or until ctx ends.
+type Settler interface {
+	Settle(ctx context.Context, device string)
+}
+
+// Settle waits for the watchers that are Settlers to catch up with the
+// device (a session does this before its device may publish).
+func (r *Router) Settle(ctx context.Context, device string) {
+	r.mu.Lock()
+	watchers := slices.Clone(r.watchers)
+	r.mu.Unlock()
+	for _, w := range watchers {
+		if s, ok := w.(Settler); ok {
+			s.Settle(ctx, device)
+		}
+	}
 }
 
 // Detach removes ep as the endpoint of id. It does nothing when another

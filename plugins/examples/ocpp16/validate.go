@@ -93,8 +93,10 @@ func (s shape) check(path string, v any) *rpcError {
 		if s.enum != nil && !slices.Contains(s.enum, str) {
 			return violation(propertyConstraintViolation, "%q is not one of %s", str, strings.Join(s.enum, ", "))
 		}
-		if _, err := time.Parse(time.RFC3339, str); s.dateTime && err != nil {
-			return violation(propertyConstraintViolation, "%q is not an RFC 3339 date-time", str)
+		if s.dateTime {
+			if _, err := time.Parse(time.RFC3339, str); err != nil {
+				return violation(propertyConstraintViolation, "%q is not an RFC 3339 date-time", str)
+			}
 		}
 	case kindInteger:
 		// JSON Schema draft 4, which the 1.6 schemas use, counts as an

@@ -228,11 +228,11 @@ func TestOneCallAtATime(t *testing.T) {
 	c.results()
 }
 
-// TestQueueBound: behind the CALL on the wire, Queue commands wait; more
+// TestQueueBound: behind the CALL on the wire, MaxQueued commands wait; more
 // are refused until there is room.
 func TestQueueBound(t *testing.T) {
 	t.Parallel()
-	c := newCommandSession(t, Protocol{Queue: 2})
+	c := newCommandSession(t, Protocol{MaxQueued: 2})
 	for _, id := range []string{"m1", "m2", "m3"} {
 		if err := c.command(id); err != nil {
 			t.Fatal(err)

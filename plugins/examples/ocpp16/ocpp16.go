@@ -30,7 +30,7 @@ import (
 // Defaults of the Protocol's limits.
 const (
 	DefaultCallTimeout = 30 * time.Second
-	DefaultQueue       = 16
+	DefaultMaxQueued   = 16
 )
 
 // heartbeatInterval is the interval BootNotification asks for, in seconds.
@@ -42,9 +42,9 @@ type Protocol struct {
 	// queued and on the wire together (DefaultCallTimeout when zero). Keep
 	// it no longer than the gateway's command timeout.
 	CallTimeout time.Duration
-	// Queue bounds the commands waiting behind the one on the wire
-	// (DefaultQueue when zero); more are refused.
-	Queue int
+	// MaxQueued bounds the commands waiting behind the one on the wire
+	// (DefaultMaxQueued when zero); more are refused.
+	MaxQueued int
 	// DataTransferVendors are the vendorIds of the DataTransfer requests
 	// that something behind MQTT implements: those are answered Accepted,
 	// others UnknownVendorId. Compared as OCPP compares CiStrings, ignoring
@@ -84,7 +84,7 @@ func (p Protocol) NewSession(_ context.Context, info protocols.SessionInfo, out 
 		send:    s.sendCall,
 		clock:   s.clock,
 		timeout: cmp.Or(p.CallTimeout, DefaultCallTimeout),
-		limit:   cmp.Or(p.Queue, DefaultQueue),
+		limit:   cmp.Or(p.MaxQueued, DefaultMaxQueued),
 		log:     s.log,
 	}
 	return s, nil

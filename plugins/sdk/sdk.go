@@ -149,10 +149,14 @@ func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
 	if !ok {
 		return fmt.Errorf("this plugin does not implement %q", open.GetProtocol())
 	}
+	info, err := open.GetInfo().ToSessionInfo()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	out := newOutlet(ctx, stream)
-	session, err := p.NewSession(ctx, open.GetInfo().ToSessionInfo(), out)
+	session, err := p.NewSession(ctx, info, out)
 	if err != nil {
 		return fmt.Errorf("new session: %w", err)
 	}

@@ -67,12 +67,13 @@ func (o *Options) defaults() {
 	set(&o.HealthTimeout, 5*time.Second)
 	set(&o.StallTimeout, 10*time.Second)
 	set(&o.StartTimeout, 10*time.Second)
-	if o.MaxFailures <= 0 {
-		o.MaxFailures = 5
+	positive := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
 	}
-	if o.SessionQueue <= 0 {
-		o.SessionQueue = 1024
-	}
+	positive(&o.MaxFailures, 5)
+	positive(&o.SessionQueue, 1024)
 }
 
 // Status describes one plugin for `wsgate protocols` and the metrics.
@@ -108,15 +109,14 @@ func NewHost(opts Options) *Host {
 func (h *Host) Start(specs []Spec) error {
 	var errs []error
 	for _, spec := range specs {
-		p := &supervised{host: h, spec: spec, name: filepath.Base(spec.Path)}
-		p.log = h.opts.Log.With("plugin", p.name)
+		name := filepath.Base(spec.Path)
+		p := &supervised{host: h, spec: spec, name: name, log: h.opts.Log.With("plugin", name)}
 		if err := p.start(); err != nil {
 			errs = append(errs, fmt.Errorf("plugin %s: %w", spec.Path, err))
 			continue
 		}
 		h.plugins = append(h.plugins, p)
-		h.workers.Add(1)
-		go func() { defer h.workers.Done(); p.supervise(h.ctx) }()
+		h.workers.Go(func() { p.supervise(h.ctx) })
 	}
 	return errors.Join(errs...)
 }
@@ -148,16 +148,26 @@ type supervised struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	client   *plugin.Client
-	rpc      pluginpb.ProtocolClient
-	ctx      context.Context // the current process's lifetime
-	cancel   context.CancelFunc
+	proc     *process // nil while the plugin is not running
 	names    []string
 	version  string
 	state    string
 	restarts int
 	started  time.Time
-	hung     chan struct{} // signalled by a stalled session
+}
+
+// process is one run of the plugin binary.
+type process struct {
+	client *plugin.Client
+	cmd    *exec.Cmd
+	rpc    pluginpb.ProtocolClient
+	ctx    context.Context // the process's lifetime: its sessions' streams end with it
+	cancel context.CancelFunc
+	stalls chan struct{} // signalled by a stalled session
+
+	mu       sync.Mutex
+	stopping bool
+	sessions sync.WaitGroup // the sessions' goroutines
 }
 
 // start launches the process and registers its protocols.
@@ -173,21 +183,25 @@ func (p *supervised) start() error {
 	}
 	cmd := exec.Command(p.spec.Path)
 	dieWithParent(cmd)
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  pluginpb.Handshake,
-		Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
-		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Managed:          true, // plugin.CleanupClients in main is the last safety net
-		StartTimeout:     p.host.opts.StartTimeout,
-		GRPCDialOptions:  pluginpb.StreamOptions(),
-		Logger:           newHCLogger(p.log),
-	})
-	rpcClient, err := client.Client()
+	proc := &process{
+		cmd:    cmd,
+		stalls: make(chan struct{}, 1),
+		client: plugin.NewClient(&plugin.ClientConfig{
+			HandshakeConfig:  pluginpb.Handshake,
+			Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
+			Cmd:              cmd,
+			SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			AutoMTLS:         true,
+			Managed:          true, // plugin.CleanupClients in main is the last safety net
+			StartTimeout:     p.host.opts.StartTimeout,
+			GRPCDialOptions:  pluginpb.StreamOptions(),
+			Logger:           newHCLogger(p.log),
+		}),
+	}
+	rpcClient, err := proc.client.Client()
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return fmt.Errorf("refused: the binary's SHA-256 does not match the configured sha256 (was it replaced?)")
 		}
@@ -195,27 +209,26 @@ func (p *supervised) start() error {
 	}
 	raw, err := rpcClient.Dispense(pluginpb.PluginName)
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		return fmt.Errorf("dispense: %w", err)
 	}
-	rpc := raw.(pluginpb.ProtocolClient)
+	proc.rpc = raw.(pluginpb.ProtocolClient)
 	ctx, cancel := context.WithTimeout(p.host.ctx, p.host.opts.StartTimeout)
-	desc, err := rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	desc, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
 	cancel()
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		return fmt.Errorf("describe: %w", err)
 	}
 	names := desc.GetProtocols()
 	if err := p.checkNames(names); err != nil {
-		client.Kill()
+		proc.kill()
 		return err
 	}
-	procCtx, procCancel := context.WithCancel(p.host.ctx)
+	proc.ctx, proc.cancel = context.WithCancel(p.host.ctx)
 	p.mu.Lock()
-	p.client, p.rpc, p.ctx, p.cancel = client, rpc, procCtx, procCancel
+	p.proc = proc
 	p.names, p.version, p.state, p.started = names, desc.GetVersion(), "running", time.Now()
-	p.hung = make(chan struct{}, 1)
 	p.mu.Unlock()
 	for i, name := range names {
 		if err := p.host.opts.Registry.Register(&remoteProtocol{name: name, plugin: p}, "plugin:"+p.spec.Path); err != nil {
@@ -226,7 +239,7 @@ func (p *supervised) start() error {
 			return fmt.Errorf("register: %w", err)
 		}
 	}
-	p.log.Info("plugin started", "protocols", names, "version", desc.GetVersion(), "pid", pid(client))
+	p.log.Info("plugin started", "protocols", names, "version", desc.GetVersion(), "pid", pid(proc.client))
 	return nil
 }
 
@@ -256,7 +269,10 @@ func (p *supervised) supervise(ctx context.Context) {
 	failures := 0
 	delay := p.host.opts.RestartMin
 	for {
-		why := p.watch(ctx)
+		p.mu.Lock()
+		proc := p.proc
+		p.mu.Unlock()
+		why := p.watch(ctx, proc)
 		if ctx.Err() != nil {
 			return
 		}
@@ -268,8 +284,8 @@ func (p *supervised) supervise(ctx context.Context) {
 		}
 		p.log.Error("plugin failed; its sessions are closed with 1011", "reason", why)
 		p.stop("restarting")
+		failures++
 		for {
-			failures++
 			if failures > p.host.opts.MaxFailures {
 				p.setState("disabled")
 				p.log.Error("plugin disabled after repeated failures; restart the gateway to try again", "failures", failures-1)
@@ -286,6 +302,7 @@ func (p *supervised) supervise(ctx context.Context) {
 			p.mu.Unlock()
 			if err := p.start(); err != nil {
 				p.log.Error("plugin restart failed", "err", err)
+				failures++
 				continue
 			}
 			break
@@ -294,10 +311,7 @@ func (p *supervised) supervise(ctx context.Context) {
 }
 
 // watch returns why the running process must be replaced.
-func (p *supervised) watch(ctx context.Context) string {
-	p.mu.Lock()
-	client, rpc, hung := p.client, p.rpc, p.hung
-	p.mu.Unlock()
+func (p *supervised) watch(ctx context.Context, proc *process) string {
 	exitPoll := time.NewTicker(250 * time.Millisecond)
 	defer exitPoll.Stop()
 	health := time.NewTicker(p.host.opts.HealthInterval)
@@ -306,52 +320,40 @@ func (p *supervised) watch(ctx context.Context) string {
 		select {
 		case <-ctx.Done():
 			return "gateway stopping"
-		case <-hung:
+		case <-proc.stalls:
 			return "a session stalled: the plugin took no event within the stall timeout"
 		case <-exitPoll.C:
-			if client.Exited() {
+			if proc.client.Exited() {
 				return "the plugin process exited"
 			}
 		case <-health.C:
-			probe, cancel := context.WithTimeout(ctx, p.host.opts.HealthTimeout)
-			_, err := rpc.Describe(probe, &pluginpb.DescribeRequest{})
-			cancel()
-			if err != nil && ctx.Err() == nil {
+			if err := p.probe(ctx, proc); err != nil && ctx.Err() == nil {
 				return "health probe failed: " + err.Error()
 			}
 		}
 	}
 }
 
-// stalled reports a session whose plugin took no event in time.
-func (p *supervised) stalled() {
-	p.mu.Lock()
-	hung := p.hung
-	p.mu.Unlock()
-	if hung != nil {
-		select {
-		case hung <- struct{}{}:
-		default:
-		}
-	}
+func (p *supervised) probe(ctx context.Context, proc *process) error {
+	ctx, cancel := context.WithTimeout(ctx, p.host.opts.HealthTimeout)
+	defer cancel()
+	_, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	return err
 }
 
-// stop unregisters the protocols and kills the process; the sessions'
+// stop unregisters the protocols and ends the process; the sessions'
 // streams break and their connections close with 1011.
 func (p *supervised) stop(state string) {
 	p.mu.Lock()
-	client, cancel, names := p.client, p.cancel, p.names
-	p.client, p.rpc, p.cancel = nil, nil, nil
+	proc, names := p.proc, p.names
+	p.proc = nil
 	p.state = state
 	p.mu.Unlock()
 	for _, name := range names {
 		p.host.opts.Registry.Unregister(name)
 	}
-	if cancel != nil {
-		cancel()
-	}
-	if client != nil {
-		client.Kill()
+	if proc != nil {
+		proc.stop()
 	}
 }
 
@@ -361,23 +363,61 @@ func (p *supervised) setState(state string) {
 	p.mu.Unlock()
 }
 
-// current returns the running process's client and lifetime, or nil.
-func (p *supervised) current() (pluginpb.ProtocolClient, context.Context) {
+// running returns the current process, or nil.
+func (p *supervised) running() *process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rpc, p.ctx
+	return p.proc
 }
 
 func (p *supervised) status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Status{Path: p.spec.Path, Protocols: slices.Clone(p.names), Version: p.version, State: p.state, Restarts: p.restarts, PID: pid(p.client)}
+	st := Status{Path: p.spec.Path, Protocols: slices.Clone(p.names), Version: p.version, State: p.state, Restarts: p.restarts}
+	if p.proc != nil {
+		st.PID = pid(p.proc.client)
+	}
+	return st
+}
+
+// stop cuts the sessions' streams, ends the process and waits for the
+// sessions' goroutines.
+func (pr *process) stop() {
+	pr.mu.Lock()
+	pr.stopping = true
+	pr.mu.Unlock()
+	pr.cancel()
+	pr.kill()
+	pr.sessions.Wait()
+}
+
+// kill ends the process.
+func (pr *process) kill() {
+	pr.client.Kill()
+}
+
+// goSession runs a session's goroutines, unless the process is stopping.
+func (pr *process) goSession(fns ...func()) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.stopping {
+		return false
+	}
+	for _, fn := range fns {
+		pr.sessions.Go(fn)
+	}
+	return true
+}
+
+// stalled reports a session whose plugin took no event in time.
+func (pr *process) stalled() {
+	select {
+	case pr.stalls <- struct{}{}:
+	default: // one is enough to replace the process
+	}
 }
 
 func pid(c *plugin.Client) int {
-	if c == nil {
-		return 0
-	}
 	if rc := c.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}

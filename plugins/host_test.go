@@ -190,17 +190,26 @@ func expect(t *testing.T, ws *websocket.Conn, want string) {
 
 func expectClose(t *testing.T, ws *websocket.Conn, code int) {
 	t.Helper()
+	if ce := readClose(t, ws); ce.Code != code {
+		t.Fatalf("connection ended with %v, want close %d", ce, code)
+	}
+}
+
+// readClose reads until the peer's close frame and returns it; messages
+// before it are skipped.
+func readClose(t *testing.T, ws *websocket.Conn) *websocket.CloseError {
+	t.Helper()
 	_ = ws.SetReadDeadline(time.Now().Add(testWait))
 	for {
 		_, _, err := ws.ReadMessage()
 		if err == nil {
 			continue
 		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != code {
-			t.Fatalf("connection ended with %v, want close %d", err, code)
+		ce, ok := errors.AsType[*websocket.CloseError](err)
+		if !ok {
+			t.Fatalf("connection ended with %v, want a close frame", err)
 		}
-		return
+		return ce
 	}
 }
 
@@ -419,13 +428,7 @@ func TestCloseLeavesNoProcesses(t *testing.T) {
 }
 
 func TestPluginLogsReachTheGatewayLog(t *testing.T) {
-	var mu sync.Mutex
-	var buf strings.Builder
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, logged := captureLog()
 	e, err := newEnv(t, Options{Log: log, RestartMin: time.Hour}, []string{"test-echo"}, spec(t, testPlugin))
 	if err != nil {
 		t.Fatal(err)
@@ -434,11 +437,25 @@ func TestPluginLogsReachTheGatewayLog(t *testing.T) {
 	send(t, ws, "!exit")
 	expectClose(t, ws, protocols.CloseInternalError)
 	waitFor(t, "the plugin's log line", func() bool {
+		return logged(`level=ERROR msg="exiting on request"`) && logged("plugin=testplugin")
+	})
+}
+
+// captureLog returns a logger and a function that reports whether what it
+// logged so far contains a string.
+func captureLog() (*slog.Logger, func(string) bool) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		return strings.Contains(buf.String(), `level=ERROR msg="exiting on request"`) &&
-			strings.Contains(buf.String(), "plugin=testplugin")
-	})
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return log, func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(buf.String(), s)
+	}
 }
 
 type writerFunc func([]byte) (int, error)

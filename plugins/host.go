@@ -52,6 +52,9 @@ type Options struct {
 	SessionQueue int
 	// StartTimeout bounds the launch and handshake of a plugin.
 	StartTimeout time.Duration
+	// KillGrace is how long a plugin being stopped has to exit after it is
+	// asked to before it is killed (SIGKILL).
+	KillGrace time.Duration
 }
 
 func (o *Options) defaults() {
@@ -67,6 +70,7 @@ func (o *Options) defaults() {
 	set(&o.HealthTimeout, 5*time.Second)
 	set(&o.StallTimeout, 10*time.Second)
 	set(&o.StartTimeout, 10*time.Second)
+	set(&o.KillGrace, 2*time.Second)
 	positive := func(n *int, v int) {
 		if *n <= 0 {
 			*n = v
@@ -163,6 +167,7 @@ type process struct {
 	rpc    pluginpb.ProtocolClient
 	ctx    context.Context // the process's lifetime: its sessions' streams end with it
 	cancel context.CancelFunc
+	grace  time.Duration // KillGrace
 	stalls chan struct{} // signalled by a stalled session
 
 	mu       sync.Mutex
@@ -185,6 +190,7 @@ func (p *supervised) start() error {
 	dieWithParent(cmd)
 	proc := &process{
 		cmd:    cmd,
+		grace:  p.host.opts.KillGrace,
 		stalls: make(chan struct{}, 1),
 		client: plugin.NewClient(&plugin.ClientConfig{
 			HandshakeConfig:  pluginpb.Handshake,
@@ -328,7 +334,7 @@ func (p *supervised) watch(ctx context.Context, proc *process) string {
 			}
 		case <-health.C:
 			if err := p.probe(ctx, proc); err != nil && ctx.Err() == nil {
-				return "health probe failed: " + err.Error()
+				return "hung: health probe failed: " + err.Error()
 			}
 		}
 	}
@@ -391,9 +397,26 @@ func (pr *process) stop() {
 	pr.sessions.Wait()
 }
 
-// kill ends the process.
+// kill ends the process: go-plugin asks it to exit, and after grace it is
+// killed (SIGKILL). A stopped (SIGSTOP) or wedged plugin never answers the
+// request, and go-plugin would wait for it forever.
 func (pr *process) kill() {
-	pr.client.Kill()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pr.client.Kill()
+	}()
+	timer := time.NewTimer(pr.grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	if pr.cmd.Process != nil {
+		_ = pr.cmd.Process.Kill()
+	}
+	<-done // go-plugin's wait ends with the process, which SIGKILL ends
 }
 
 // goSession runs a session's goroutines, unless the process is stopping.

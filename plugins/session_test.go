@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,6 +291,33 @@ func TestSessionPanicInEveryMethod(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHungPluginIsReplaced(t *testing.T) {
+	opts := Options{RestartMin: 20 * time.Millisecond, HealthInterval: 50 * time.Millisecond, HealthTimeout: 200 * time.Millisecond}
+	e, err := newEnv(t, opts, []string{"test-echo"}, spec(t, testPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := e.dial(t, "/", "test-echo")
+	send(t, ws, "before")
+	expect(t, ws, "before")
+	pid := e.host.Status()[0].PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Should the test fail first, a running process lets Close end it.
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	send(t, ws, "anyone?")
+	expectClose(t, ws, protocols.CloseInternalError)
+	waitFor(t, "the stopped process to be killed", func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
+	waitFor(t, "a new process", func() bool {
+		s := e.host.Status()[0]
+		return s.State == "running" && s.PID != pid
+	})
+	fresh := e.dial(t, "/", "test-echo")
+	send(t, fresh, "after")
+	expect(t, fresh, "after")
 }
 
 // startHost runs testplugin in a host of its own, for tests that drive its

@@ -38,8 +38,9 @@ type Options struct {
 	// RestartMin and RestartMax bound the delay before a failed plugin is
 	// started again; it doubles after each failure.
 	RestartMin, RestartMax time.Duration
-	// MaxFailures in a row disable a plugin until the gateway restarts. A
-	// plugin that runs for StableAfter counts as healthy again.
+	// MaxFailures in a row that no device is blamed for disable a plugin
+	// until the gateway restarts. A plugin that runs for StableAfter counts
+	// as healthy again.
 	MaxFailures int
 	StableAfter time.Duration
 	// HealthInterval is how often a running plugin is probed; a probe
@@ -55,6 +56,13 @@ type Options struct {
 	// KillGrace is how long a plugin being stopped has to exit after it is
 	// asked to before it is killed (SIGKILL).
 	KillGrace time.Duration
+	// A device that causes DeviceFaults faults of a plugin within
+	// FaultWindow is refused by it for FaultWindow. A crash with the events
+	// of more than MaxSuspects devices in the plugin's hands is blamed on
+	// the plugin instead (faults.go has the rules).
+	DeviceFaults int
+	FaultWindow  time.Duration
+	MaxSuspects  int
 }
 
 func (o *Options) defaults() {
@@ -71,6 +79,7 @@ func (o *Options) defaults() {
 	set(&o.StallTimeout, 10*time.Second)
 	set(&o.StartTimeout, 10*time.Second)
 	set(&o.KillGrace, 2*time.Second)
+	set(&o.FaultWindow, 10*time.Minute)
 	positive := func(n *int, v int) {
 		if *n <= 0 {
 			*n = v
@@ -78,6 +87,8 @@ func (o *Options) defaults() {
 	}
 	positive(&o.MaxFailures, 5)
 	positive(&o.SessionQueue, 1024)
+	positive(&o.DeviceFaults, 3)
+	positive(&o.MaxSuspects, 3)
 }
 
 // Status describes one plugin for `wsgate protocols` and the metrics.
@@ -114,7 +125,8 @@ func (h *Host) Start(specs []Spec) error {
 	var errs []error
 	for _, spec := range specs {
 		name := filepath.Base(spec.Path)
-		p := &supervised{host: h, spec: spec, name: name, log: h.opts.Log.With("plugin", name)}
+		p := &supervised{host: h, spec: spec, name: name, log: h.opts.Log.With("plugin", name),
+			faults: newFaultBook(h.opts.DeviceFaults, h.opts.FaultWindow)}
 		if err := p.start(); err != nil {
 			errs = append(errs, fmt.Errorf("plugin %s: %w", spec.Path, err))
 			continue
@@ -146,10 +158,11 @@ func (h *Host) Close() {
 
 // supervised is one plugin binary and its current process.
 type supervised struct {
-	host *Host
-	spec Spec
-	name string
-	log  *slog.Logger
+	host   *Host
+	spec   Spec
+	name   string
+	log    *slog.Logger
+	faults *faultBook // outlives processes: a device keeps its record across restarts
 
 	mu       sync.Mutex
 	proc     *process // nil while the plugin is not running
@@ -167,12 +180,15 @@ type process struct {
 	rpc    pluginpb.ProtocolClient
 	ctx    context.Context // the process's lifetime: its sessions' streams end with it
 	cancel context.CancelFunc
-	grace  time.Duration // KillGrace
-	stalls chan struct{} // signalled by a stalled session
+	grace  time.Duration       // KillGrace
+	stalls chan *remoteSession // a session whose plugin took no event in time
 
 	mu       sync.Mutex
 	stopping bool
 	sessions sync.WaitGroup // the sessions' goroutines
+	// live are the sessions that may still have events in the plugin's
+	// hands: all but those that ended cleanly or that the gateway cut.
+	live map[*remoteSession]struct{}
 }
 
 // start launches the process and registers its protocols.
@@ -191,7 +207,8 @@ func (p *supervised) start() error {
 	proc := &process{
 		cmd:    cmd,
 		grace:  p.host.opts.KillGrace,
-		stalls: make(chan struct{}, 1),
+		stalls: make(chan *remoteSession, 1),
+		live:   make(map[*remoteSession]struct{}),
 		client: plugin.NewClient(&plugin.ClientConfig{
 			HandshakeConfig:  pluginpb.Handshake,
 			Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
@@ -270,7 +287,7 @@ func (p *supervised) checkNames(names []string) error {
 }
 
 // supervise restarts the plugin whenever it exits, stops answering or
-// stalls a session, until ctx ends or it has failed too often.
+// stalls a session, until ctx ends or it has failed too often by itself.
 func (p *supervised) supervise(ctx context.Context) {
 	failures := 0
 	delay := p.host.opts.RestartMin
@@ -278,7 +295,7 @@ func (p *supervised) supervise(ctx context.Context) {
 		p.mu.Lock()
 		proc := p.proc
 		p.mu.Unlock()
-		why := p.watch(ctx, proc)
+		f := p.watch(ctx, proc)
 		if ctx.Err() != nil {
 			return
 		}
@@ -288,9 +305,10 @@ func (p *supervised) supervise(ctx context.Context) {
 		if stable {
 			failures, delay = 0, p.host.opts.RestartMin
 		}
-		p.log.Error("plugin failed; its sessions are closed with 1011", "reason", why)
 		p.stop("restarting")
-		failures++
+		if !p.account(f) {
+			failures++
+		}
 		for {
 			if failures > p.host.opts.MaxFailures {
 				p.setState("disabled")
@@ -316,8 +334,15 @@ func (p *supervised) supervise(ctx context.Context) {
 	}
 }
 
+// failure is why a process must be replaced, and whose events were in its
+// hands when it failed.
+type failure struct {
+	reason   string
+	suspects []culprit
+}
+
 // watch returns why the running process must be replaced.
-func (p *supervised) watch(ctx context.Context, proc *process) string {
+func (p *supervised) watch(ctx context.Context, proc *process) failure {
 	exitPoll := time.NewTicker(250 * time.Millisecond)
 	defer exitPoll.Stop()
 	health := time.NewTicker(p.host.opts.HealthInterval)
@@ -325,16 +350,25 @@ func (p *supervised) watch(ctx context.Context, proc *process) string {
 	for {
 		select {
 		case <-ctx.Done():
-			return "gateway stopping"
-		case <-proc.stalls:
-			return "a session stalled: the plugin took no event within the stall timeout"
+			return failure{reason: "gateway stopping"}
+		case s := <-proc.stalls:
+			// A process that is stopped or wedged stalls every session: only
+			// one that still answers has a session to blame.
+			if err := p.probe(ctx, proc); err != nil {
+				return failure{reason: "hung: a session stalled and the health probe failed: " + err.Error()}
+			}
+			f := failure{reason: "a session stalled: the plugin took no event within the stall timeout"}
+			if c, ok := s.suspect(); ok {
+				f.suspects = []culprit{c}
+			}
+			return f
 		case <-exitPoll.C:
 			if proc.client.Exited() {
-				return "the plugin process exited"
+				return failure{reason: "the plugin process exited", suspects: proc.suspects()}
 			}
 		case <-health.C:
 			if err := p.probe(ctx, proc); err != nil && ctx.Err() == nil {
-				return "hung: health probe failed: " + err.Error()
+				return failure{reason: "hung: health probe failed: " + err.Error()}
 			}
 		}
 	}
@@ -432,12 +466,39 @@ func (pr *process) goSession(fns ...func()) bool {
 	return true
 }
 
+func (pr *process) track(s *remoteSession) {
+	pr.mu.Lock()
+	pr.live[s] = struct{}{}
+	pr.mu.Unlock()
+}
+
+func (pr *process) untrack(s *remoteSession) {
+	pr.mu.Lock()
+	delete(pr.live, s)
+	pr.mu.Unlock()
+}
+
 // stalled reports a session whose plugin took no event in time.
-func (pr *process) stalled() {
+func (pr *process) stalled(s *remoteSession) {
 	select {
-	case pr.stalls <- struct{}{}:
+	case pr.stalls <- s:
 	default: // one is enough to replace the process
 	}
+}
+
+// suspects are the devices whose own events were in the plugin's hands.
+func (pr *process) suspects() []culprit {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	seen := make(map[string]bool)
+	var list []culprit
+	for s := range pr.live {
+		if c, ok := s.suspect(); ok && !seen[c.key()] {
+			seen[c.key()] = true
+			list = append(list, c)
+		}
+	}
+	return list
 }
 
 func pid(c *plugin.Client) int {

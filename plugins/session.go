@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pluginpb "github.com/wsgate/wsgate/plugins/proto"
@@ -44,8 +45,14 @@ func (p *remoteProtocol) NewSession(ctx context.Context, info protocols.SessionI
 	return s, nil
 }
 
-// open starts a session on the running process.
+// open starts a session on the running process, unless its address is
+// refused.
 func (p *supervised) open(ctx context.Context, protocol string, info protocols.SessionInfo, out protocols.Outlet) (*remoteSession, error) {
+	addr := hostOf(info.RemoteAddr)
+	if until, refused := p.faults.refusedUntil(culprit{addr: addr}, time.Now()); refused {
+		return nil, fmt.Errorf("address %s keeps causing plugin faults; refused until %s: %w", addr, until.Format(time.RFC3339),
+			&protocols.CloseError{Code: protocols.ClosePolicyViolation, Reason: "refused: this address keeps crashing the protocol plugin"})
+	}
 	proc := p.running()
 	if proc == nil {
 		return nil, errUnavailable
@@ -69,11 +76,14 @@ func (p *supervised) open(ctx context.Context, protocol string, info protocols.S
 	stream, err := proc.rpc.Session(s.ctx)
 	if err == nil {
 		s.stream = stream
+		s.awaiting.Store(true)
+		proc.track(s)
 		err = stream.Send(&pluginpb.Events{Events: []*pluginpb.Event{{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
 			Protocol: protocol, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}}})
 	}
 	if err != nil || !proc.goSession(s.sendLoop, s.recvLoop) {
 		cancel()
+		proc.untrack(s)
 		p.log.Debug("open session", "err", err)
 		return nil, errUnavailable
 	}
@@ -106,9 +116,16 @@ type remoteSession struct {
 	opened   chan error    // the plugin's answer to Open
 	progress chan struct{} // an Attach was answered while waiting for Opened
 
+	// What of the device's own the plugin has in hand, for crash
+	// accounting: messages sent and not yet consumed, and Open or Closed
+	// not yet answered.
+	sentMessages, consumedMessages atomic.Int64
+	awaiting                       atomic.Bool
+
 	mu        sync.Mutex
 	closing   bool // Close was called, or the session never started: no event may follow
 	goingAway bool
+	device    string // attached as
 }
 
 // awaitOpened waits for the plugin's NewSession. The stall timeout runs
@@ -133,7 +150,7 @@ func (s *remoteSession) awaitOpened(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("the connection ended while the plugin started its session: %w", ctx.Err())
 		case <-stall.C:
-			s.proc.stalled()
+			s.proc.stalled(s)
 			return errStalled
 		}
 	}
@@ -145,6 +162,21 @@ func (s *remoteSession) abandon() {
 	s.closing = true
 	s.mu.Unlock()
 	s.cancel()
+}
+
+// suspect returns the session's device if one of its own events is in the
+// plugin's hands.
+func (s *remoteSession) suspect() (culprit, bool) {
+	if !s.awaiting.Load() && s.sentMessages.Load() <= s.consumedMessages.Load() {
+		return culprit{}, false
+	}
+	return s.culprit(), true
+}
+
+func (s *remoteSession) culprit() culprit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return culprit{device: s.device, addr: hostOf(s.info.RemoteAddr)}
 }
 
 // enqueue hands a Message or Command event to the send goroutine once the
@@ -174,7 +206,7 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 		return protocols.ErrClosed
 	case <-timer.C:
 	}
-	s.proc.stalled()
+	s.proc.stalled(s)
 	return errStalled
 }
 
@@ -250,7 +282,7 @@ func (s *remoteSession) reply(ev *pluginpb.Event) {
 	case s.replies <- ev:
 	case <-s.ctx.Done():
 	default:
-		s.proc.stalled()
+		s.proc.stalled(s)
 		s.out.Close(protocols.CloseInternalError, "protocol plugin stalled")
 	}
 }
@@ -297,6 +329,17 @@ func (s *remoteSession) sendLoop() {
 				break fill
 			}
 		}
+		var messages int64
+		for _, ev := range batch {
+			if ev.GetMessage() != nil {
+				messages++
+			}
+		}
+		// Counted before they go: from now on a crash may be theirs.
+		s.sentMessages.Add(messages)
+		if closed {
+			s.awaiting.Store(true)
+		}
 		if err := s.stream.Send(&pluginpb.Events{Events: batch}); err != nil {
 			return
 		}
@@ -326,7 +369,15 @@ func (s *remoteSession) ended(err error) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
-	if !closing || !errors.Is(err, io.EOF) {
+	clean := closing && errors.Is(err, io.EOF)
+	if clean || s.ctx.Err() != nil {
+		// Nothing of the session is in the plugin's hands any more, or
+		// the gateway cut it: it has no part in a crash. Otherwise it
+		// stays tracked until the supervisor has seen whether the process
+		// died.
+		s.proc.untrack(s)
+	}
+	if !clean {
 		s.plugin.log.Debug("session stream ended", "err", err)
 	}
 	if !closing {
@@ -344,12 +395,13 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 			s.closing = true // the plugin ends the stream: that is no failure
 			s.mu.Unlock()
 		}
+		s.awaiting.Store(false)
 		select {
 		case s.opened <- err:
 		default: // answered twice: the first answer stands
 		}
 	case *pluginpb.Action_Attach:
-		err := s.out.Attach(protocols.Device{ID: a.Attach.GetDevice(), Token: a.Attach.GetToken()})
+		err := s.attach(a.Attach)
 		s.reply(&pluginpb.Event{Event: &pluginpb.Event_Attached{Attached: &pluginpb.Attached{Id: a.Attach.GetId(), Error: pluginpb.ToError(err)}}})
 		select {
 		case s.progress <- struct{}{}:
@@ -369,7 +421,9 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 	case *pluginpb.Action_Close:
 		s.out.Close(int(a.Close.GetCode()), a.Close.GetReason())
 	case *pluginpb.Action_Consumed:
-		for range min(int(a.Consumed.GetEvents()), cap(s.credits)) {
+		c := a.Consumed
+		s.consumedMessages.Add(int64(c.GetEvents()) - int64(min(c.GetCommands(), c.GetEvents())))
+		for range min(int(c.GetEvents()), cap(s.credits)) {
 			select {
 			case s.credits <- struct{}{}:
 			default: // more than was lent: ignore the excess
@@ -383,6 +437,29 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		}
 	case *pluginpb.Action_Panicked:
 		// The plugin has logged the panic with its stack and closes the
-		// connection.
+		// connection; what is left is whose fault it was.
+		switch method := a.Panicked.GetMethod(); method {
+		case "NewSession", "OnMessage", "Close":
+			s.plugin.blame(s.culprit(), "the session panicked in "+method+": "+a.Panicked.GetValue())
+		}
 	}
+}
+
+// attach attaches the session's device through the gateway, unless the
+// device has been refused for causing faults.
+func (s *remoteSession) attach(a *pluginpb.Attach) error {
+	who := culprit{device: a.GetDevice(), addr: hostOf(s.info.RemoteAddr)}
+	if until, refused := s.plugin.faults.refusedUntil(who, time.Now()); refused {
+		s.plugin.log.Info("device refused: it keeps causing plugin faults", "device", who.device, "remote", s.info.RemoteAddr,
+			"until", until.Format(time.RFC3339))
+		s.out.Close(protocols.ClosePolicyViolation, "refused: this device keeps crashing the protocol plugin")
+		return fmt.Errorf("%w: device %s keeps crashing the protocol plugin", protocols.ErrForbidden, who.device)
+	}
+	if err := s.out.Attach(protocols.Device{ID: who.device, Token: a.GetToken()}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.device = who.device
+	s.mu.Unlock()
+	return nil
 }

@@ -119,8 +119,10 @@ func NewHost(opts Options) *Host {
 
 // Start launches each plugin, checks it and registers its protocols. A
 // plugin that cannot start (missing binary, checksum mismatch, a name taken
-// by another protocol) is refused and reported in the returned error; the
-// others run. Running plugins are supervised until Close.
+// by another protocol) is logged at error level with the reason and left
+// out; the others run, and the gateway with them. The returned error joins
+// the refusals for callers that report them otherwise. Running plugins are
+// supervised until Close.
 func (h *Host) Start(specs []Spec) error {
 	var errs []error
 	for _, spec := range specs {
@@ -128,6 +130,7 @@ func (h *Host) Start(specs []Spec) error {
 		p := &supervised{host: h, spec: spec, name: name, log: h.opts.Log.With("plugin", name),
 			faults: newFaultBook(h.opts.DeviceFaults, h.opts.FaultWindow)}
 		if err := p.start(); err != nil {
+			p.log.Error("plugin refused; the gateway runs without it", "path", spec.Path, "err", err)
 			errs = append(errs, fmt.Errorf("plugin %s: %w", spec.Path, err))
 			continue
 		}

@@ -397,12 +397,17 @@ func TestPluginRefused(t *testing.T) {
 		{"built-in name", []Spec{spec(t, clashPlugin)}, `protocol "echo" is built in`},
 		{"name taken by another plugin", []Spec{good, good}, "already registered"},
 		{"describes other protocols than declared", []Spec{{Path: testPlugin, SHA256: good.SHA256, Protocols: []string{"ocpp1.6"}}}, `implements "ocpp1.6"`},
+		{"missing binary beside a good plugin", []Spec{{Path: filepath.Join(t.TempDir(), "nope"), SHA256: good.SHA256}, good}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := newEnv(t, Options{}, []string{"test-echo", "echo"}, tt.specs...)
+			log, logged := captureLog()
+			e, err := newEnv(t, Options{Log: log}, []string{"test-echo", "echo"}, tt.specs...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Start: %v, want an error containing %q", err, tt.want)
+			}
+			if !logged(`level=ERROR msg="plugin refused; the gateway runs without it"`) || !logged(strings.ReplaceAll(tt.want, `"`, `\"`)) {
+				t.Errorf("the refusal was not logged at error level with its reason %q", tt.want)
 			}
 			// The gateway keeps running with what it has.
 			ws := e.dial(t, "/", "echo")
@@ -410,6 +415,11 @@ func TestPluginRefused(t *testing.T) {
 			expect(t, ws, "still up")
 			if name := "echo"; len(e.registry.Entries()) == 0 || e.registry.Entries()[1].Origin != "builtin" {
 				t.Errorf("%s lost its origin: %+v", name, e.registry.Entries())
+			}
+			if _, ok := e.registry.Lookup("test-echo"); ok { // a good plugin in the list
+				ws := e.dial(t, "/", "test-echo")
+				send(t, ws, "plugged")
+				expect(t, ws, "plugged")
 			}
 		})
 	}

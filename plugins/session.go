@@ -128,9 +128,9 @@ type remoteSession struct {
 	device    string // attached as
 }
 
-// awaitOpened waits for the plugin's NewSession. The stall timeout runs
-// while the plugin has the session in hand, not while the gateway checks a
-// device the plugin attaches.
+// awaitOpened waits for the plugin's NewSession, up to the stall timeout,
+// which starts again whenever the gateway has answered an Attach: checking
+// a device's token takes the gateway's time, not the plugin's.
 func (s *remoteSession) awaitOpened(ctx context.Context) error {
 	stall := time.NewTimer(s.plugin.host.opts.StallTimeout)
 	defer stall.Stop()

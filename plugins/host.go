@@ -38,8 +38,9 @@ type Options struct {
 	// RestartMin and RestartMax bound the delay before a failed plugin is
 	// started again; it doubles after each failure.
 	RestartMin, RestartMax time.Duration
-	// MaxFailures in a row disable a plugin until the gateway restarts. A
-	// plugin that runs for StableAfter counts as healthy again.
+	// MaxFailures in a row that no device is blamed for disable a plugin
+	// until the gateway restarts. A plugin that runs for StableAfter counts
+	// as healthy again.
 	MaxFailures int
 	StableAfter time.Duration
 	// HealthInterval is how often a running plugin is probed; a probe
@@ -52,6 +53,16 @@ type Options struct {
 	SessionQueue int
 	// StartTimeout bounds the launch and handshake of a plugin.
 	StartTimeout time.Duration
+	// KillGrace is how long a plugin being stopped has to exit after it is
+	// asked to before it is killed (SIGKILL).
+	KillGrace time.Duration
+	// A device that causes DeviceFaults faults of a plugin within
+	// FaultWindow is refused by it for FaultWindow. A crash with the events
+	// of more than MaxSuspects devices in the plugin's hands is blamed on
+	// the plugin instead (faults.go has the rules).
+	DeviceFaults int
+	FaultWindow  time.Duration
+	MaxSuspects  int
 }
 
 func (o *Options) defaults() {
@@ -67,12 +78,17 @@ func (o *Options) defaults() {
 	set(&o.HealthTimeout, 5*time.Second)
 	set(&o.StallTimeout, 10*time.Second)
 	set(&o.StartTimeout, 10*time.Second)
-	if o.MaxFailures <= 0 {
-		o.MaxFailures = 5
+	set(&o.KillGrace, 2*time.Second)
+	set(&o.FaultWindow, 10*time.Minute)
+	positive := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
 	}
-	if o.SessionQueue <= 0 {
-		o.SessionQueue = 1024
-	}
+	positive(&o.MaxFailures, 5)
+	positive(&o.SessionQueue, 1024)
+	positive(&o.DeviceFaults, 3)
+	positive(&o.MaxSuspects, 3)
 }
 
 // Status describes one plugin for `wsgate protocols` and the metrics.
@@ -103,20 +119,23 @@ func NewHost(opts Options) *Host {
 
 // Start launches each plugin, checks it and registers its protocols. A
 // plugin that cannot start (missing binary, checksum mismatch, a name taken
-// by another protocol) is refused and reported in the returned error; the
-// others run. Running plugins are supervised until Close.
+// by another protocol) is logged at error level with the reason and left
+// out; the others run, and the gateway with them. The returned error joins
+// the refusals for callers that report them otherwise. Running plugins are
+// supervised until Close.
 func (h *Host) Start(specs []Spec) error {
 	var errs []error
 	for _, spec := range specs {
-		p := &supervised{host: h, spec: spec, name: filepath.Base(spec.Path)}
-		p.log = h.opts.Log.With("plugin", p.name)
+		name := filepath.Base(spec.Path)
+		p := &supervised{host: h, spec: spec, name: name, log: h.opts.Log.With("plugin", name),
+			faults: newFaultBook(h.opts.DeviceFaults, h.opts.FaultWindow)}
 		if err := p.start(); err != nil {
+			p.log.Error("plugin refused; the gateway runs without it", "path", spec.Path, "err", err)
 			errs = append(errs, fmt.Errorf("plugin %s: %w", spec.Path, err))
 			continue
 		}
 		h.plugins = append(h.plugins, p)
-		h.workers.Add(1)
-		go func() { defer h.workers.Done(); p.supervise(h.ctx) }()
+		h.workers.Go(func() { p.supervise(h.ctx) })
 	}
 	return errors.Join(errs...)
 }
@@ -142,22 +161,37 @@ func (h *Host) Close() {
 
 // supervised is one plugin binary and its current process.
 type supervised struct {
-	host *Host
-	spec Spec
-	name string
-	log  *slog.Logger
+	host   *Host
+	spec   Spec
+	name   string
+	log    *slog.Logger
+	faults *faultBook // outlives processes: a device keeps its record across restarts
 
 	mu       sync.Mutex
-	client   *plugin.Client
-	rpc      pluginpb.ProtocolClient
-	ctx      context.Context // the current process's lifetime
-	cancel   context.CancelFunc
+	proc     *process // nil while the plugin is not running
 	names    []string
 	version  string
 	state    string
 	restarts int
 	started  time.Time
-	hung     chan struct{} // signalled by a stalled session
+}
+
+// process is one run of the plugin binary.
+type process struct {
+	client *plugin.Client
+	cmd    *exec.Cmd
+	rpc    pluginpb.ProtocolClient
+	ctx    context.Context // the process's lifetime: its sessions' streams end with it
+	cancel context.CancelFunc
+	grace  time.Duration       // KillGrace
+	stalls chan *remoteSession // a session whose plugin took no event in time
+
+	mu       sync.Mutex
+	stopping bool
+	sessions sync.WaitGroup // the sessions' goroutines
+	// live are the sessions that may still have events in the plugin's
+	// hands: all but those that ended cleanly or that the gateway cut.
+	live map[*remoteSession]struct{}
 }
 
 // start launches the process and registers its protocols.
@@ -173,21 +207,27 @@ func (p *supervised) start() error {
 	}
 	cmd := exec.Command(p.spec.Path)
 	dieWithParent(cmd)
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  pluginpb.Handshake,
-		Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
-		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Managed:          true, // plugin.CleanupClients in main is the last safety net
-		StartTimeout:     p.host.opts.StartTimeout,
-		GRPCDialOptions:  pluginpb.StreamOptions(),
-		Logger:           newHCLogger(p.log),
-	})
-	rpcClient, err := client.Client()
+	proc := &process{
+		cmd:    cmd,
+		grace:  p.host.opts.KillGrace,
+		stalls: make(chan *remoteSession, 1),
+		live:   make(map[*remoteSession]struct{}),
+		client: plugin.NewClient(&plugin.ClientConfig{
+			HandshakeConfig:  pluginpb.Handshake,
+			Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
+			Cmd:              cmd,
+			SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			AutoMTLS:         true,
+			Managed:          true, // plugin.CleanupClients in main is the last safety net
+			StartTimeout:     p.host.opts.StartTimeout,
+			GRPCDialOptions:  pluginpb.StreamOptions(),
+			Logger:           newHCLogger(p.log),
+		}),
+	}
+	rpcClient, err := proc.client.Client()
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return fmt.Errorf("refused: the binary's SHA-256 does not match the configured sha256 (was it replaced?)")
 		}
@@ -195,27 +235,26 @@ func (p *supervised) start() error {
 	}
 	raw, err := rpcClient.Dispense(pluginpb.PluginName)
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		return fmt.Errorf("dispense: %w", err)
 	}
-	rpc := raw.(pluginpb.ProtocolClient)
+	proc.rpc = raw.(pluginpb.ProtocolClient)
 	ctx, cancel := context.WithTimeout(p.host.ctx, p.host.opts.StartTimeout)
-	desc, err := rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	desc, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
 	cancel()
 	if err != nil {
-		client.Kill()
+		proc.kill()
 		return fmt.Errorf("describe: %w", err)
 	}
 	names := desc.GetProtocols()
 	if err := p.checkNames(names); err != nil {
-		client.Kill()
+		proc.kill()
 		return err
 	}
-	procCtx, procCancel := context.WithCancel(p.host.ctx)
+	proc.ctx, proc.cancel = context.WithCancel(p.host.ctx)
 	p.mu.Lock()
-	p.client, p.rpc, p.ctx, p.cancel = client, rpc, procCtx, procCancel
+	p.proc = proc
 	p.names, p.version, p.state, p.started = names, desc.GetVersion(), "running", time.Now()
-	p.hung = make(chan struct{}, 1)
 	p.mu.Unlock()
 	for i, name := range names {
 		if err := p.host.opts.Registry.Register(&remoteProtocol{name: name, plugin: p}, "plugin:"+p.spec.Path); err != nil {
@@ -226,7 +265,7 @@ func (p *supervised) start() error {
 			return fmt.Errorf("register: %w", err)
 		}
 	}
-	p.log.Info("plugin started", "protocols", names, "version", desc.GetVersion(), "pid", pid(client))
+	p.log.Info("plugin started", "protocols", names, "version", desc.GetVersion(), "pid", pid(proc.client))
 	return nil
 }
 
@@ -251,12 +290,15 @@ func (p *supervised) checkNames(names []string) error {
 }
 
 // supervise restarts the plugin whenever it exits, stops answering or
-// stalls a session, until ctx ends or it has failed too often.
+// stalls a session, until ctx ends or it has failed too often by itself.
 func (p *supervised) supervise(ctx context.Context) {
 	failures := 0
 	delay := p.host.opts.RestartMin
 	for {
-		why := p.watch(ctx)
+		p.mu.Lock()
+		proc := p.proc
+		p.mu.Unlock()
+		f := p.watch(ctx, proc)
 		if ctx.Err() != nil {
 			return
 		}
@@ -266,10 +308,11 @@ func (p *supervised) supervise(ctx context.Context) {
 		if stable {
 			failures, delay = 0, p.host.opts.RestartMin
 		}
-		p.log.Error("plugin failed; its sessions are closed with 1011", "reason", why)
 		p.stop("restarting")
-		for {
+		if !p.account(f) {
 			failures++
+		}
+		for {
 			if failures > p.host.opts.MaxFailures {
 				p.setState("disabled")
 				p.log.Error("plugin disabled after repeated failures; restart the gateway to try again", "failures", failures-1)
@@ -286,6 +329,7 @@ func (p *supervised) supervise(ctx context.Context) {
 			p.mu.Unlock()
 			if err := p.start(); err != nil {
 				p.log.Error("plugin restart failed", "err", err)
+				failures++
 				continue
 			}
 			break
@@ -293,11 +337,15 @@ func (p *supervised) supervise(ctx context.Context) {
 	}
 }
 
+// failure is why a process must be replaced, and whose events were in its
+// hands when it failed.
+type failure struct {
+	reason   string
+	suspects []culprit
+}
+
 // watch returns why the running process must be replaced.
-func (p *supervised) watch(ctx context.Context) string {
-	p.mu.Lock()
-	client, rpc, hung := p.client, p.rpc, p.hung
-	p.mu.Unlock()
+func (p *supervised) watch(ctx context.Context, proc *process) failure {
 	exitPoll := time.NewTicker(250 * time.Millisecond)
 	defer exitPoll.Stop()
 	health := time.NewTicker(p.host.opts.HealthInterval)
@@ -305,53 +353,50 @@ func (p *supervised) watch(ctx context.Context) string {
 	for {
 		select {
 		case <-ctx.Done():
-			return "gateway stopping"
-		case <-hung:
-			return "a session stalled: the plugin took no event within the stall timeout"
+			return failure{reason: "gateway stopping"}
+		case s := <-proc.stalls:
+			// A process that is stopped or wedged stalls every session: only
+			// one that still answers has a session to blame.
+			if err := p.probe(ctx, proc); err != nil {
+				return failure{reason: "hung: a session stalled and the health probe failed: " + err.Error()}
+			}
+			f := failure{reason: "a session stalled: the plugin took no event within the stall timeout"}
+			if c, ok := s.suspect(); ok {
+				f.suspects = []culprit{c}
+			}
+			return f
 		case <-exitPoll.C:
-			if client.Exited() {
-				return "the plugin process exited"
+			if proc.client.Exited() {
+				return failure{reason: "the plugin process exited", suspects: proc.suspects()}
 			}
 		case <-health.C:
-			probe, cancel := context.WithTimeout(ctx, p.host.opts.HealthTimeout)
-			_, err := rpc.Describe(probe, &pluginpb.DescribeRequest{})
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				return "health probe failed: " + err.Error()
+			if err := p.probe(ctx, proc); err != nil && ctx.Err() == nil {
+				return failure{reason: "hung: health probe failed: " + err.Error()}
 			}
 		}
 	}
 }
 
-// stalled reports a session whose plugin took no event in time.
-func (p *supervised) stalled() {
-	p.mu.Lock()
-	hung := p.hung
-	p.mu.Unlock()
-	if hung != nil {
-		select {
-		case hung <- struct{}{}:
-		default:
-		}
-	}
+func (p *supervised) probe(ctx context.Context, proc *process) error {
+	ctx, cancel := context.WithTimeout(ctx, p.host.opts.HealthTimeout)
+	defer cancel()
+	_, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	return err
 }
 
-// stop unregisters the protocols and kills the process; the sessions'
+// stop unregisters the protocols and ends the process; the sessions'
 // streams break and their connections close with 1011.
 func (p *supervised) stop(state string) {
 	p.mu.Lock()
-	client, cancel, names := p.client, p.cancel, p.names
-	p.client, p.rpc, p.cancel = nil, nil, nil
+	proc, names := p.proc, p.names
+	p.proc = nil
 	p.state = state
 	p.mu.Unlock()
 	for _, name := range names {
 		p.host.opts.Registry.Unregister(name)
 	}
-	if cancel != nil {
-		cancel()
-	}
-	if client != nil {
-		client.Kill()
+	if proc != nil {
+		proc.stop()
 	}
 }
 
@@ -361,23 +406,105 @@ func (p *supervised) setState(state string) {
 	p.mu.Unlock()
 }
 
-// current returns the running process's client and lifetime, or nil.
-func (p *supervised) current() (pluginpb.ProtocolClient, context.Context) {
+// running returns the current process, or nil.
+func (p *supervised) running() *process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rpc, p.ctx
+	return p.proc
 }
 
 func (p *supervised) status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Status{Path: p.spec.Path, Protocols: slices.Clone(p.names), Version: p.version, State: p.state, Restarts: p.restarts, PID: pid(p.client)}
+	st := Status{Path: p.spec.Path, Protocols: slices.Clone(p.names), Version: p.version, State: p.state, Restarts: p.restarts}
+	if p.proc != nil {
+		st.PID = pid(p.proc.client)
+	}
+	return st
+}
+
+// stop cuts the sessions' streams, ends the process and waits for the
+// sessions' goroutines.
+func (pr *process) stop() {
+	pr.mu.Lock()
+	pr.stopping = true
+	pr.mu.Unlock()
+	pr.cancel()
+	pr.kill()
+	pr.sessions.Wait()
+}
+
+// kill ends the process: go-plugin asks it to exit, and after grace it is
+// killed (SIGKILL). A stopped (SIGSTOP) or wedged plugin never answers the
+// request, and go-plugin would wait for it forever.
+func (pr *process) kill() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pr.client.Kill()
+	}()
+	timer := time.NewTimer(pr.grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	if pr.cmd.Process != nil {
+		_ = pr.cmd.Process.Kill()
+	}
+	<-done // go-plugin's wait ends with the process, which SIGKILL ends
+}
+
+// goSession runs a session's goroutines, unless the process is stopping.
+func (pr *process) goSession(fns ...func()) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.stopping {
+		return false
+	}
+	for _, fn := range fns {
+		pr.sessions.Go(fn)
+	}
+	return true
+}
+
+func (pr *process) track(s *remoteSession) {
+	pr.mu.Lock()
+	pr.live[s] = struct{}{}
+	pr.mu.Unlock()
+}
+
+func (pr *process) untrack(s *remoteSession) {
+	pr.mu.Lock()
+	delete(pr.live, s)
+	pr.mu.Unlock()
+}
+
+// stalled reports a session whose plugin took no event in time.
+func (pr *process) stalled(s *remoteSession) {
+	select {
+	case pr.stalls <- s:
+	default: // one is enough to replace the process
+	}
+}
+
+// suspects are the devices whose own events were in the plugin's hands.
+func (pr *process) suspects() []culprit {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	seen := make(map[string]bool)
+	var list []culprit
+	for s := range pr.live {
+		if c, ok := s.suspect(); ok && !seen[c.key()] {
+			seen[c.key()] = true
+			list = append(list, c)
+		}
+	}
+	return list
 }
 
 func pid(c *plugin.Client) int {
-	if c == nil {
-		return 0
-	}
 	if rc := c.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}

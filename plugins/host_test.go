@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -153,7 +154,15 @@ func newEnv(t *testing.T, opts Options, order []string, specs ...Spec) (*env, er
 
 func (e *env) dial(t *testing.T, path, protocol string) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{protocol}, HandshakeTimeout: testWait}
+	return e.dialFrom(t, "127.0.0.1", path, protocol)
+}
+
+// dialFrom connects from a local address of the loopback network, which
+// the gateway sees as another device's address.
+func (e *env) dialFrom(t *testing.T, from, path, protocol string) *websocket.Conn {
+	t.Helper()
+	local := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	d := websocket.Dialer{Subprotocols: []string{protocol}, HandshakeTimeout: testWait, NetDialContext: local.DialContext}
 	ws, resp, err := d.Dial(e.url+path, nil)
 	if err != nil {
 		status := 0
@@ -190,17 +199,26 @@ func expect(t *testing.T, ws *websocket.Conn, want string) {
 
 func expectClose(t *testing.T, ws *websocket.Conn, code int) {
 	t.Helper()
+	if ce := readClose(t, ws); ce.Code != code {
+		t.Fatalf("connection ended with %v, want close %d", ce, code)
+	}
+}
+
+// readClose reads until the peer's close frame and returns it; messages
+// before it are skipped.
+func readClose(t *testing.T, ws *websocket.Conn) *websocket.CloseError {
+	t.Helper()
 	_ = ws.SetReadDeadline(time.Now().Add(testWait))
 	for {
 		_, _, err := ws.ReadMessage()
 		if err == nil {
 			continue
 		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != code {
-			t.Fatalf("connection ended with %v, want close %d", err, code)
+		ce, ok := errors.AsType[*websocket.CloseError](err)
+		if !ok {
+			t.Fatalf("connection ended with %v, want a close frame", err)
 		}
-		return
+		return ce
 	}
 }
 
@@ -337,10 +355,13 @@ func TestPluginDisabledAfterRepeatedFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Killed with no session open: no device had a part in it, so each
+	// crash is the plugin's own.
 	for crash := 1; crash <= 3; crash++ {
-		ws := e.dial(t, "/", "test-echo")
-		send(t, ws, "!exit")
-		expectClose(t, ws, protocols.CloseInternalError)
+		pid := e.host.Status()[0].PID
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		if crash < 3 {
 			waitFor(t, "a restart", func() bool {
 				s := e.host.Status()[0]
@@ -376,12 +397,17 @@ func TestPluginRefused(t *testing.T) {
 		{"built-in name", []Spec{spec(t, clashPlugin)}, `protocol "echo" is built in`},
 		{"name taken by another plugin", []Spec{good, good}, "already registered"},
 		{"describes other protocols than declared", []Spec{{Path: testPlugin, SHA256: good.SHA256, Protocols: []string{"ocpp1.6"}}}, `implements "ocpp1.6"`},
+		{"missing binary beside a good plugin", []Spec{{Path: filepath.Join(t.TempDir(), "nope"), SHA256: good.SHA256}, good}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := newEnv(t, Options{}, []string{"test-echo", "echo"}, tt.specs...)
+			log, logged := captureLog()
+			e, err := newEnv(t, Options{Log: log}, []string{"test-echo", "echo"}, tt.specs...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Start: %v, want an error containing %q", err, tt.want)
+			}
+			if !logged(`level=ERROR msg="plugin refused; the gateway runs without it"`) || !logged(strings.ReplaceAll(tt.want, `"`, `\"`)) {
+				t.Errorf("the refusal was not logged at error level with its reason %q", tt.want)
 			}
 			// The gateway keeps running with what it has.
 			ws := e.dial(t, "/", "echo")
@@ -389,6 +415,11 @@ func TestPluginRefused(t *testing.T) {
 			expect(t, ws, "still up")
 			if name := "echo"; len(e.registry.Entries()) == 0 || e.registry.Entries()[1].Origin != "builtin" {
 				t.Errorf("%s lost its origin: %+v", name, e.registry.Entries())
+			}
+			if _, ok := e.registry.Lookup("test-echo"); ok { // a good plugin in the list
+				ws := e.dial(t, "/", "test-echo")
+				send(t, ws, "plugged")
+				expect(t, ws, "plugged")
 			}
 		})
 	}
@@ -419,13 +450,7 @@ func TestCloseLeavesNoProcesses(t *testing.T) {
 }
 
 func TestPluginLogsReachTheGatewayLog(t *testing.T) {
-	var mu sync.Mutex
-	var buf strings.Builder
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, logged := captureLog()
 	e, err := newEnv(t, Options{Log: log, RestartMin: time.Hour}, []string{"test-echo"}, spec(t, testPlugin))
 	if err != nil {
 		t.Fatal(err)
@@ -434,11 +459,25 @@ func TestPluginLogsReachTheGatewayLog(t *testing.T) {
 	send(t, ws, "!exit")
 	expectClose(t, ws, protocols.CloseInternalError)
 	waitFor(t, "the plugin's log line", func() bool {
+		return logged(`level=ERROR msg="exiting on request"`) && logged("plugin=testplugin")
+	})
+}
+
+// captureLog returns a logger and a function that reports whether what it
+// logged so far contains a string.
+func captureLog() (*slog.Logger, func(string) bool) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		return strings.Contains(buf.String(), `level=ERROR msg="exiting on request"`) &&
-			strings.Contains(buf.String(), "plugin=testplugin")
-	})
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return log, func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(buf.String(), s)
+	}
 }
 
 type writerFunc func([]byte) (int, error)

@@ -6,10 +6,16 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pluginpb "github.com/wsgate/wsgate/plugins/proto"
 	"github.com/wsgate/wsgate/protocols"
+)
+
+var (
+	errUnavailable = &protocols.CloseError{Code: protocols.CloseInternalError, Reason: "protocol plugin unavailable"}
+	errStalled     = &protocols.CloseError{Code: protocols.CloseInternalError, Reason: "protocol plugin stalled"}
 )
 
 // remoteProtocol is a protocol implemented by a plugin process.
@@ -20,58 +26,157 @@ type remoteProtocol struct {
 
 func (p *remoteProtocol) Name() string { return p.name }
 
-// NewSession opens the session's stream to the plugin.
-func (p *remoteProtocol) NewSession(_ context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
-	client, pluginCtx := p.plugin.current()
-	if client == nil {
-		return nil, fmt.Errorf("plugin %s is not running", p.plugin.name)
-	}
-	// The stream lives as long as the session and the plugin process, not
-	// as long as the connection's context: the Closed event must still go
-	// out after the connection has ended.
-	ctx, cancel := context.WithCancel(pluginCtx)
-	window := p.plugin.host.opts.SessionQueue
-	stream, err := client.Session(ctx)
-	if err == nil {
-		err = stream.Send(&pluginpb.Events{Events: []*pluginpb.Event{{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
-			Protocol: p.name, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}}})
-	}
+// NewSession opens the session's stream to the plugin and returns once the
+// plugin's NewSession has returned. An error is the one the plugin's
+// NewSession returned, with its text and, for a *protocols.CloseError, its
+// code, just as a built-in protocol's would be; the connection is closed
+// with that code and reason, or with 1011 and the error's text.
+func (p *remoteProtocol) NewSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
+	s, err := p.plugin.open(ctx, p.name, info, out)
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("plugin %s: open session: %w", p.plugin.name, err)
+		p.plugin.log.Info("session refused", "protocol", p.name, "remote", info.RemoteAddr, "path", info.Path, "err", err)
+		if ce, ok := errors.AsType[*protocols.CloseError](err); ok {
+			out.Close(ce.Code, ce.Reason)
+		} else {
+			out.Close(protocols.CloseInternalError, err.Error())
+		}
+		return nil, err
 	}
+	return s, nil
+}
+
+// open starts a session on the running process, unless its address is
+// refused.
+func (p *supervised) open(ctx context.Context, protocol string, info protocols.SessionInfo, out protocols.Outlet) (*remoteSession, error) {
+	addr := hostOf(info.RemoteAddr)
+	if until, refused := p.faults.refusedUntil(culprit{addr: addr}, time.Now()); refused {
+		return nil, fmt.Errorf("address %s keeps causing plugin faults; refused until %s: %w", addr, until.Format(time.RFC3339),
+			&protocols.CloseError{Code: protocols.ClosePolicyViolation, Reason: "refused: this address keeps crashing the protocol plugin"})
+	}
+	proc := p.running()
+	if proc == nil {
+		return nil, errUnavailable
+	}
+	window := p.host.opts.SessionQueue
+	streamCtx, cancel := context.WithCancel(proc.ctx)
 	s := &remoteSession{
-		plugin: p.plugin, out: out, stream: stream, ctx: ctx, cancel: cancel,
-		events:  make(chan *pluginpb.Event, window),
-		acks:    make(chan *pluginpb.Event, ackQueue),
-		credits: make(chan struct{}, window),
+		plugin: p, proc: proc, info: info, out: out, ctx: streamCtx, cancel: cancel,
+		events:   make(chan *pluginpb.Event, window+2), // +2: GoingAway and Closed
+		replies:  make(chan *pluginpb.Event, replyQueue),
+		credits:  make(chan struct{}, window),
+		opened:   make(chan error, 1),
+		progress: make(chan struct{}, 1),
 	}
 	for range window {
 		s.credits <- struct{}{}
 	}
-	go s.sendLoop()
-	go s.recvLoop()
+	// The stream lives as long as the session and the plugin process, not
+	// as long as the connection's context: the Closed event must still go
+	// out after the connection has ended.
+	stream, err := proc.rpc.Session(s.ctx)
+	if err == nil {
+		s.stream = stream
+		s.awaiting.Store(true)
+		proc.track(s)
+		err = stream.Send(&pluginpb.Events{Events: []*pluginpb.Event{{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
+			Protocol: protocol, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}}})
+	}
+	if err != nil || !proc.goSession(s.sendLoop, s.recvLoop) {
+		cancel()
+		proc.untrack(s)
+		p.log.Debug("open session", "err", err)
+		return nil, errUnavailable
+	}
+	if err := s.awaitOpened(ctx); err != nil {
+		s.abandon()
+		return nil, err
+	}
 	return s, nil
 }
 
 // remoteSession relays one connection's events to the plugin and its
-// actions back. A send goroutine drains a bounded queue into the stream; a
+// actions back. A send goroutine drains bounded queues into the stream; a
 // receive goroutine carries out the plugin's actions. Both end with the
 // stream.
 type remoteSession struct {
 	plugin *supervised
+	proc   *process
+	info   protocols.SessionInfo
 	out    protocols.Outlet
 	stream pluginpb.Protocol_SessionClient
 	ctx    context.Context // the stream's
 	cancel context.CancelFunc
 	events chan *pluginpb.Event
-	acks   chan *pluginpb.Event // sent before events: they never wait behind messages
+	// replies (acks and Attach answers) are sent before events: they never
+	// wait behind messages.
+	replies chan *pluginpb.Event
 	// credits hold one token per Message or Command event the plugin may
 	// have outstanding; its Consumed actions return them.
-	credits chan struct{}
+	credits  chan struct{}
+	opened   chan error    // the plugin's answer to Open
+	progress chan struct{} // an Attach was answered while waiting for Opened
 
-	mu      sync.Mutex
-	closing bool // Close was called: no event may follow Closed
+	// What of the device's own the plugin has in hand, for crash
+	// accounting: messages sent and not yet consumed, and Open or Closed
+	// not yet answered.
+	sentMessages, consumedMessages atomic.Int64
+	awaiting                       atomic.Bool
+
+	mu        sync.Mutex
+	closing   bool // Close was called, or the session never started: no event may follow
+	goingAway bool
+	device    string // attached as
+}
+
+// awaitOpened waits for the plugin's NewSession, up to the stall timeout,
+// which starts again whenever the gateway has answered an Attach: checking
+// a device's token takes the gateway's time, not the plugin's.
+func (s *remoteSession) awaitOpened(ctx context.Context) error {
+	stall := time.NewTimer(s.plugin.host.opts.StallTimeout)
+	defer stall.Stop()
+	for {
+		select {
+		case err := <-s.opened:
+			return err
+		case <-s.progress:
+			stall.Reset(s.plugin.host.opts.StallTimeout)
+		case <-s.ctx.Done():
+			select {
+			case err := <-s.opened: // answered, then the stream ended
+				return err
+			default:
+				return errUnavailable
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("the connection ended while the plugin started its session: %w", ctx.Err())
+		case <-stall.C:
+			s.proc.stalled(s)
+			return errStalled
+		}
+	}
+}
+
+// abandon ends a session that did not start.
+func (s *remoteSession) abandon() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.cancel()
+}
+
+// suspect returns the session's device if one of its own events is in the
+// plugin's hands.
+func (s *remoteSession) suspect() (culprit, bool) {
+	if !s.awaiting.Load() && s.sentMessages.Load() <= s.consumedMessages.Load() {
+		return culprit{}, false
+	}
+	return s.culprit(), true
+}
+
+func (s *remoteSession) culprit() culprit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return culprit{device: s.device, addr: hostOf(s.info.RemoteAddr)}
 }
 
 // enqueue hands a Message or Command event to the send goroutine once the
@@ -101,8 +206,8 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 		return protocols.ErrClosed
 	case <-timer.C:
 	}
-	s.plugin.stalled()
-	return &protocols.CloseError{Code: protocols.CloseInternalError, Reason: "protocol plugin stalled"}
+	s.proc.stalled(s)
+	return errStalled
 }
 
 // OnMessage implements protocols.Session.
@@ -119,6 +224,24 @@ func (s *remoteSession) OnCommand(cmd protocols.Command) error {
 		return fmt.Errorf("plugin %s: %w", s.plugin.name, err)
 	}
 	return nil
+}
+
+// GoingAway implements protocols.GoingAway: the plugin's session ends the
+// connection with its own closing handshake, or with 1001 when it has
+// none.
+func (s *remoteSession) GoingAway() {
+	s.mu.Lock()
+	first := !s.closing && !s.goingAway
+	s.goingAway = true
+	s.mu.Unlock()
+	if !first {
+		return
+	}
+	select {
+	case s.events <- &pluginpb.Event{Event: &pluginpb.Event_GoingAway{GoingAway: &pluginpb.GoingAway{}}}:
+	default: // events keeps room for it; should it not, close as the gateway would
+		s.out.Close(protocols.CloseGoingAway, "going away")
+	}
 }
 
 // Close implements protocols.Session: the plugin learns of the end, then
@@ -141,39 +264,48 @@ func (s *remoteSession) Close(err error) {
 	}
 }
 
-// ackQueue bounds the acks waiting to go to a plugin. They have their own
-// queue, sent first, and the plugin always reads its stream (the window
-// bounds what it queues), so this fills only when the plugin stops reading
-// altogether.
-const ackQueue = 1024
+var (
+	_ protocols.Session   = (*remoteSession)(nil)
+	_ protocols.GoingAway = (*remoteSession)(nil)
+)
 
-// ack is the Frame.Ack of frames the plugin asked to be told about. It
-// runs on the bridge's goroutine and must not block.
+// replyQueue bounds the acks and answers waiting to go to a plugin. They
+// have their own queue, sent first, and the plugin always reads its stream
+// (the window bounds what it queues), so this fills only when the plugin
+// stops reading altogether.
+const replyQueue = 1024
+
+// reply queues an ack or an answer. It must not block: acks run on the
+// bridge's goroutine.
+func (s *remoteSession) reply(ev *pluginpb.Event) {
+	select {
+	case s.replies <- ev:
+	case <-s.ctx.Done():
+	default:
+		s.proc.stalled(s)
+		s.out.Close(protocols.CloseInternalError, "protocol plugin stalled")
+	}
+}
+
+// ack is the Frame.Ack of frames the plugin asked to be told about.
 func (s *remoteSession) ack(id uint64) func(error) {
 	return func(err error) {
-		ev := &pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{Frame: id, Error: pluginpb.ToError(err)}}}
-		select {
-		case s.acks <- ev:
-		case <-s.ctx.Done():
-		default:
-			s.plugin.stalled()
-			s.out.Close(protocols.CloseInternalError, "protocol plugin stalled")
-		}
+		s.reply(&pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{Frame: id, Error: pluginpb.ToError(err)}}})
 	}
 }
 
 // maxBatch bounds the events sent in one stream message.
 const maxBatch = 128
 
-// sendLoop writes events to the stream, acks first, batching whatever is
-// queued, until Closed has gone out or the stream ends; recvLoop notices a
-// broken stream.
+// sendLoop writes events to the stream, replies first, batching whatever
+// is queued, until Closed has gone out or the stream ends; recvLoop
+// notices a broken stream.
 func (s *remoteSession) sendLoop() {
 	batch := make([]*pluginpb.Event, 0, maxBatch)
 	for {
 		batch = batch[:0]
 		select {
-		case ev := <-s.acks:
+		case ev := <-s.replies:
 			batch = append(batch, ev)
 		case ev := <-s.events:
 			batch = append(batch, ev)
@@ -184,7 +316,7 @@ func (s *remoteSession) sendLoop() {
 	fill:
 		for !closed && len(batch) < maxBatch {
 			select {
-			case ev := <-s.acks:
+			case ev := <-s.replies:
 				batch = append(batch, ev)
 				continue
 			default:
@@ -196,6 +328,17 @@ func (s *remoteSession) sendLoop() {
 			default:
 				break fill
 			}
+		}
+		var messages int64
+		for _, ev := range batch {
+			if ev.GetMessage() != nil {
+				messages++
+			}
+		}
+		// Counted before they go: from now on a crash may be theirs.
+		s.sentMessages.Add(messages)
+		if closed {
+			s.awaiting.Store(true)
 		}
 		if err := s.stream.Send(&pluginpb.Events{Events: batch}); err != nil {
 			return
@@ -212,15 +355,7 @@ func (s *remoteSession) recvLoop() {
 	for {
 		batch, err := s.stream.Recv()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if !closing || !errors.Is(err, io.EOF) {
-				s.plugin.log.Debug("session stream ended", "err", err)
-			}
-			if !closing {
-				s.out.Close(protocols.CloseInternalError, "protocol plugin unavailable")
-			}
+			s.ended(err)
 			return
 		}
 		for _, a := range batch.GetActions() {
@@ -229,13 +364,48 @@ func (s *remoteSession) recvLoop() {
 	}
 }
 
+// ended handles the end of the stream.
+func (s *remoteSession) ended(err error) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	clean := closing && errors.Is(err, io.EOF)
+	if clean || s.ctx.Err() != nil {
+		// Nothing of the session is in the plugin's hands any more, or
+		// the gateway cut it: it has no part in a crash. Otherwise it
+		// stays tracked until the supervisor has seen whether the process
+		// died.
+		s.proc.untrack(s)
+	}
+	if !clean {
+		s.plugin.log.Debug("session stream ended", "err", err)
+	}
+	if !closing {
+		s.out.Close(protocols.CloseInternalError, "protocol plugin unavailable")
+	}
+}
+
 // act carries out one action of the plugin.
 func (s *remoteSession) act(a *pluginpb.Action) {
 	switch a := a.GetAction().(type) {
+	case *pluginpb.Action_Opened:
+		err := a.Opened.GetError().Err()
+		if err != nil {
+			s.mu.Lock()
+			s.closing = true // the plugin ends the stream: that is no failure
+			s.mu.Unlock()
+		}
+		s.awaiting.Store(false)
+		select {
+		case s.opened <- err:
+		default: // answered twice: the first answer stands
+		}
 	case *pluginpb.Action_Attach:
-		if err := s.out.Attach(protocols.Device{ID: a.Attach.GetDevice(), Token: a.Attach.GetToken()}); err != nil {
-			s.plugin.log.Warn("attach refused", "device", a.Attach.GetDevice(), "err", err)
-			s.out.Close(protocols.CloseInternalError, "attach failed")
+		err := s.attach(a.Attach)
+		s.reply(&pluginpb.Event{Event: &pluginpb.Event_Attached{Attached: &pluginpb.Attached{Id: a.Attach.GetId(), Error: pluginpb.ToError(err)}}})
+		select {
+		case s.progress <- struct{}{}:
+		default:
 		}
 	case *pluginpb.Action_Send:
 		_ = s.out.Send(a.Send.ToMessage()) // a failure closes the connection
@@ -251,7 +421,9 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 	case *pluginpb.Action_Close:
 		s.out.Close(int(a.Close.GetCode()), a.Close.GetReason())
 	case *pluginpb.Action_Consumed:
-		for range min(int(a.Consumed.GetEvents()), cap(s.credits)) {
+		c := a.Consumed
+		s.consumedMessages.Add(int64(c.GetEvents()) - int64(min(c.GetCommands(), c.GetEvents())))
+		for range min(int(c.GetEvents()), cap(s.credits)) {
 			select {
 			case s.credits <- struct{}{}:
 			default: // more than was lent: ignore the excess
@@ -263,5 +435,31 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		if err == nil {
 			_ = s.out.Publish(f)
 		}
+	case *pluginpb.Action_Panicked:
+		// The plugin has logged the panic with its stack and closes the
+		// connection; what is left is whose fault it was.
+		switch method := a.Panicked.GetMethod(); method {
+		case "NewSession", "OnMessage", "Close":
+			s.plugin.blame(s.culprit(), "the session panicked in "+method+": "+a.Panicked.GetValue())
+		}
 	}
+}
+
+// attach attaches the session's device through the gateway, unless the
+// device has been refused for causing faults.
+func (s *remoteSession) attach(a *pluginpb.Attach) error {
+	who := culprit{device: a.GetDevice(), addr: hostOf(s.info.RemoteAddr)}
+	if until, refused := s.plugin.faults.refusedUntil(who, time.Now()); refused {
+		s.plugin.log.Info("device refused: it keeps causing plugin faults", "device", who.device, "remote", s.info.RemoteAddr,
+			"until", until.Format(time.RFC3339))
+		s.out.Close(protocols.ClosePolicyViolation, "refused: this device keeps crashing the protocol plugin")
+		return fmt.Errorf("%w: device %s keeps crashing the protocol plugin", protocols.ErrForbidden, who.device)
+	}
+	if err := s.out.Attach(protocols.Device{ID: who.device, Token: a.GetToken()}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.device = who.device
+	s.mu.Unlock()
+	return nil
 }

@@ -10,7 +10,9 @@ package pluginpb
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -22,7 +24,8 @@ import (
 // Handshake is checked by go-plugin before anything else: a binary that
 // is not a wsgate plugin, or speaks another contract version, is refused.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	// 2: Open is answered with Opened and Attach with Attached.
+	ProtocolVersion:  2,
 	MagicCookieKey:   "WSGATE_PLUGIN",
 	MagicCookieValue: "c6b1c1d4-wsgate-protocol-plugin",
 }
@@ -66,52 +69,67 @@ func NewServer(opts []grpc.ServerOption) *grpc.Server {
 	return plugin.DefaultGRPCServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize)))
 }
 
-// ToError encodes err for the wire; nil stays nil.
+// sentinels are the errors callers distinguish, by their wire kind. Both
+// sides map through this one table, so errors.Is works across the process
+// boundary.
+var sentinels = []struct {
+	kind ErrorKind
+	err  error
+}{
+	{ErrorKind_ERROR_KIND_BUSY, protocols.ErrBusy},
+	{ErrorKind_ERROR_KIND_INVALID_FRAME, protocols.ErrInvalidFrame},
+	{ErrorKind_ERROR_KIND_CLOSED, protocols.ErrClosed},
+	{ErrorKind_ERROR_KIND_DEVICE_OFFLINE, protocols.ErrDeviceOffline},
+	{ErrorKind_ERROR_KIND_UNAUTHORIZED, protocols.ErrUnauthorized},
+	{ErrorKind_ERROR_KIND_FORBIDDEN, protocols.ErrForbidden},
+	{ErrorKind_ERROR_KIND_SEND_QUEUE_FULL, protocols.ErrSendQueueFull},
+}
+
+// ToError encodes err for the wire: its text, the sentinel it matches and
+// the close it asks for; nil stays nil.
 func ToError(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	kind := ErrorKind_ERROR_KIND_OTHER
-	switch {
-	case errors.Is(err, protocols.ErrBusy):
-		kind = ErrorKind_ERROR_KIND_BUSY
-	case errors.Is(err, protocols.ErrInvalidFrame):
-		kind = ErrorKind_ERROR_KIND_INVALID_FRAME
-	case errors.Is(err, protocols.ErrClosed):
-		kind = ErrorKind_ERROR_KIND_CLOSED
-	case errors.Is(err, protocols.ErrDeviceOffline):
-		kind = ErrorKind_ERROR_KIND_DEVICE_OFFLINE
+	e := &Error{Kind: ErrorKind_ERROR_KIND_OTHER, Message: err.Error()}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			e.Kind = s.kind
+			break
+		}
 	}
-	return &Error{Kind: kind, Message: err.Error()}
+	if ce, ok := errors.AsType[*protocols.CloseError](err); ok {
+		e.CloseCode, e.CloseReason = int32(ce.Code), ce.Reason
+	}
+	return e
 }
 
-// remoteError keeps the message from the other side and matches the
-// sentinel of its kind with errors.Is.
+// remoteError keeps the text from the other side and matches its sentinel
+// with errors.Is and its close with errors.As.
 type remoteError struct {
 	msg  string
-	kind error
+	wrap []error
 }
 
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.kind }
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.wrap }
 
 // Err decodes the wire error; a nil *Error is a nil error.
 func (e *Error) Err() error {
 	if e == nil {
 		return nil
 	}
-	var kind error
-	switch e.GetKind() {
-	case ErrorKind_ERROR_KIND_BUSY:
-		kind = protocols.ErrBusy
-	case ErrorKind_ERROR_KIND_INVALID_FRAME:
-		kind = protocols.ErrInvalidFrame
-	case ErrorKind_ERROR_KIND_CLOSED:
-		kind = protocols.ErrClosed
-	case ErrorKind_ERROR_KIND_DEVICE_OFFLINE:
-		kind = protocols.ErrDeviceOffline
+	r := &remoteError{msg: e.GetMessage()}
+	for _, s := range sentinels {
+		if e.GetKind() == s.kind {
+			r.wrap = append(r.wrap, s.err)
+			break
+		}
 	}
-	return &remoteError{msg: e.GetMessage(), kind: kind}
+	if e.GetCloseCode() != 0 {
+		r.wrap = append(r.wrap, &protocols.CloseError{Code: int(e.GetCloseCode()), Reason: e.GetCloseReason()})
+	}
+	return r
 }
 
 // FromMessage encodes a message.
@@ -136,19 +154,45 @@ func (m *Message) ToMessage() protocols.Message {
 func FromSessionInfo(i protocols.SessionInfo) *SessionInfo {
 	return &SessionInfo{
 		Id: i.ID, Subprotocol: i.Subprotocol, RemoteAddr: i.RemoteAddr, Path: i.Path,
-		MaxMessage: i.MaxMessage, HeartbeatMs: i.Heartbeat.Milliseconds(), Gateway: i.Gateway, Tls: i.TLS != nil,
+		MaxMessage: i.MaxMessage, HeartbeatMs: i.Heartbeat.Milliseconds(), Gateway: i.Gateway,
+		Tls: fromTLS(i.TLS), Outbound: i.Outbound,
 	}
 }
 
-// ToSessionInfo decodes session information. The TLS state does not cross
-// the process boundary; a TLS connection gets an empty state.
-func (i *SessionInfo) ToSessionInfo() protocols.SessionInfo {
+func fromTLS(cs *tls.ConnectionState) *TLS {
+	if cs == nil {
+		return nil
+	}
+	t := &TLS{Version: uint32(cs.Version), CipherSuite: uint32(cs.CipherSuite), ServerName: cs.ServerName, NegotiatedProtocol: cs.NegotiatedProtocol}
+	for _, c := range cs.PeerCertificates {
+		t.PeerCertificates = append(t.PeerCertificates, c.Raw)
+	}
+	return t
+}
+
+// ToSessionInfo decodes session information. The TLS state has what
+// fromTLS carries; the peer's certificates are parsed again, and verified
+// chains are left out (the gateway verified them).
+func (i *SessionInfo) ToSessionInfo() (protocols.SessionInfo, error) {
 	info := protocols.SessionInfo{
 		ID: i.GetId(), Subprotocol: i.GetSubprotocol(), RemoteAddr: i.GetRemoteAddr(), Path: i.GetPath(),
 		MaxMessage: i.GetMaxMessage(), Heartbeat: time.Duration(i.GetHeartbeatMs()) * time.Millisecond, Gateway: i.GetGateway(),
+		Outbound: i.GetOutbound(),
 	}
-	if i.GetTls() {
-		info.TLS = &tls.ConnectionState{}
+	t := i.GetTls()
+	if t == nil {
+		return info, nil
 	}
-	return info
+	info.TLS = &tls.ConnectionState{
+		Version: uint16(t.GetVersion()), CipherSuite: uint16(t.GetCipherSuite()), ServerName: t.GetServerName(),
+		NegotiatedProtocol: t.GetNegotiatedProtocol(), HandshakeComplete: true,
+	}
+	for _, der := range t.GetPeerCertificates() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return info, fmt.Errorf("peer certificate: %w", err)
+		}
+		info.TLS.PeerCertificates = append(info.TLS.PeerCertificates, c)
+	}
+	return info, nil
 }

@@ -83,12 +83,15 @@ func (MessageType) EnumDescriptor() ([]byte, []int) {
 type ErrorKind int32
 
 const (
-	ErrorKind_ERROR_KIND_UNSPECIFIED    ErrorKind = 0
-	ErrorKind_ERROR_KIND_BUSY           ErrorKind = 1
-	ErrorKind_ERROR_KIND_INVALID_FRAME  ErrorKind = 2
-	ErrorKind_ERROR_KIND_CLOSED         ErrorKind = 3
-	ErrorKind_ERROR_KIND_DEVICE_OFFLINE ErrorKind = 4
-	ErrorKind_ERROR_KIND_OTHER          ErrorKind = 5
+	ErrorKind_ERROR_KIND_UNSPECIFIED     ErrorKind = 0
+	ErrorKind_ERROR_KIND_BUSY            ErrorKind = 1
+	ErrorKind_ERROR_KIND_INVALID_FRAME   ErrorKind = 2
+	ErrorKind_ERROR_KIND_CLOSED          ErrorKind = 3
+	ErrorKind_ERROR_KIND_DEVICE_OFFLINE  ErrorKind = 4
+	ErrorKind_ERROR_KIND_OTHER           ErrorKind = 5
+	ErrorKind_ERROR_KIND_UNAUTHORIZED    ErrorKind = 6
+	ErrorKind_ERROR_KIND_FORBIDDEN       ErrorKind = 7
+	ErrorKind_ERROR_KIND_SEND_QUEUE_FULL ErrorKind = 8
 )
 
 // Enum value maps for ErrorKind.
@@ -100,14 +103,20 @@ var (
 		3: "ERROR_KIND_CLOSED",
 		4: "ERROR_KIND_DEVICE_OFFLINE",
 		5: "ERROR_KIND_OTHER",
+		6: "ERROR_KIND_UNAUTHORIZED",
+		7: "ERROR_KIND_FORBIDDEN",
+		8: "ERROR_KIND_SEND_QUEUE_FULL",
 	}
 	ErrorKind_value = map[string]int32{
-		"ERROR_KIND_UNSPECIFIED":    0,
-		"ERROR_KIND_BUSY":           1,
-		"ERROR_KIND_INVALID_FRAME":  2,
-		"ERROR_KIND_CLOSED":         3,
-		"ERROR_KIND_DEVICE_OFFLINE": 4,
-		"ERROR_KIND_OTHER":          5,
+		"ERROR_KIND_UNSPECIFIED":     0,
+		"ERROR_KIND_BUSY":            1,
+		"ERROR_KIND_INVALID_FRAME":   2,
+		"ERROR_KIND_CLOSED":          3,
+		"ERROR_KIND_DEVICE_OFFLINE":  4,
+		"ERROR_KIND_OTHER":           5,
+		"ERROR_KIND_UNAUTHORIZED":    6,
+		"ERROR_KIND_FORBIDDEN":       7,
+		"ERROR_KIND_SEND_QUEUE_FULL": 8,
 	}
 )
 
@@ -246,7 +255,8 @@ type SessionInfo struct {
 	MaxMessage    int64                  `protobuf:"varint,5,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"`
 	HeartbeatMs   int64                  `protobuf:"varint,6,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	Gateway       string                 `protobuf:"bytes,7,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Tls           bool                   `protobuf:"varint,8,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls           *TLS                   `protobuf:"bytes,9,opt,name=tls,proto3" json:"tls,omitempty"` // unset: not a TLS connection
+	Outbound      bool                   `protobuf:"varint,10,opt,name=outbound,proto3" json:"outbound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,11 +340,97 @@ func (x *SessionInfo) GetGateway() string {
 	return ""
 }
 
-func (x *SessionInfo) GetTls() bool {
+func (x *SessionInfo) GetTls() *TLS {
 	if x != nil {
 		return x.Tls
 	}
+	return nil
+}
+
+func (x *SessionInfo) GetOutbound() bool {
+	if x != nil {
+		return x.Outbound
+	}
 	return false
+}
+
+// TLS is the part of crypto/tls.ConnectionState a protocol can use.
+type TLS struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Version            uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	CipherSuite        uint32                 `protobuf:"varint,2,opt,name=cipher_suite,json=cipherSuite,proto3" json:"cipher_suite,omitempty"`
+	ServerName         string                 `protobuf:"bytes,3,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	NegotiatedProtocol string                 `protobuf:"bytes,4,opt,name=negotiated_protocol,json=negotiatedProtocol,proto3" json:"negotiated_protocol,omitempty"`
+	// DER, the peer's leaf first; the plugin side parses them back into
+	// x509 certificates. Verified chains are not carried.
+	PeerCertificates [][]byte `protobuf:"bytes,5,rep,name=peer_certificates,json=peerCertificates,proto3" json:"peer_certificates,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TLS) Reset() {
+	*x = TLS{}
+	mi := &file_plugin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TLS) ProtoMessage() {}
+
+func (x *TLS) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TLS.ProtoReflect.Descriptor instead.
+func (*TLS) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TLS) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TLS) GetCipherSuite() uint32 {
+	if x != nil {
+		return x.CipherSuite
+	}
+	return 0
+}
+
+func (x *TLS) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *TLS) GetNegotiatedProtocol() string {
+	if x != nil {
+		return x.NegotiatedProtocol
+	}
+	return ""
+}
+
+func (x *TLS) GetPeerCertificates() [][]byte {
+	if x != nil {
+		return x.PeerCertificates
+	}
+	return nil
 }
 
 type Message struct {
@@ -347,7 +443,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +455,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +468,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Message) GetType() MessageType {
@@ -390,16 +486,20 @@ func (x *Message) GetData() []byte {
 }
 
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=wsgate.plugin.v1.ErrorKind" json:"kind,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Kind    ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=wsgate.plugin.v1.ErrorKind" json:"kind,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Set when the error is (or wraps) a protocols.CloseError: the code and
+	// reason to close the connection with.
+	CloseCode     int32  `protobuf:"varint,3,opt,name=close_code,json=closeCode,proto3" json:"close_code,omitempty"`
+	CloseReason   string `protobuf:"bytes,4,opt,name=close_reason,json=closeReason,proto3" json:"close_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +511,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +524,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Error) GetKind() ErrorKind {
@@ -441,6 +541,20 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+func (x *Error) GetCloseCode() int32 {
+	if x != nil {
+		return x.CloseCode
+	}
+	return 0
+}
+
+func (x *Error) GetCloseReason() string {
+	if x != nil {
+		return x.CloseReason
+	}
+	return ""
+}
+
 type Events struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -450,7 +564,7 @@ type Events struct {
 
 func (x *Events) Reset() {
 	*x = Events{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +576,7 @@ func (x *Events) String() string {
 func (*Events) ProtoMessage() {}
 
 func (x *Events) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +589,7 @@ func (x *Events) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Events.ProtoReflect.Descriptor instead.
 func (*Events) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Events) GetEvents() []*Event {
@@ -494,7 +608,7 @@ type Actions struct {
 
 func (x *Actions) Reset() {
 	*x = Actions{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +620,7 @@ func (x *Actions) String() string {
 func (*Actions) ProtoMessage() {}
 
 func (x *Actions) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +633,7 @@ func (x *Actions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actions.ProtoReflect.Descriptor instead.
 func (*Actions) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Actions) GetActions() []*Action {
@@ -539,6 +653,8 @@ type Event struct {
 	//	*Event_Command
 	//	*Event_Ack
 	//	*Event_Closed
+	//	*Event_Attached
+	//	*Event_GoingAway
 	Event         isEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -546,7 +662,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +674,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +687,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -626,6 +742,24 @@ func (x *Event) GetClosed() *Closed {
 	return nil
 }
 
+func (x *Event) GetAttached() *Attached {
+	if x != nil {
+		if x, ok := x.Event.(*Event_Attached); ok {
+			return x.Attached
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetGoingAway() *GoingAway {
+	if x != nil {
+		if x, ok := x.Event.(*Event_GoingAway); ok {
+			return x.GoingAway
+		}
+	}
+	return nil
+}
+
 type isEvent_Event interface {
 	isEvent_Event()
 }
@@ -650,6 +784,14 @@ type Event_Closed struct {
 	Closed *Closed `protobuf:"bytes,5,opt,name=closed,proto3,oneof"`
 }
 
+type Event_Attached struct {
+	Attached *Attached `protobuf:"bytes,6,opt,name=attached,proto3,oneof"`
+}
+
+type Event_GoingAway struct {
+	GoingAway *GoingAway `protobuf:"bytes,7,opt,name=going_away,json=goingAway,proto3,oneof"`
+}
+
 func (*Event_Open) isEvent_Event() {}
 
 func (*Event_Message) isEvent_Event() {}
@@ -660,7 +802,12 @@ func (*Event_Ack) isEvent_Event() {}
 
 func (*Event_Closed) isEvent_Event() {}
 
-// Open starts the session; it is always the first event.
+func (*Event_Attached) isEvent_Event() {}
+
+func (*Event_GoingAway) isEvent_Event() {}
+
+// Open starts the session; it is always the first event, and alone in its
+// batch.
 type Open struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Protocol string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -676,7 +823,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +835,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +848,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Open) GetProtocol() string {
@@ -737,7 +884,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +896,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +909,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Command) GetDevice() string {
@@ -804,7 +951,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +963,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +976,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetFrame() uint64 {
@@ -856,7 +1003,7 @@ type Closed struct {
 
 func (x *Closed) Reset() {
 	*x = Closed{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1015,7 @@ func (x *Closed) String() string {
 func (*Closed) ProtoMessage() {}
 
 func (x *Closed) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1028,7 @@ func (x *Closed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Closed.ProtoReflect.Descriptor instead.
 func (*Closed) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Closed) GetError() *Error {
@@ -889,6 +1036,98 @@ func (x *Closed) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+// Attached answers the Attach action with the same id.
+type Attached struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // unset: the session is attached
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attached) Reset() {
+	*x = Attached{}
+	mi := &file_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attached) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attached) ProtoMessage() {}
+
+func (x *Attached) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attached.ProtoReflect.Descriptor instead.
+func (*Attached) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Attached) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Attached) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// GoingAway asks the session to end the connection with its protocol's own
+// closing handshake (protocols.GoingAway); a session without one closes
+// with 1001.
+type GoingAway struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GoingAway) Reset() {
+	*x = GoingAway{}
+	mi := &file_plugin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GoingAway) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GoingAway) ProtoMessage() {}
+
+func (x *GoingAway) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GoingAway.ProtoReflect.Descriptor instead.
+func (*GoingAway) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 // Action: plugin to gateway.
@@ -902,6 +1141,8 @@ type Action struct {
 	//	*Action_Close
 	//	*Action_CommandFailed
 	//	*Action_Consumed
+	//	*Action_Opened
+	//	*Action_Panicked
 	Action        isAction_Action `protobuf_oneof:"action"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -909,7 +1150,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1162,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1175,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Action) GetAction() isAction_Action {
@@ -998,6 +1239,24 @@ func (x *Action) GetConsumed() *Consumed {
 	return nil
 }
 
+func (x *Action) GetOpened() *Opened {
+	if x != nil {
+		if x, ok := x.Action.(*Action_Opened); ok {
+			return x.Opened
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetPanicked() *Panicked {
+	if x != nil {
+		if x, ok := x.Action.(*Action_Panicked); ok {
+			return x.Panicked
+		}
+	}
+	return nil
+}
+
 type isAction_Action interface {
 	isAction_Action()
 }
@@ -1026,6 +1285,14 @@ type Action_Consumed struct {
 	Consumed *Consumed `protobuf:"bytes,6,opt,name=consumed,proto3,oneof"`
 }
 
+type Action_Opened struct {
+	Opened *Opened `protobuf:"bytes,7,opt,name=opened,proto3,oneof"`
+}
+
+type Action_Panicked struct {
+	Panicked *Panicked `protobuf:"bytes,8,opt,name=panicked,proto3,oneof"`
+}
+
 func (*Action_Attach) isAction_Action() {}
 
 func (*Action_Send) isAction_Action() {}
@@ -1038,18 +1305,72 @@ func (*Action_CommandFailed) isAction_Action() {}
 
 func (*Action_Consumed) isAction_Action() {}
 
+func (*Action_Opened) isAction_Action() {}
+
+func (*Action_Panicked) isAction_Action() {}
+
+// Opened answers Open once the protocol's NewSession has returned; the
+// gateway starts the session only then. With an error the session never
+// started, and the plugin ends the stream.
+type Opened struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Opened) Reset() {
+	*x = Opened{}
+	mi := &file_plugin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Opened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Opened) ProtoMessage() {}
+
+func (x *Opened) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Opened.ProtoReflect.Descriptor instead.
+func (*Opened) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Opened) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // Consumed returns window credit: the session has handled this many
 // Message and Command events.
 type Consumed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        uint32                 `protobuf:"varint,1,opt,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events uint32                 `protobuf:"varint,1,opt,name=events,proto3" json:"events,omitempty"`
+	// How many of them were commands: a crash while only a command was in
+	// flight is not blamed on the device.
+	Commands      uint32 `protobuf:"varint,2,opt,name=commands,proto3" json:"commands,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Consumed) Reset() {
 	*x = Consumed{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1382,7 @@ func (x *Consumed) String() string {
 func (*Consumed) ProtoMessage() {}
 
 func (x *Consumed) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1395,7 @@ func (x *Consumed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumed.ProtoReflect.Descriptor instead.
 func (*Consumed) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Consumed) GetEvents() uint32 {
@@ -1084,23 +1405,30 @@ func (x *Consumed) GetEvents() uint32 {
 	return 0
 }
 
-// Attach binds the session to a device. It is not answered: the plugin
-// checks the id with the same rules (protocols.ValidDeviceID), and should
-// the gateway still fail to attach, it closes the connection (1008 when the
-// device is not authorised, else 1011).
+func (x *Consumed) GetCommands() uint32 {
+	if x != nil {
+		return x.Commands
+	}
+	return 0
+}
+
+// Attach binds the session to a device. The gateway answers with Attached
+// and the same id: the error, if any, is the one protocols.Outlet.Attach
+// returns to a built-in protocol (protocols.ErrUnauthorized...).
 type Attach struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Device string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
 	// The secret the device presented in the protocol's own messages, for
 	// listeners that authenticate devices by token; empty when none.
 	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Id            uint64 `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"` // chosen by the plugin, echoed in Attached
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attach) Reset() {
 	*x = Attach{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1440,7 @@ func (x *Attach) String() string {
 func (*Attach) ProtoMessage() {}
 
 func (x *Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1453,7 @@ func (x *Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attach.ProtoReflect.Descriptor instead.
 func (*Attach) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Attach) GetDevice() string {
@@ -1142,6 +1470,13 @@ func (x *Attach) GetToken() string {
 	return ""
 }
 
+func (x *Attach) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 type Frame struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // chosen by the plugin, echoed in Ack
@@ -1156,7 +1491,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1503,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1516,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Frame) GetId() uint64 {
@@ -1236,7 +1571,7 @@ type Close struct {
 
 func (x *Close) Reset() {
 	*x = Close{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1583,7 @@ func (x *Close) String() string {
 func (*Close) ProtoMessage() {}
 
 func (x *Close) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1596,7 @@ func (x *Close) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Close.ProtoReflect.Descriptor instead.
 func (*Close) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Close) GetCode() int32 {
@@ -1274,6 +1609,63 @@ func (x *Close) GetCode() int32 {
 func (x *Close) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+// Panicked reports a panic the plugin recovered in one of the session's
+// methods (NewSession, OnMessage, OnCommand, Close, GoingAway) or in a
+// Frame.Ack callback. The plugin closes the connection itself and logs the
+// stack; the gateway counts the panic against the device when it happened
+// while handling the device's own event.
+type Panicked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Panicked) Reset() {
+	*x = Panicked{}
+	mi := &file_plugin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Panicked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Panicked) ProtoMessage() {}
+
+func (x *Panicked) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Panicked.ProtoReflect.Descriptor instead.
+func (*Panicked) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Panicked) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Panicked) GetValue() string {
+	if x != nil {
+		return x.Value
 	}
 	return ""
 }
@@ -1291,7 +1683,7 @@ type CommandFailed struct {
 
 func (x *CommandFailed) Reset() {
 	*x = CommandFailed{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1695,7 @@ func (x *CommandFailed) String() string {
 func (*CommandFailed) ProtoMessage() {}
 
 func (x *CommandFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1708,7 @@ func (x *CommandFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandFailed.ProtoReflect.Descriptor instead.
 func (*CommandFailed) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommandFailed) GetId() string {
@@ -1349,7 +1741,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1c\n" +
 	"\tprotocols\x18\x01 \x03(\tR\tprotocols\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\"\n" +
-	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"\xe4\x01\n" +
+	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"\x9d\x02\n" +
 	"\vSessionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vsubprotocol\x18\x02 \x01(\tR\vsubprotocol\x12\x1f\n" +
@@ -1359,24 +1751,39 @@ const file_plugin_proto_rawDesc = "" +
 	"\vmax_message\x18\x05 \x01(\x03R\n" +
 	"maxMessage\x12!\n" +
 	"\fheartbeat_ms\x18\x06 \x01(\x03R\vheartbeatMs\x12\x18\n" +
-	"\agateway\x18\a \x01(\tR\agateway\x12\x10\n" +
-	"\x03tls\x18\b \x01(\bR\x03tls\"P\n" +
+	"\agateway\x18\a \x01(\tR\agateway\x12'\n" +
+	"\x03tls\x18\t \x01(\v2\x15.wsgate.plugin.v1.TLSR\x03tls\x12\x1a\n" +
+	"\boutbound\x18\n" +
+	" \x01(\bR\boutboundJ\x04\b\b\x10\t\"\xc1\x01\n" +
+	"\x03TLS\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
+	"\fcipher_suite\x18\x02 \x01(\rR\vcipherSuite\x12\x1f\n" +
+	"\vserver_name\x18\x03 \x01(\tR\n" +
+	"serverName\x12/\n" +
+	"\x13negotiated_protocol\x18\x04 \x01(\tR\x12negotiatedProtocol\x12+\n" +
+	"\x11peer_certificates\x18\x05 \x03(\fR\x10peerCertificates\"P\n" +
 	"\aMessage\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.wsgate.plugin.v1.MessageTypeR\x04type\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"R\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x94\x01\n" +
 	"\x05Error\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.wsgate.plugin.v1.ErrorKindR\x04kind\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"9\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1d\n" +
+	"\n" +
+	"close_code\x18\x03 \x01(\x05R\tcloseCode\x12!\n" +
+	"\fclose_reason\x18\x04 \x01(\tR\vcloseReason\"9\n" +
 	"\x06Events\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.wsgate.plugin.v1.EventR\x06events\"=\n" +
 	"\aActions\x122\n" +
-	"\aactions\x18\x01 \x03(\v2\x18.wsgate.plugin.v1.ActionR\aactions\"\x8b\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x18.wsgate.plugin.v1.ActionR\aactions\"\x83\x03\n" +
 	"\x05Event\x12,\n" +
 	"\x04open\x18\x01 \x01(\v2\x16.wsgate.plugin.v1.OpenH\x00R\x04open\x125\n" +
 	"\amessage\x18\x02 \x01(\v2\x19.wsgate.plugin.v1.MessageH\x00R\amessage\x125\n" +
 	"\acommand\x18\x03 \x01(\v2\x19.wsgate.plugin.v1.CommandH\x00R\acommand\x12)\n" +
 	"\x03ack\x18\x04 \x01(\v2\x15.wsgate.plugin.v1.AckH\x00R\x03ack\x122\n" +
-	"\x06closed\x18\x05 \x01(\v2\x18.wsgate.plugin.v1.ClosedH\x00R\x06closedB\a\n" +
+	"\x06closed\x18\x05 \x01(\v2\x18.wsgate.plugin.v1.ClosedH\x00R\x06closed\x128\n" +
+	"\battached\x18\x06 \x01(\v2\x1a.wsgate.plugin.v1.AttachedH\x00R\battached\x12<\n" +
+	"\n" +
+	"going_away\x18\a \x01(\v2\x1b.wsgate.plugin.v1.GoingAwayH\x00R\tgoingAwayB\a\n" +
 	"\x05event\"m\n" +
 	"\x04Open\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x121\n" +
@@ -1391,20 +1798,30 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05frame\x18\x01 \x01(\x04R\x05frame\x12-\n" +
 	"\x05error\x18\x02 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"7\n" +
 	"\x06Closed\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"\xe1\x02\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"I\n" +
+	"\bAttached\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\"\v\n" +
+	"\tGoingAway\"\xcf\x03\n" +
 	"\x06Action\x122\n" +
 	"\x06attach\x18\x01 \x01(\v2\x18.wsgate.plugin.v1.AttachH\x00R\x06attach\x12/\n" +
 	"\x04send\x18\x02 \x01(\v2\x19.wsgate.plugin.v1.MessageH\x00R\x04send\x123\n" +
 	"\apublish\x18\x03 \x01(\v2\x17.wsgate.plugin.v1.FrameH\x00R\apublish\x12/\n" +
 	"\x05close\x18\x04 \x01(\v2\x17.wsgate.plugin.v1.CloseH\x00R\x05close\x12H\n" +
 	"\x0ecommand_failed\x18\x05 \x01(\v2\x1f.wsgate.plugin.v1.CommandFailedH\x00R\rcommandFailed\x128\n" +
-	"\bconsumed\x18\x06 \x01(\v2\x1a.wsgate.plugin.v1.ConsumedH\x00R\bconsumedB\b\n" +
-	"\x06action\"\"\n" +
+	"\bconsumed\x18\x06 \x01(\v2\x1a.wsgate.plugin.v1.ConsumedH\x00R\bconsumed\x122\n" +
+	"\x06opened\x18\a \x01(\v2\x18.wsgate.plugin.v1.OpenedH\x00R\x06opened\x128\n" +
+	"\bpanicked\x18\b \x01(\v2\x1a.wsgate.plugin.v1.PanickedH\x00R\bpanickedB\b\n" +
+	"\x06action\"7\n" +
+	"\x06Opened\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.wsgate.plugin.v1.ErrorR\x05error\">\n" +
 	"\bConsumed\x12\x16\n" +
-	"\x06events\x18\x01 \x01(\rR\x06events\"6\n" +
+	"\x06events\x18\x01 \x01(\rR\x06events\x12\x1a\n" +
+	"\bcommands\x18\x02 \x01(\rR\bcommands\"F\n" +
 	"\x06Attach\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\"\x92\x01\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\x04R\x02id\"\x92\x01\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x18\n" +
@@ -1414,7 +1831,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\twants_ack\x18\x06 \x01(\bR\bwantsAck\"3\n" +
 	"\x05Close\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"b\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"8\n" +
+	"\bPanicked\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"b\n" +
 	"\rCommandFailed\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
@@ -1422,14 +1842,17 @@ const file_plugin_proto_rawDesc = "" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x17\n" +
-	"\x13MESSAGE_TYPE_BINARY\x10\x02*\xa6\x01\n" +
+	"\x13MESSAGE_TYPE_BINARY\x10\x02*\xfd\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fERROR_KIND_BUSY\x10\x01\x12\x1c\n" +
 	"\x18ERROR_KIND_INVALID_FRAME\x10\x02\x12\x15\n" +
 	"\x11ERROR_KIND_CLOSED\x10\x03\x12\x1d\n" +
 	"\x19ERROR_KIND_DEVICE_OFFLINE\x10\x04\x12\x14\n" +
-	"\x10ERROR_KIND_OTHER\x10\x052\xa1\x01\n" +
+	"\x10ERROR_KIND_OTHER\x10\x05\x12\x1b\n" +
+	"\x17ERROR_KIND_UNAUTHORIZED\x10\x06\x12\x18\n" +
+	"\x14ERROR_KIND_FORBIDDEN\x10\a\x12\x1e\n" +
+	"\x1aERROR_KIND_SEND_QUEUE_FULL\x10\b2\xa1\x01\n" +
 	"\bProtocol\x12Q\n" +
 	"\bDescribe\x12!.wsgate.plugin.v1.DescribeRequest\x1a\".wsgate.plugin.v1.DescribeResponse\x12B\n" +
 	"\aSession\x12\x18.wsgate.plugin.v1.Events\x1a\x19.wsgate.plugin.v1.Actions(\x010\x01B1Z/github.com/wsgate/wsgate/plugins/proto;pluginpbb\x06proto3"
@@ -1447,58 +1870,70 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_plugin_proto_goTypes = []any{
 	(MessageType)(0),         // 0: wsgate.plugin.v1.MessageType
 	(ErrorKind)(0),           // 1: wsgate.plugin.v1.ErrorKind
 	(*DescribeRequest)(nil),  // 2: wsgate.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 3: wsgate.plugin.v1.DescribeResponse
 	(*SessionInfo)(nil),      // 4: wsgate.plugin.v1.SessionInfo
-	(*Message)(nil),          // 5: wsgate.plugin.v1.Message
-	(*Error)(nil),            // 6: wsgate.plugin.v1.Error
-	(*Events)(nil),           // 7: wsgate.plugin.v1.Events
-	(*Actions)(nil),          // 8: wsgate.plugin.v1.Actions
-	(*Event)(nil),            // 9: wsgate.plugin.v1.Event
-	(*Open)(nil),             // 10: wsgate.plugin.v1.Open
-	(*Command)(nil),          // 11: wsgate.plugin.v1.Command
-	(*Ack)(nil),              // 12: wsgate.plugin.v1.Ack
-	(*Closed)(nil),           // 13: wsgate.plugin.v1.Closed
-	(*Action)(nil),           // 14: wsgate.plugin.v1.Action
-	(*Consumed)(nil),         // 15: wsgate.plugin.v1.Consumed
-	(*Attach)(nil),           // 16: wsgate.plugin.v1.Attach
-	(*Frame)(nil),            // 17: wsgate.plugin.v1.Frame
-	(*Close)(nil),            // 18: wsgate.plugin.v1.Close
-	(*CommandFailed)(nil),    // 19: wsgate.plugin.v1.CommandFailed
+	(*TLS)(nil),              // 5: wsgate.plugin.v1.TLS
+	(*Message)(nil),          // 6: wsgate.plugin.v1.Message
+	(*Error)(nil),            // 7: wsgate.plugin.v1.Error
+	(*Events)(nil),           // 8: wsgate.plugin.v1.Events
+	(*Actions)(nil),          // 9: wsgate.plugin.v1.Actions
+	(*Event)(nil),            // 10: wsgate.plugin.v1.Event
+	(*Open)(nil),             // 11: wsgate.plugin.v1.Open
+	(*Command)(nil),          // 12: wsgate.plugin.v1.Command
+	(*Ack)(nil),              // 13: wsgate.plugin.v1.Ack
+	(*Closed)(nil),           // 14: wsgate.plugin.v1.Closed
+	(*Attached)(nil),         // 15: wsgate.plugin.v1.Attached
+	(*GoingAway)(nil),        // 16: wsgate.plugin.v1.GoingAway
+	(*Action)(nil),           // 17: wsgate.plugin.v1.Action
+	(*Opened)(nil),           // 18: wsgate.plugin.v1.Opened
+	(*Consumed)(nil),         // 19: wsgate.plugin.v1.Consumed
+	(*Attach)(nil),           // 20: wsgate.plugin.v1.Attach
+	(*Frame)(nil),            // 21: wsgate.plugin.v1.Frame
+	(*Close)(nil),            // 22: wsgate.plugin.v1.Close
+	(*Panicked)(nil),         // 23: wsgate.plugin.v1.Panicked
+	(*CommandFailed)(nil),    // 24: wsgate.plugin.v1.CommandFailed
 }
 var file_plugin_proto_depIdxs = []int32{
-	0,  // 0: wsgate.plugin.v1.Message.type:type_name -> wsgate.plugin.v1.MessageType
-	1,  // 1: wsgate.plugin.v1.Error.kind:type_name -> wsgate.plugin.v1.ErrorKind
-	9,  // 2: wsgate.plugin.v1.Events.events:type_name -> wsgate.plugin.v1.Event
-	14, // 3: wsgate.plugin.v1.Actions.actions:type_name -> wsgate.plugin.v1.Action
-	10, // 4: wsgate.plugin.v1.Event.open:type_name -> wsgate.plugin.v1.Open
-	5,  // 5: wsgate.plugin.v1.Event.message:type_name -> wsgate.plugin.v1.Message
-	11, // 6: wsgate.plugin.v1.Event.command:type_name -> wsgate.plugin.v1.Command
-	12, // 7: wsgate.plugin.v1.Event.ack:type_name -> wsgate.plugin.v1.Ack
-	13, // 8: wsgate.plugin.v1.Event.closed:type_name -> wsgate.plugin.v1.Closed
-	4,  // 9: wsgate.plugin.v1.Open.info:type_name -> wsgate.plugin.v1.SessionInfo
-	6,  // 10: wsgate.plugin.v1.Ack.error:type_name -> wsgate.plugin.v1.Error
-	6,  // 11: wsgate.plugin.v1.Closed.error:type_name -> wsgate.plugin.v1.Error
-	16, // 12: wsgate.plugin.v1.Action.attach:type_name -> wsgate.plugin.v1.Attach
-	5,  // 13: wsgate.plugin.v1.Action.send:type_name -> wsgate.plugin.v1.Message
-	17, // 14: wsgate.plugin.v1.Action.publish:type_name -> wsgate.plugin.v1.Frame
-	18, // 15: wsgate.plugin.v1.Action.close:type_name -> wsgate.plugin.v1.Close
-	19, // 16: wsgate.plugin.v1.Action.command_failed:type_name -> wsgate.plugin.v1.CommandFailed
-	15, // 17: wsgate.plugin.v1.Action.consumed:type_name -> wsgate.plugin.v1.Consumed
-	6,  // 18: wsgate.plugin.v1.CommandFailed.error:type_name -> wsgate.plugin.v1.Error
-	2,  // 19: wsgate.plugin.v1.Protocol.Describe:input_type -> wsgate.plugin.v1.DescribeRequest
-	7,  // 20: wsgate.plugin.v1.Protocol.Session:input_type -> wsgate.plugin.v1.Events
-	3,  // 21: wsgate.plugin.v1.Protocol.Describe:output_type -> wsgate.plugin.v1.DescribeResponse
-	8,  // 22: wsgate.plugin.v1.Protocol.Session:output_type -> wsgate.plugin.v1.Actions
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	5,  // 0: wsgate.plugin.v1.SessionInfo.tls:type_name -> wsgate.plugin.v1.TLS
+	0,  // 1: wsgate.plugin.v1.Message.type:type_name -> wsgate.plugin.v1.MessageType
+	1,  // 2: wsgate.plugin.v1.Error.kind:type_name -> wsgate.plugin.v1.ErrorKind
+	10, // 3: wsgate.plugin.v1.Events.events:type_name -> wsgate.plugin.v1.Event
+	17, // 4: wsgate.plugin.v1.Actions.actions:type_name -> wsgate.plugin.v1.Action
+	11, // 5: wsgate.plugin.v1.Event.open:type_name -> wsgate.plugin.v1.Open
+	6,  // 6: wsgate.plugin.v1.Event.message:type_name -> wsgate.plugin.v1.Message
+	12, // 7: wsgate.plugin.v1.Event.command:type_name -> wsgate.plugin.v1.Command
+	13, // 8: wsgate.plugin.v1.Event.ack:type_name -> wsgate.plugin.v1.Ack
+	14, // 9: wsgate.plugin.v1.Event.closed:type_name -> wsgate.plugin.v1.Closed
+	15, // 10: wsgate.plugin.v1.Event.attached:type_name -> wsgate.plugin.v1.Attached
+	16, // 11: wsgate.plugin.v1.Event.going_away:type_name -> wsgate.plugin.v1.GoingAway
+	4,  // 12: wsgate.plugin.v1.Open.info:type_name -> wsgate.plugin.v1.SessionInfo
+	7,  // 13: wsgate.plugin.v1.Ack.error:type_name -> wsgate.plugin.v1.Error
+	7,  // 14: wsgate.plugin.v1.Closed.error:type_name -> wsgate.plugin.v1.Error
+	7,  // 15: wsgate.plugin.v1.Attached.error:type_name -> wsgate.plugin.v1.Error
+	20, // 16: wsgate.plugin.v1.Action.attach:type_name -> wsgate.plugin.v1.Attach
+	6,  // 17: wsgate.plugin.v1.Action.send:type_name -> wsgate.plugin.v1.Message
+	21, // 18: wsgate.plugin.v1.Action.publish:type_name -> wsgate.plugin.v1.Frame
+	22, // 19: wsgate.plugin.v1.Action.close:type_name -> wsgate.plugin.v1.Close
+	24, // 20: wsgate.plugin.v1.Action.command_failed:type_name -> wsgate.plugin.v1.CommandFailed
+	19, // 21: wsgate.plugin.v1.Action.consumed:type_name -> wsgate.plugin.v1.Consumed
+	18, // 22: wsgate.plugin.v1.Action.opened:type_name -> wsgate.plugin.v1.Opened
+	23, // 23: wsgate.plugin.v1.Action.panicked:type_name -> wsgate.plugin.v1.Panicked
+	7,  // 24: wsgate.plugin.v1.Opened.error:type_name -> wsgate.plugin.v1.Error
+	7,  // 25: wsgate.plugin.v1.CommandFailed.error:type_name -> wsgate.plugin.v1.Error
+	2,  // 26: wsgate.plugin.v1.Protocol.Describe:input_type -> wsgate.plugin.v1.DescribeRequest
+	8,  // 27: wsgate.plugin.v1.Protocol.Session:input_type -> wsgate.plugin.v1.Events
+	3,  // 28: wsgate.plugin.v1.Protocol.Describe:output_type -> wsgate.plugin.v1.DescribeResponse
+	9,  // 29: wsgate.plugin.v1.Protocol.Session:output_type -> wsgate.plugin.v1.Actions
+	28, // [28:30] is the sub-list for method output_type
+	26, // [26:28] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1506,20 +1941,24 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
-	file_plugin_proto_msgTypes[7].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[8].OneofWrappers = []any{
 		(*Event_Open)(nil),
 		(*Event_Message)(nil),
 		(*Event_Command)(nil),
 		(*Event_Ack)(nil),
 		(*Event_Closed)(nil),
+		(*Event_Attached)(nil),
+		(*Event_GoingAway)(nil),
 	}
-	file_plugin_proto_msgTypes[12].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[15].OneofWrappers = []any{
 		(*Action_Attach)(nil),
 		(*Action_Send)(nil),
 		(*Action_Publish)(nil),
 		(*Action_Close)(nil),
 		(*Action_CommandFailed)(nil),
 		(*Action_Consumed)(nil),
+		(*Action_Opened)(nil),
+		(*Action_Panicked)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1527,7 +1966,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

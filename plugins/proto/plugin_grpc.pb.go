@@ -37,7 +37,8 @@ const (
 type ProtocolClient interface {
 	// Describe names the subprotocols the plugin implements.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
-	// Session carries one device connection. The first event is Open.
+	// Session carries one device connection. The first event is Open; the
+	// plugin answers it with Opened before anything else happens.
 	// Both directions send batches: whatever is queued goes in one message,
 	// so a busy session costs few stream messages.
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Events, Actions], error)
@@ -80,7 +81,8 @@ type Protocol_SessionClient = grpc.BidiStreamingClient[Events, Actions]
 type ProtocolServer interface {
 	// Describe names the subprotocols the plugin implements.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
-	// Session carries one device connection. The first event is Open.
+	// Session carries one device connection. The first event is Open; the
+	// plugin answers it with Opened before anything else happens.
 	// Both directions send batches: whatever is queued goes in one message,
 	// so a busy session costs few stream messages.
 	Session(grpc.BidiStreamingServer[Events, Actions]) error

@@ -1,0 +1,465 @@
+package plugins
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/protocols"
+)
+
+// These tests hold the plugin path to the contract a built-in protocol
+// lives by: the same protocols.Protocol behaves the same in both
+// deployments.
+
+func TestNewSessionErrorReachesTheDevice(t *testing.T) {
+	log, logged := captureLog()
+	e, err := newEnv(t, Options{Log: log}, []string{"test-echo"}, spec(t, testPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path       string
+		wantCode   int
+		wantReason string
+	}{
+		{"/refuse/4001/not-registered", 4001, "not-registered"},
+		{"/refuse/1008/who-are-you", protocols.ClosePolicyViolation, "who-are-you"},
+		{"/fail", protocols.CloseInternalError, "no such device"},
+		{"/panic-in/NewSession", protocols.CloseInternalError, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			ws := e.dial(t, tt.path, "test-echo")
+			ce := readClose(t, ws)
+			if ce.Code != tt.wantCode || ce.Text != tt.wantReason {
+				t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Text, tt.wantCode, tt.wantReason)
+			}
+			local := ws.LocalAddr().String() // the gateway's view of the device
+			waitFor(t, "the refusal in the log", func() bool {
+				return logged(`level=INFO msg="session refused"`) && logged("remote="+local)
+			})
+		})
+	}
+	// None of it cost the other sessions their plugin.
+	ws := e.dial(t, "/", "test-echo")
+	send(t, ws, "still here")
+	expect(t, ws, "still here")
+	if s := e.host.Status()[0]; s.Restarts != 0 {
+		t.Errorf("the plugin restarted %d times", s.Restarts)
+	}
+}
+
+func TestAttachReturnsTheGatewaysAnswer(t *testing.T) {
+	_, p := startHost(t, Options{})
+	tests := []struct {
+		name    string
+		gateway error
+		want    string
+	}{
+		{"accepted", nil, "attached dev-1"},
+		{"unauthorized", fmt.Errorf("%w: unknown device or wrong token", protocols.ErrUnauthorized), "attach refused unauthorized"},
+		{"forbidden", fmt.Errorf("%w: not on this listener", protocols.ErrForbidden), "attach refused forbidden"},
+		{"busy", fmt.Errorf("%w: token check queue full", protocols.ErrBusy), "attach refused busy"},
+		{"other", errors.New("session already attached as dev-0"), "attach refused other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			out := &recorder{attach: func(protocols.Device) error { return tt.gateway }}
+			s := open(t, p, protocols.SessionInfo{Path: "/"}, out)
+			if err := s.OnMessage(text("!attach dev-1")); err != nil {
+				t.Fatal(err)
+			}
+			out.waitSent(t, tt.want)
+		})
+	}
+}
+
+func TestGoingAwayReachesThePluginSession(t *testing.T) {
+	_, p := startHost(t, Options{})
+	tests := []struct {
+		path      string
+		wantSent  string
+		wantClose closeFrame
+	}{
+		{"/polite", "going away", closeFrame{protocols.CloseNormal, "bye"}},
+		// A session without a closing handshake of its own closes as the
+		// gateway closes built-in ones.
+		{"/", "", closeFrame{protocols.CloseGoingAway, "going away"}},
+		{"/panic-in/GoingAway", "", closeFrame{protocols.CloseGoingAway, "going away"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			t.Parallel()
+			out := &recorder{}
+			s := open(t, p, protocols.SessionInfo{Path: tt.path}, out)
+			g, ok := s.(protocols.GoingAway)
+			if !ok {
+				t.Fatal("a plugin's session does not implement protocols.GoingAway")
+			}
+			g.GoingAway()
+			if got := out.waitClose(t); got != tt.wantClose {
+				t.Errorf("closed with %+v, want %+v", got, tt.wantClose)
+			}
+			if tt.wantSent != "" {
+				out.waitSent(t, tt.wantSent)
+			}
+		})
+	}
+}
+
+func TestGoingAwayAtGatewayShutdown(t *testing.T) {
+	e, err := newEnv(t, Options{}, []string{"test-echo"}, spec(t, testPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := e.dial(t, "/polite", "test-echo")
+	send(t, ws, "hello")
+	expect(t, ws, "hello")
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- e.server.Shutdown(t.Context()) }()
+	expect(t, ws, "going away")
+	if ce := readClose(t, ws); ce.Code != protocols.CloseNormal || ce.Text != "bye" {
+		t.Fatalf("closed with %d %q, want the session's own 1000 \"bye\"", ce.Code, ce.Text)
+	}
+	ws.Close()
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTLSStateReachesThePluginSession(t *testing.T) {
+	_, p := startHost(t, Options{})
+	cert := selfSigned(t, "device-7")
+	tests := []struct {
+		name string
+		tls  *tls.ConnectionState
+		want string
+	}{
+		{"plain", nil, "tls none"},
+		{"server only", &tls.ConnectionState{Version: tls.VersionTLS12, CipherSuite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			ServerName: "gw.example"}, "tls 0x0303 0xc02b gw.example -"},
+		{"client certificate", &tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256,
+			ServerName: "gw.example", PeerCertificates: []*x509.Certificate{cert}}, "tls 0x0304 0x1301 gw.example device-7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			out := &recorder{}
+			s := open(t, p, protocols.SessionInfo{Path: "/", TLS: tt.tls}, out)
+			if err := s.OnMessage(text("!tls")); err != nil {
+				t.Fatal(err)
+			}
+			out.waitSent(t, tt.want)
+		})
+	}
+}
+
+func TestOutletDoesNotBlock(t *testing.T) {
+	log, logged := captureLog()
+	_, p := startHost(t, Options{Log: log})
+	tests := []struct {
+		call string
+		want string // what the failed call matched, as the plugin logged it
+	}{
+		{"send", "send_queue_full=true"},
+		{"publish", "busy=true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.call, func(t *testing.T) {
+			// The gateway side takes nothing: the plugin's stream backs up
+			// and its outlet fills. The plugin logs once a call has failed;
+			// a call that blocked instead would leave it waiting forever.
+			hold := make(chan struct{})
+			out := &recorder{hold: hold}
+			s := open(t, p, protocols.SessionInfo{Path: "/"}, out)
+			release := sync.OnceFunc(func() { close(hold) })
+			t.Cleanup(release) // before the session's Close, should the test fail
+			if err := s.OnMessage(text("!flood " + tt.call)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the flood to stop", func() bool { return logged(`msg="flood stopped"`) && logged(tt.want) })
+			// Once the gateway takes actions again, the backlog drains and
+			// the session goes on.
+			release()
+			out.waitSent(t, "flood over")
+			if err := s.OnMessage(text("after the flood")); err != nil {
+				t.Fatal(err)
+			}
+			out.waitSent(t, "after the flood")
+		})
+	}
+}
+
+func TestSessionPanicClosesOnlyThatSession(t *testing.T) {
+	log, logged := captureLog()
+	e, err := newEnv(t, Options{Log: log}, []string{"test-echo"}, spec(t, testPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := e.host.Status()[0].PID
+	var others []*websocket.Conn
+	for i := range 2 {
+		ws := e.dial(t, "/", "test-echo")
+		send(t, ws, fmt.Sprintf("!attach dev-%d", i))
+		expect(t, ws, fmt.Sprintf("attached dev-%d", i))
+		others = append(others, ws)
+	}
+	poisoned := e.dial(t, "/", "test-echo")
+	send(t, poisoned, "!panic")
+	if ce := readClose(t, poisoned); ce.Code != protocols.CloseInternalError || ce.Text != "internal error" {
+		t.Fatalf("the panicking session closed with %d %q, want 1011 \"internal error\"", ce.Code, ce.Text)
+	}
+	for i, ws := range others {
+		send(t, ws, fmt.Sprintf("dev-%d still here", i))
+		expect(t, ws, fmt.Sprintf("dev-%d still here", i))
+	}
+	if s := e.host.Status()[0]; s.PID != pid || s.Restarts != 0 || s.State != "running" {
+		t.Errorf("status %+v after a session panic, want the same process (pid %d) running", s, pid)
+	}
+	waitFor(t, "the panic and its stack in the gateway's log", func() bool {
+		return logged(`msg="protocol session panicked"`) && logged(`method=OnMessage`) && logged(`panic="poisoned message"`) &&
+			logged("testplugin/main.go")
+	})
+}
+
+func TestSessionPanicInEveryMethod(t *testing.T) {
+	log, logged := captureLog()
+	h, p := startHost(t, Options{Log: log})
+	pid := h.Status()[0].PID
+	internal := closeFrame{protocols.CloseInternalError, "internal error"}
+	tests := []struct {
+		method    string
+		path      string
+		poison    func(protocols.Session)
+		wantClose *closeFrame // nil: the session is over anyway
+	}{
+		{"NewSession", "/panic-in/NewSession", nil, &internal},
+		{"OnMessage", "/", func(s protocols.Session) { _ = s.OnMessage(text("!panic")) }, &internal},
+		{"OnCommand", "/", func(s protocols.Session) { _ = s.OnCommand(protocols.Command{ID: "c1", Name: "panic"}) }, &internal},
+		{"Close", "/panic-in/Close", func(s protocols.Session) { s.Close(nil) }, nil},
+		{"GoingAway", "/panic-in/GoingAway", func(s protocols.Session) { s.(protocols.GoingAway).GoingAway() },
+			&closeFrame{protocols.CloseGoingAway, "going away"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			out := &recorder{}
+			// An address each: panics are blamed on the device, and too many
+			// would have it refused.
+			info := protocols.SessionInfo{Path: tt.path, RemoteAddr: fmt.Sprintf("192.0.2.%d:40000", i+1)}
+			s, err := p.NewSession(t.Context(), info, out)
+			if tt.poison == nil {
+				if err == nil {
+					s.Close(nil)
+					t.Fatal("NewSession panicked, yet returned a session")
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.poison(s)
+				defer s.Close(nil)
+			}
+			if tt.wantClose != nil {
+				if got := out.waitClose(t); got != *tt.wantClose {
+					t.Errorf("closed with %+v, want %+v", got, *tt.wantClose)
+				}
+			}
+			waitFor(t, "the panic in the log", func() bool { return logged("method=" + tt.method) })
+
+			// The plugin serves on.
+			other := &recorder{}
+			o := open(t, p, protocols.SessionInfo{Path: "/"}, other)
+			if err := o.OnMessage(text("still here")); err != nil {
+				t.Fatal(err)
+			}
+			other.waitSent(t, "still here")
+			if got := h.Status()[0].PID; got != pid {
+				t.Fatalf("the plugin process changed: pid %d, was %d", got, pid)
+			}
+		})
+	}
+}
+
+func TestHungPluginIsReplaced(t *testing.T) {
+	opts := Options{RestartMin: 20 * time.Millisecond, HealthInterval: 50 * time.Millisecond, HealthTimeout: 200 * time.Millisecond}
+	e, err := newEnv(t, opts, []string{"test-echo"}, spec(t, testPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := e.dial(t, "/", "test-echo")
+	send(t, ws, "before")
+	expect(t, ws, "before")
+	pid := e.host.Status()[0].PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Should the test fail first, a running process lets Close end it.
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	send(t, ws, "anyone?")
+	expectClose(t, ws, protocols.CloseInternalError)
+	waitFor(t, "the stopped process to be killed", func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
+	waitFor(t, "a new process", func() bool {
+		s := e.host.Status()[0]
+		return s.State == "running" && s.PID != pid
+	})
+	fresh := e.dial(t, "/", "test-echo")
+	send(t, fresh, "after")
+	expect(t, fresh, "after")
+}
+
+// startHost runs testplugin in a host of its own, for tests that drive its
+// sessions directly.
+func startHost(t *testing.T, opts Options) (*Host, protocols.Protocol) {
+	t.Helper()
+	registry, err := protocols.NewRegistry([]string{"test-echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Registry = registry
+	if opts.Log == nil {
+		opts.Log = quietLog()
+	}
+	h := NewHost(opts)
+	t.Cleanup(h.Close)
+	if err := h.Start([]Spec{spec(t, testPlugin)}); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := registry.Lookup("test-echo")
+	if !ok {
+		t.Fatal("test-echo is not registered")
+	}
+	return h, p
+}
+
+// open starts a session of p whose gateway side is out; it is closed when
+// the test ends.
+func open(t *testing.T, p protocols.Protocol, info protocols.SessionInfo, out protocols.Outlet) protocols.Session {
+	t.Helper()
+	if info.RemoteAddr == "" {
+		info.RemoteAddr = "198.51.100.1:40000"
+	}
+	s, err := p.NewSession(t.Context(), info, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(nil) })
+	return s
+}
+
+func text(s string) protocols.Message {
+	return protocols.Message{Type: protocols.Text, Data: []byte(s)}
+}
+
+// recorder is the gateway side of a session a test drives directly: it
+// records what the plugin does. While hold is open, every call waits for
+// it to close: a gateway that takes nothing.
+type recorder struct {
+	attach func(protocols.Device) error
+	hold   chan struct{}
+
+	mu     sync.Mutex
+	sent   []string
+	closes []closeFrame
+}
+
+type closeFrame struct {
+	code   int
+	reason string
+}
+
+func (r *recorder) wait() {
+	if r.hold != nil {
+		<-r.hold
+	}
+}
+
+func (r *recorder) Attach(d protocols.Device) error {
+	r.wait()
+	if r.attach != nil {
+		return r.attach(d)
+	}
+	return nil
+}
+
+func (r *recorder) Send(m protocols.Message) error {
+	r.wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, string(m.Data))
+	return nil
+}
+
+func (r *recorder) Publish(f protocols.Frame) error {
+	r.wait()
+	if f.Ack != nil {
+		f.Ack(nil)
+	}
+	return nil
+}
+
+func (r *recorder) Close(code int, reason string) {
+	r.wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closes = append(r.closes, closeFrame{code, reason})
+}
+
+func (r *recorder) waitSent(t *testing.T, want string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%q to be sent", want), func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return slices.Contains(r.sent, want)
+	})
+}
+
+// waitClose returns the first close.
+func (r *recorder) waitClose(t *testing.T) closeFrame {
+	t.Helper()
+	var first closeFrame
+	waitFor(t, "a close", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.closes) == 0 {
+			return false
+		}
+		first = r.closes[0]
+		return true
+	})
+	return first
+}
+
+// selfSigned makes a certificate for a device named cn.
+func selfSigned(t *testing.T, cn string) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}

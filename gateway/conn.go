@@ -93,8 +93,20 @@ func (c *conn) run(p protocols.Protocol) {
 
 	session, err := c.newSession(p)
 	if err != nil {
-		c.logAt(slog.LevelError, "protocol refused the session", "err", err)
-		c.Close(protocols.CloseInternalError, "protocol session could not start")
+		// The protocol's reason reaches the device, as its close code
+		// when it gave one: "not a device id" says more than "internal
+		// error". A panic's is not for the device's eyes.
+		code, reason := protocols.CloseInternalError, err.Error()
+		var ce *protocols.CloseError
+		var sp *sessionPanic
+		switch {
+		case errors.As(err, &ce):
+			code, reason = ce.Code, ce.Reason
+		case errors.As(err, &sp):
+			reason = "internal error"
+		}
+		c.logLimited("failed", "protocol refused the session", "code", code, "err", err)
+		c.Close(code, reason)
 		c.drainUntilClosed()
 		c.teardown(true, err)
 		c.srv.forget(c)

@@ -231,15 +231,30 @@ func (b *lockedBuffer) String() string {
 }
 
 // TestNewSessionRefused: a protocol that cannot start a session gets the
-// connection closed with 1011.
+// connection closed with its CloseError's code and reason, else 1011 with
+// the error's text.
 func TestNewSessionRefused(t *testing.T) {
 	t.Parallel()
-	gw := startGateway(t, baseOptions())
-	gw.protos["echo"].refuse = true // before any connection: no race
-	ws := gw.dial(t, "/", "echo")
-	wantCloseCode(t, readUntilClose(t, ws), protocols.CloseInternalError)
-	ws.Close()
-	eventually(t, "the connection to end", func() bool { return gw.srv.Connections() == 0 })
+	tests := []struct {
+		err    error
+		code   int
+		reason string
+	}{
+		{errors.New("refused by the test"), protocols.CloseInternalError, "refused by the test"},
+		{&protocols.CloseError{Code: 4001, Reason: "not a device id"}, 4001, "not a device id"},
+	}
+	for _, tt := range tests {
+		gw := startGateway(t, baseOptions())
+		gw.protos["echo"].refuse = tt.err // before any connection: no race
+		ws := gw.dial(t, "/", "echo")
+		ce := readUntilClose(t, ws)
+		wantCloseCode(t, ce, tt.code)
+		if ce.Text != tt.reason {
+			t.Errorf("reason %q, want %q", ce.Text, tt.reason)
+		}
+		ws.Close()
+		eventually(t, "the connection to end", func() bool { return gw.srv.Connections() == 0 })
+	}
 }
 
 // TestInvalidUTF8 checks that text that is not UTF-8 closes with 1007, and

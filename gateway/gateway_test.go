@@ -63,7 +63,7 @@ const (
 // panics.
 type echoProtocol struct {
 	name     string
-	refuse   bool // NewSession fails
+	refuse   error // NewSession fails with it
 	sessions chan *echoSession
 }
 
@@ -74,8 +74,8 @@ func newEchoProtocol(name string) *echoProtocol {
 func (p *echoProtocol) Name() string { return p.name }
 
 func (p *echoProtocol) NewSession(_ context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
-	if p.refuse {
-		return nil, errors.New("refused by the test")
+	if p.refuse != nil {
+		return nil, p.refuse
 	}
 	s := &echoSession{
 		info:     info,

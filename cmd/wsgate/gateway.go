@@ -314,11 +314,7 @@ func startPlugins(cfg config.Config, registry *protocols.Registry, log *slog.Log
 		}
 		specs = append(specs, found...)
 	}
-	if err := host.Start(specs); err != nil {
-		for _, e := range unjoin(err) {
-			log.Error("plugin refused", "err", e)
-		}
-	}
+	_ = host.Start(specs) // logs each plugin it refuses; the gateway runs on without them
 	for _, name := range registry.Order() {
 		if _, ok := registry.Lookup(name); !ok {
 			log.Warn("enabled protocol has no implementation; clients cannot get it", "protocol", name)

@@ -155,7 +155,7 @@ func FromSessionInfo(i protocols.SessionInfo) *SessionInfo {
 	return &SessionInfo{
 		Id: i.ID, Subprotocol: i.Subprotocol, RemoteAddr: i.RemoteAddr, Path: i.Path,
 		MaxMessage: i.MaxMessage, HeartbeatMs: i.Heartbeat.Milliseconds(), Gateway: i.Gateway,
-		Tls: fromTLS(i.TLS), Outbound: i.Outbound,
+		Tls: fromTLS(i.TLS), Outbound: i.Outbound, CommandTimeoutMs: i.CommandTimeout.Milliseconds(),
 	}
 }
 
@@ -177,7 +177,7 @@ func (i *SessionInfo) ToSessionInfo() (protocols.SessionInfo, error) {
 	info := protocols.SessionInfo{
 		ID: i.GetId(), Subprotocol: i.GetSubprotocol(), RemoteAddr: i.GetRemoteAddr(), Path: i.GetPath(),
 		MaxMessage: i.GetMaxMessage(), Heartbeat: time.Duration(i.GetHeartbeatMs()) * time.Millisecond, Gateway: i.GetGateway(),
-		Outbound: i.GetOutbound(),
+		Outbound: i.GetOutbound(), CommandTimeout: time.Duration(i.GetCommandTimeoutMs()) * time.Millisecond,
 	}
 	t := i.GetTls()
 	if t == nil {

@@ -247,18 +247,21 @@ func (x *DescribeResponse) GetCapabilities() []string {
 }
 
 type SessionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Subprotocol   string                 `protobuf:"bytes,2,opt,name=subprotocol,proto3" json:"subprotocol,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	Path          string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
-	MaxMessage    int64                  `protobuf:"varint,5,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"`
-	HeartbeatMs   int64                  `protobuf:"varint,6,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
-	Gateway       string                 `protobuf:"bytes,7,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Tls           *TLS                   `protobuf:"bytes,9,opt,name=tls,proto3" json:"tls,omitempty"` // unset: not a TLS connection
-	Outbound      bool                   `protobuf:"varint,10,opt,name=outbound,proto3" json:"outbound,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subprotocol string                 `protobuf:"bytes,2,opt,name=subprotocol,proto3" json:"subprotocol,omitempty"`
+	RemoteAddr  string                 `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	Path        string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	MaxMessage  int64                  `protobuf:"varint,5,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"`
+	HeartbeatMs int64                  `protobuf:"varint,6,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	Gateway     string                 `protobuf:"bytes,7,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Tls         *TLS                   `protobuf:"bytes,9,opt,name=tls,proto3" json:"tls,omitempty"` // unset: not a TLS connection
+	Outbound    bool                   `protobuf:"varint,10,opt,name=outbound,proto3" json:"outbound,omitempty"`
+	// How long the gateway waits for a command's result before it answers
+	// it with "timeout" itself.
+	CommandTimeoutMs int64 `protobuf:"varint,11,opt,name=command_timeout_ms,json=commandTimeoutMs,proto3" json:"command_timeout_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
@@ -352,6 +355,13 @@ func (x *SessionInfo) GetOutbound() bool {
 		return x.Outbound
 	}
 	return false
+}
+
+func (x *SessionInfo) GetCommandTimeoutMs() int64 {
+	if x != nil {
+		return x.CommandTimeoutMs
+	}
+	return 0
 }
 
 // TLS is the part of crypto/tls.ConnectionState a protocol can use.
@@ -1741,7 +1751,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1c\n" +
 	"\tprotocols\x18\x01 \x03(\tR\tprotocols\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\"\n" +
-	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"\x9d\x02\n" +
+	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"\xcb\x02\n" +
 	"\vSessionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vsubprotocol\x18\x02 \x01(\tR\vsubprotocol\x12\x1f\n" +
@@ -1754,7 +1764,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\agateway\x18\a \x01(\tR\agateway\x12'\n" +
 	"\x03tls\x18\t \x01(\v2\x15.wsgate.plugin.v1.TLSR\x03tls\x12\x1a\n" +
 	"\boutbound\x18\n" +
-	" \x01(\bR\boutboundJ\x04\b\b\x10\t\"\xc1\x01\n" +
+	" \x01(\bR\boutbound\x12,\n" +
+	"\x12command_timeout_ms\x18\v \x01(\x03R\x10commandTimeoutMsJ\x04\b\b\x10\t\"\xc1\x01\n" +
 	"\x03TLS\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
 	"\fcipher_suite\x18\x02 \x01(\rR\vcipherSuite\x12\x1f\n" +

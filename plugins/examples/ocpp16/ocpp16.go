@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -64,6 +65,9 @@ func (Protocol) Name() string { return "ocpp1.6" }
 func (p Protocol) NewSession(_ context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
 	identity := path.Base(info.Path) // the charge point identity ends the URL
 	if err := out.Attach(protocols.Device{ID: identity}); err != nil {
+		if errors.Is(err, protocols.ErrUnauthorized) || errors.Is(err, protocols.ErrForbidden) {
+			return nil, &protocols.CloseError{Code: protocols.ClosePolicyViolation, Reason: "charge point " + identity + " not admitted"}
+		}
 		return nil, fmt.Errorf("charge point identity %q: %w", identity, err)
 	}
 	s := &session{

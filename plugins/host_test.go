@@ -33,6 +33,8 @@ var (
 	ocppPlugin  string // plugins/examples/ocpp16
 	testPlugin  string // plugins/testdata/testplugin, protocol "test-echo"
 	clashPlugin string // the same, claiming the built-in name "echo"
+	// done and the OCPP example with the contract suite's probes.
+	contractDone, contractOCPP string
 )
 
 const testWait = 20 * time.Second
@@ -57,6 +59,8 @@ func TestMain(m *testing.M) {
 	ocppPlugin = build("wsgate-ocpp16", "./examples/ocpp16/cmd/wsgate-ocpp16", "")
 	testPlugin = build("testplugin", "./testdata/testplugin", "")
 	clashPlugin = build("clashplugin", "./testdata/testplugin", "-X main.name=echo")
+	contractDone = build("contract-done", "./testdata/contract/done", "")
+	contractOCPP = build("contract-ocpp", "./testdata/contract/ocpp", "")
 	code := 0
 	func() {
 		defer func() {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -23,7 +24,8 @@ const (
 	AuthNone AuthMode = ""
 	// AuthToken wants a token of Access.Tokens for the device id: the one
 	// the protocol's hello carried (protocols.Device.Token), else the
-	// upgrade request's Authorization: Bearer.
+	// upgrade request's Authorization: Bearer, or Basic with the device id
+	// as the user (OCPP's security profiles).
 	AuthToken AuthMode = "token"
 	// AuthMTLS wants a client certificate that chains to the listener's
 	// ClientCA; the session must attach as the device id it names.
@@ -52,7 +54,8 @@ type listenerAccess struct {
 // its authentication; connections of other listeners keep none.
 type connAuth struct {
 	lis        *listenerAccess
-	bearer     string // the upgrade's bearer token, until the session attaches
+	bearer     string // the upgrade's bearer (or Basic) token, until the session attaches
+	basicUser  string // the Basic user, which must be the device the session attaches as
 	certDevice string // AuthMTLS: the device the certificate names
 	grant      auth.Grant
 }
@@ -133,8 +136,17 @@ func (s *Server) admitRequest(la *listenerAccess, r *http.Request) (*connAuth, *
 	a := &connAuth{lis: la}
 	switch la.mode {
 	case AuthToken:
-		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-			a.bearer = strings.TrimSpace(token)
+		scheme, credentials, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		credentials = strings.TrimSpace(credentials)
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
+			a.bearer = credentials
+		case strings.EqualFold(scheme, "Basic"):
+			// OCPP's security profiles 1 and 2: the device id as the
+			// user, its token as the password.
+			if raw, err := base64.StdEncoding.DecodeString(credentials); err == nil {
+				a.basicUser, a.bearer, _ = strings.Cut(string(raw), ":")
+			}
 		}
 	case AuthMTLS:
 		var chain []*x509.Certificate
@@ -188,6 +200,9 @@ func (c *conn) authenticate(d protocols.Device) error {
 		token := d.Token
 		if token == "" {
 			token = a.bearer
+			if a.basicUser != "" && a.basicUser != d.ID {
+				return c.authFailed(d.ID, fmt.Sprintf("the Basic credentials are %q's", a.basicUser))
+			}
 		}
 		if token == "" {
 			return c.authFailed(d.ID, "no token")

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,14 +29,17 @@ func tokenRule(t *testing.T, devices, token string) auth.TokenRule {
 	return auth.TokenRule{Devices: devices, Hash: h}
 }
 
-// dialAuth connects from local with an optional bearer token.
+// dialAuth connects from local with an optional Authorization: a bearer
+// token, or "Basic user:password".
 func (gw *testGateway) dialAuth(local, bearer string) (*websocket.Conn, *http.Response, error) {
 	d := websocket.Dialer{
 		Subprotocols: []string{"echo"}, HandshakeTimeout: testWait,
 		NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}).DialContext,
 	}
 	h := http.Header{}
-	if bearer != "" {
+	if basic, ok := strings.CutPrefix(bearer, "Basic "); ok {
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(basic)))
+	} else if bearer != "" {
 		h.Set("Authorization", "Bearer "+bearer)
 	}
 	return d.Dial("ws://"+gw.addr+"/", h)
@@ -69,6 +73,8 @@ func TestTokenAuthentication(t *testing.T) {
 		{"bearer token", "k-token", "kitchen", "attached kitchen"},
 		{"pattern", "", "esp32-garage fleet-token", "attached esp32-garage"},
 		{"hello token wins over bearer", "wrong", "kitchen k-token", "attached kitchen"},
+		{"basic", "Basic kitchen:k-token", "kitchen", "attached kitchen"},
+		{"basic of another device", "Basic garage:k-token", "kitchen", `error unauthorized: the Basic credentials are "garage"'s`},
 		{"wrong token", "", "kitchen fleet-token", "error unauthorized: unknown device or wrong token"},
 		{"unknown device", "", "cellar k-token", "error unauthorized: unknown device or wrong token"},
 		{"no token", "", "kitchen", "error unauthorized: no token"},
@@ -87,8 +93,8 @@ func TestTokenAuthentication(t *testing.T) {
 			}
 		})
 	}
-	if got := gw.srv.Stats().AuthFailures; got != 3 {
-		t.Errorf("failures counted: %d, want 3", got)
+	if got := gw.srv.Stats().AuthFailures; got != 4 {
+		t.Errorf("failures counted: %d, want 4", got)
 	}
 }
 

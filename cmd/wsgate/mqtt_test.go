@@ -597,6 +597,32 @@ func waitAcked(t *testing.T, s *streamer, n int, errc <-chan error) {
 	}
 }
 
+// startStreaming runs a streamer of total QoS 1 pubs as device id until
+// it has them all acked or the test ends; errc has its end.
+func startStreaming(t *testing.T, url, id string, total int) (*streamer, chan error) {
+	t.Helper()
+	dev := newStreamer(url, id, uint64(total), 256)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	errc := make(chan error, 1)
+	go func() { errc <- dev.run(ctx) }()
+	t.Cleanup(func() { cancel(); err := <-errc; errc <- err })
+	return dev, errc
+}
+
+// waitStreamed waits until the streamer has every pub acked.
+func waitStreamed(t *testing.T, dev *streamer, errc chan error) {
+	t.Helper()
+	select {
+	case err := <-errc:
+		errc <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("device: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("only %d of %d acked", dev.ackedCount(), dev.total)
+	}
+}
+
 // Zero loss through broker and gateway restarts: a device streams QoS 1
 // pubs with increasing seqs through the real binary to Mosquitto (with
 // persistence). Mid-stream Mosquitto is stopped; while it is down the
@@ -621,12 +647,7 @@ func TestZeroLossAcrossBrokerAndGatewayRestarts(t *testing.T) {
 	gw := startWsgate(t, cfg)
 	gw.waitReady(t)
 
-	dev := newStreamer(cfg.wsURL(), "zl-1", total, 256)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- dev.run(ctx) }()
-	defer func() { cancel(); <-errc }()
+	dev, errc := startStreaming(t, cfg.wsURL(), "zl-1", total)
 
 	var spooled, replayed float64
 	scrape := func() {
@@ -665,15 +686,7 @@ func TestZeroLossAcrossBrokerAndGatewayRestarts(t *testing.T) {
 		step.do()
 	}
 
-	select {
-	case err := <-errc:
-		errc <- err
-		if err != nil {
-			t.Fatalf("device: %v", err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("only %d of %d acked", dev.ackedCount(), total)
-	}
+	waitStreamed(t, dev, errc)
 	// Every acked seq reaches the subscriber.
 	unique := rec.waitUnique(total)
 	scrape()

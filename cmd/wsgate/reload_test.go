@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -70,12 +69,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	gw := startWsgate(t, cfg)
 	gw.waitReady(t)
 
-	dev := newStreamer(cfg.wsURL(), "hup-1", total, 256)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- dev.run(ctx) }()
-	defer func() { cancel(); <-errc }()
+	dev, errc := startStreaming(t, cfg.wsURL(), "hup-1", total)
 
 	// A valid change: applied, and said so.
 	waitAcked(t, dev, total/10, errc)
@@ -126,15 +120,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		gw.hup("configuration reloaded")
 	}
 
-	select {
-	case err := <-errc:
-		errc <- err
-		if err != nil {
-			t.Fatalf("device: %v", err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("only %d of %d acked", dev.ackedCount(), total)
-	}
+	waitStreamed(t, dev, errc)
 	if missing := missingSeqs(rec.waitUnique(total), total); len(missing) > 0 {
 		t.Errorf("%d acked seqs never reached the subscriber, e.g. %v", len(missing), missing[:min(10, len(missing))])
 	}

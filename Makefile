@@ -22,6 +22,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
 all: lint build
 
 build:
+	@[ -x $(BIN) ] || echo "building $(BIN): the first build downloads and compiles the dependencies, a minute or two"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wsgate
 
 # The gateway on its embedded defaults (WebSocket :8080, MQTT broker :1883),

@@ -102,3 +102,29 @@ ski = "nope"
 		})
 	}
 }
+
+// TestExampleCommentedTables: the commented [[devices]], [[routes]],
+// [[auth.tokens]] and [[auth.acl]] examples of example.toml, uncommented
+// together, parse and validate.
+func TestExampleCommentedTables(t *testing.T) {
+	t.Parallel()
+	var doc strings.Builder
+	for _, header := range []string{"# [[devices]]", "# [[routes]]", "# [[auth.acl]]"} {
+		_, rest, ok := strings.Cut(Example, "\n"+header+"\n")
+		if !ok {
+			t.Fatalf("example.toml has no %q example", header)
+		}
+		block, _, _ := strings.Cut(rest, "\n\n")
+		doc.WriteString(strings.TrimPrefix(header, "# ") + "\n")
+		for line := range strings.SplitSeq(block, "\n") {
+			doc.WriteString(strings.TrimPrefix(line, "# ") + "\n")
+		}
+	}
+	cfg, err := Parse("example.toml (uncommented)", doc.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc.String())
+	}
+	if len(cfg.Devices) != 1 || len(cfg.Routes) != 1 || len(cfg.Auth.ACL) != 1 {
+		t.Errorf("devices %d, routes %d, acl %d", len(cfg.Devices), len(cfg.Routes), len(cfg.Auth.ACL))
+	}
+}

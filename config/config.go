@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -317,8 +318,8 @@ func Load(path string) (Config, error) {
 func Parse(name, doc string) (Config, error) {
 	cfg := Default()
 	cfg.Listeners = nil // a file that lists none gets the default below
-	md, err := toml.Decode(doc, &cfg)
 	lines := locateKeys(doc)
+	md, sectionErrs, failedSections, straySections, err := decodeSections(doc, &cfg)
 	if err != nil {
 		return Config{}, Problems{decodeProblem(name, lines, err)}
 	}
@@ -327,16 +328,25 @@ func Parse(name, doc string) (Config, error) {
 	}
 	var ps Problems
 	errs, failed, stray := cfg.decodeProtocols(&md)
-	for _, err := range errs {
+	for _, err := range append(sectionErrs, errs...) {
 		ps = append(ps, decodeProblem(name, lines, err))
 	}
 	unknown := map[string]bool{}
 	undecided := map[string]bool{} // tables whose decoding stopped at a problem
+	for _, section := range failedSections {
+		undecided[section] = true
+	}
 	for _, table := range failed {
 		undecided[toml.Key{"protocols", table}.String()] = true
 	}
+	var strayKeys []toml.Key
+	for _, section := range straySections {
+		strayKeys = append(strayKeys, toml.Key{section})
+	}
 	for _, table := range stray {
-		key := toml.Key{"protocols", table}
+		strayKeys = append(strayKeys, toml.Key{"protocols", table})
+	}
+	for _, key := range strayKeys {
 		unknown[key.String()] = true // its keys are not reported one by one
 		msg := "unknown key"
 		if t := md.Type(key...); t == "Hash" {
@@ -395,6 +405,9 @@ func Parse(name, doc string) (Config, error) {
 	}
 	var warnings Problems
 	for _, f := range cfg.validate() {
+		if underUnknown(toml.Key(strings.Split(f.path, ".")), undecided) || undecided[f.path] {
+			continue // decoding stopped there: what is left is not known to be wrong
+		}
 		at := f.path
 		if f.at != "" {
 			at = f.at
@@ -423,6 +436,37 @@ func (ps Problems) sorted() Problems {
 		return a.Line - b.Line
 	})
 	return ps
+}
+
+// decodeSections decodes doc one top-level section at a time into its
+// field of cfg, so that a value of the wrong type in one section does not
+// hide the problems of the others (the decoder stops at the first value it
+// cannot take). It returns the decoding errors and the sections they
+// stopped; err is a syntax error, which ends everything.
+func decodeSections(doc string, cfg *Config) (md toml.MetaData, errs []error, failed, stray []string, err error) {
+	var sections map[string]toml.Primitive
+	if md, err = toml.Decode(doc, &sections); err != nil {
+		return md, nil, nil, nil, err
+	}
+	v := reflect.ValueOf(cfg).Elem()
+	known := map[string]bool{}
+	for i := range v.NumField() {
+		key, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ",")
+		section, ok := sections[key]
+		known[key] = true
+		if key == "" || key == "-" || !ok {
+			continue
+		}
+		if err := md.PrimitiveDecode(section, v.Field(i).Addr().Interface()); err != nil {
+			errs, failed = append(errs, err), append(failed, key)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(sections)) {
+		if !known[key] {
+			stray = append(stray, key)
+		}
+	}
+	return md, errs, failed, stray, nil
 }
 
 // underUnknown reports whether a parent of key is an unknown key.

@@ -45,3 +45,28 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryProblemInOneRun: a value of the wrong type stops the decoding
+// of its own section only; the problems of the other sections are still
+// reported, all in one run.
+func TestEveryProblemInOneRun(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("m.toml", `[gateway]
+shutdown_grace = 10
+[websocket]
+max_message = "big"
+[mqtt]
+queue = "x"
+[log]
+level = "loud"
+`)
+	want := []string{
+		`m.toml:2: gateway.shutdown_grace: must be a duration string such as "30s" (a bare number would be nanoseconds)`,
+		`m.toml:4: websocket.max_message: must be an integer, not a string`,
+		`m.toml:6: mqtt.queue: must be an integer, not a string`,
+		`m.toml:8: log.level: "loud" is not one of debug, info, warn, error`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}

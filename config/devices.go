@@ -97,8 +97,16 @@ func (c *Config) validateDevices() []fault {
 			case t == router.TargetMQTT:
 			case !isDevice:
 				add(at("to"), "%q is neither \"mqtt\" nor \"device:<id>\"", t)
-			case !slices.ContainsFunc(c.Devices, func(d Device) bool { return d.ID == id }):
-				add(at("to"), "no [[devices]] entry has the id %q", id)
+			default:
+				i := slices.IndexFunc(c.Devices, func(d Device) bool { return d.ID == id })
+				if i < 0 {
+					add(at("to"), "no [[devices]] entry has the id %q", id)
+					break
+				}
+				// What run would refuse: a device that takes no frames.
+				if ft, ok := c.Devices[i].Options.(devices.FrameTaker); c.Devices[i].Options != nil && (!ok || !ft.AcceptsFrames()) {
+					add(at("to"), "local device %q (%s) does not take frames: serial devices, exec in daemon mode and gpio outputs do", id, c.Devices[i].Driver)
+				}
 			}
 		}
 		if r.Pick != "" && slices.Contains(strings.Split(r.Pick, "."), "") {

@@ -53,6 +53,13 @@ type Receiver interface {
 	Accept(protocols.Frame) error
 }
 
+// FrameTaker is implemented by the configs of drivers whose devices can
+// take frames routed to them (they are Receivers), so that a route to a
+// device that cannot is refused by `wsgate check`, not only at run.
+type FrameTaker interface {
+	AcceptsFrames() bool
+}
+
 // Outlet is what a running device can do.
 type Outlet interface {
 	// Publish hands a frame to the router; Device is set by the outlet.

@@ -42,7 +42,8 @@ type Manager struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	devices map[string]*local
-	order   []string // ids in config order
+	missing map[string]bool // devices that take frames but could not be opened
+	order   []string        // ids in config order
 }
 
 // NewManager prepares a manager; Start opens and runs the devices.
@@ -60,7 +61,8 @@ func NewManager(rt *router.Router, log *slog.Logger, opts ManagerOptions) *Manag
 		opts.RestartMax = max(opts.RestartMin, time.Minute)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{router: rt, log: log.With("component", "devices"), opts: opts, ctx: ctx, cancel: cancel, devices: map[string]*local{}}
+	return &Manager{router: rt, log: log.With("component", "devices"), opts: opts, ctx: ctx, cancel: cancel,
+		devices: map[string]*local{}, missing: map[string]bool{}}
 }
 
 // Open opens every device. A device that cannot be opened is reported and
@@ -73,6 +75,9 @@ func (m *Manager) Open(specs []Spec) error {
 		dev, err := s.Config.Open(s.ID, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("device %s (%s): %w", s.ID, s.Driver, err))
+			if ft, ok := s.Config.(FrameTaker); ok && ft.AcceptsFrames() {
+				m.missing[s.ID] = true
+			}
 			continue
 		}
 		m.devices[s.ID] = &local{m: m, id: s.ID, driver: s.Driver, dev: dev, log: log, slots: make(chan struct{}, m.opts.MaxCommands)}
@@ -98,7 +103,12 @@ func (m *Manager) Run() error {
 }
 
 // Receiver returns the device with that id when it accepts routed frames.
+// A device that takes frames but could not be opened has a receiver that
+// refuses them as offline: the routes to it stay, the rest runs.
 func (m *Manager) Receiver(id string) (router.Receiver, bool) {
+	if m.missing[id] {
+		return offline(id), true
+	}
 	l, ok := m.devices[id]
 	if !ok {
 		return nil, false
@@ -192,4 +202,11 @@ func (l *local) Command(cmd protocols.Command) error {
 // WebSocket session holds its id, commands go to that session.
 func (l *local) Evict(reason string) {
 	l.log.Warn("a session took over this local device's id; fix the duplicate id", "reason", reason)
+}
+
+// offline is the receiver of a device that could not be opened.
+type offline string
+
+func (o offline) Accept(protocols.Frame) error {
+	return fmt.Errorf("local device %s: %w", string(o), protocols.ErrDeviceOffline)
 }

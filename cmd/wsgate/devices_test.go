@@ -132,3 +132,33 @@ func readLine(t *testing.T, f *os.File, r *bufio.Reader) string {
 	}
 	return strings.TrimRight(line, "\r\n")
 }
+
+// TestRouteToDeviceThatCannotStart: a local device that cannot start (its
+// GPIO chip is missing) is logged and left out; the gateway runs, and a
+// route to it answers that the device is offline.
+func TestRouteToDeviceThatCannotStart(t *testing.T) {
+	t.Parallel()
+	ts := testConfig(t, `
+[[devices]]
+id = "relay"
+driver = "gpio"
+chip = "/dev/gpiochip-that-does-not-exist"
+line = 27
+direction = "output"
+
+[[routes]]
+devices = ["panel"]
+channels = ["relay"]
+to = ["device:relay"]
+`)
+	startInProcess(t, ts.path, ts.wsURL)
+	c := dialDone(t, ts.wsURL, "panel")
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"pub","ch":"relay","data":1,"seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, msg, err := c.ReadMessage(); err != nil || !strings.Contains(string(msg), `"op":"nack"`) || !strings.Contains(string(msg), `"code":"busy"`) || !strings.Contains(string(msg), "offline") {
+		t.Errorf("a pub routed to a device that did not start: %s %v", msg, err)
+	}
+}

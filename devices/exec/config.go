@@ -92,6 +92,10 @@ func init() {
 	devices.Register("exec", func() devices.Config { return NewConfig() })
 }
 
+// AcceptsFrames implements devices.FrameTaker: a daemon's stdin takes
+// routed frames.
+func (c *Config) AcceptsFrames() bool { return c.Mode == ModeDaemon }
+
 // Validate reports every problem of the options, joined.
 func (c *Config) Validate() error {
 	var errs []error
@@ -210,4 +214,7 @@ func (c *Config) Open(id string, log *slog.Logger) (devices.Device, error) {
 	return newOneshot(id, *c, path, templates, env, log), nil
 }
 
-var _ devices.Config = (*Config)(nil)
+var (
+	_ devices.Config     = (*Config)(nil)
+	_ devices.FrameTaker = (*Config)(nil)
+)

@@ -136,6 +136,10 @@ func NewConfig() *Config {
 
 var chipName = regexp.MustCompile(`^gpiochip[0-9]+$`)
 
+// AcceptsFrames implements devices.FrameTaker: an output takes routed
+// values.
+func (c *Config) AcceptsFrames() bool { return c.Direction == DirectionOutput }
+
 // Validate reports every problem with the options, joined.
 func (c *Config) Validate() error {
 	var errs []error
@@ -246,4 +250,7 @@ func consumer(id string) string {
 	return s
 }
 
-var _ devices.Config = (*Config)(nil)
+var (
+	_ devices.Config     = (*Config)(nil)
+	_ devices.FrameTaker = (*Config)(nil)
+)

@@ -93,6 +93,10 @@ var parities = map[string]bugst.Parity{
 	"space": bugst.SpaceParity,
 }
 
+// AcceptsFrames implements devices.FrameTaker: frames are written to the
+// port.
+func (c *Config) AcceptsFrames() bool { return true }
+
 // Validate reports every problem of the options, joined.
 func (c *Config) Validate() error {
 	var errs []error
@@ -174,4 +178,7 @@ func (c *Config) Open(_ string, log *slog.Logger) (devices.Device, error) {
 	return newDevice(*c, log), nil
 }
 
-var _ devices.Config = (*Config)(nil)
+var (
+	_ devices.Config     = (*Config)(nil)
+	_ devices.FrameTaker = (*Config)(nil)
+)

@@ -30,7 +30,8 @@ const (
 	CodeTooLarge     = "too-large"
 	CodeInternal     = "internal"
 	// CodeBusy is the nack code for a pub the gateway cannot take right now
-	// (queue or spool full, too many unacknowledged pubs); retry later.
+	// (queue or spool full, too many unacknowledged pubs, a local device it
+	// is routed to is offline); retry later.
 	CodeBusy = "busy"
 )
 
@@ -376,11 +377,11 @@ func (s *session) acked(seq uint64, err error) {
 }
 
 // publishCode is the nack or error code for a pub the router refused: busy
-// when retrying later may help, bad-request when the frame can never be
-// routed, else internal.
+// when retrying later may help (a full queue, a local target that is
+// offline), bad-request when the frame can never be routed, else internal.
 func publishCode(err error) string {
 	switch {
-	case errors.Is(err, protocols.ErrBusy):
+	case errors.Is(err, protocols.ErrBusy), errors.Is(err, protocols.ErrDeviceOffline):
 		return CodeBusy
 	case errors.Is(err, protocols.ErrInvalidFrame):
 		return CodeBadRequest

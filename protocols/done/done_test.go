@@ -502,6 +502,7 @@ func TestPubPublishError(t *testing.T) {
 	}{
 		{"qos 1 seq busy", `{"op":"pub","ch":"t","data":1,"seq":4}`, busy, "nack", CodeBusy},
 		{"qos 1 seq other", `{"op":"pub","ch":"t","data":1,"seq":4}`, errors.New("no route"), "nack", CodeInternal},
+		{"qos 1 seq target offline", `{"op":"pub","ch":"t","data":1,"seq":4}`, fmt.Errorf("local device relay: %w", protocols.ErrDeviceOffline), "nack", CodeBusy},
 		{"qos 0 seq busy", `{"op":"pub","ch":"t","data":1,"seq":4,"qos":0}`, busy, "error", CodeBusy},
 		{"qos 0 seq other", `{"op":"pub","ch":"t","data":1,"seq":4,"qos":0}`, errors.New("no route"), "error", CodeInternal},
 		{"no seq busy", `{"op":"pub","ch":"t","data":1}`, busy, "error", CodeBusy},

@@ -64,6 +64,18 @@ type FrameTaker interface {
 type Outlet interface {
 	// Publish hands a frame to the router; Device is set by the outlet.
 	Publish(protocols.Frame) error
+	// SetOnline says whether an OnlineReporter can be reached now; it
+	// publishes the device's status when that changes. Other devices'
+	// calls are ignored.
+	SetOnline(online bool)
+}
+
+// OnlineReporter is implemented by devices that know when they can be
+// reached (a serial device while its port is open): they are online only
+// after Outlet.SetOnline(true), until SetOnline(false). Other devices are
+// online for as long as they run.
+type OnlineReporter interface {
+	ReportsOnline() bool
 }
 
 // NewConfig returns a fresh Config with the driver's defaults.

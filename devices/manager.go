@@ -91,10 +91,11 @@ func (m *Manager) Run() error {
 	var errs []error
 	for _, id := range m.order {
 		l := m.devices[id]
-		info := router.Device{ID: id, Protocol: ProtocolName(l.driver), Session: "local", Since: time.Now().UTC()}
-		if err := m.router.Attach(info, l); err != nil {
-			errs = append(errs, fmt.Errorf("device %s: %w", id, err))
-			continue
+		if !l.reportsOnline() {
+			if err := l.attach(); err != nil {
+				errs = append(errs, fmt.Errorf("device %s: %w", id, err))
+				continue
+			}
 		}
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); l.run(m.ctx) }()
@@ -121,8 +122,8 @@ func (m *Manager) Receiver(id string) (router.Receiver, bool) {
 func (m *Manager) Close() {
 	m.cancel()
 	m.wg.Wait()
-	for id, l := range m.devices {
-		m.router.Detach(id, l)
+	for _, l := range m.devices {
+		l.detach()
 	}
 }
 
@@ -134,6 +135,60 @@ type local struct {
 	dev    Device
 	log    *slog.Logger
 	slots  chan struct{} // one per running command
+
+	mu       sync.Mutex // serialises attach and detach
+	attached bool
+}
+
+func (l *local) reportsOnline() bool {
+	r, ok := l.dev.(OnlineReporter)
+	return ok && r.ReportsOnline()
+}
+
+// attach makes the device present: its online status and command
+// subscription reach the broker (within a bound) before it publishes.
+func (l *local) attach() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.attached {
+		return nil
+	}
+	info := router.Device{ID: l.id, Protocol: ProtocolName(l.driver), Session: "local", Since: time.Now().UTC()}
+	if err := l.m.router.Attach(info, l); err != nil {
+		return err
+	}
+	l.attached = true
+	ctx, cancel := context.WithTimeout(l.m.ctx, settleWait)
+	l.m.router.Settle(ctx, l.id)
+	cancel()
+	return nil
+}
+
+func (l *local) detach() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.attached {
+		l.m.router.Detach(l.id, l)
+		l.attached = false
+	}
+}
+
+// settleWait bounds how long attaching waits for the device's status to be
+// published, as for a WebSocket session.
+const settleWait = 5 * time.Second
+
+// SetOnline implements Outlet.
+func (l *local) SetOnline(online bool) {
+	if !l.reportsOnline() {
+		return
+	}
+	if !online {
+		l.detach()
+		return
+	}
+	if err := l.attach(); err != nil {
+		l.log.Error("device cannot be attached", "err", err)
+	}
 }
 
 var (

@@ -27,6 +27,7 @@ const testWait = 10 * time.Second
 type counterConfig struct {
 	FailFirstRun bool
 	tick         chan struct{}
+	online       chan bool // non-nil: the device reports when it is online
 }
 
 func (c *counterConfig) Validate() error { return nil }
@@ -58,6 +59,8 @@ func (c *counter) Run(ctx context.Context, out Outlet) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case online := <-c.cfg.online:
+			out.SetOnline(online)
 		case <-c.cfg.tick:
 			n++
 			data, _ := json.Marshal(map[string]int{"n": n, "run": run})
@@ -67,6 +70,8 @@ func (c *counter) Run(ctx context.Context, out Outlet) error {
 		}
 	}
 }
+
+func (c *counter) ReportsOnline() bool { return c.cfg.online != nil }
 
 func (c *counter) Command(ctx context.Context, cmd protocols.Command) protocols.Result {
 	switch cmd.Name {
@@ -218,5 +223,69 @@ func TestValidChannel(t *testing.T) {
 		if got != want {
 			t.Errorf("ValidChannel(%.20q) = %q, want %q", ch, got, want)
 		}
+	}
+}
+
+// presence records the router's presence events.
+type presence chan string
+
+func (p presence) Attached(d router.Device) { p <- "online " + d.ID }
+func (p presence) Detached(d router.Device) { p <- "offline " + d.ID }
+
+func (p presence) want(t *testing.T, event string) {
+	t.Helper()
+	select {
+	case got := <-p:
+		if got != event {
+			t.Fatalf("presence %q, want %q", got, event)
+		}
+	case <-time.After(testWait):
+		t.Fatalf("no presence event, want %q", event)
+	}
+}
+
+// TestManagerOnlineReporter: a device that reports when it can be reached
+// (a serial port) is online only while it says so, and commands to it
+// meanwhile are refused as offline by the router.
+func TestManagerOnlineReporter(t *testing.T) {
+	m, rt, _ := newTestManager(t, ManagerOptions{})
+	events := make(presence, 16)
+	rt.Watch(events)
+	cfg := &counterConfig{tick: make(chan struct{}), online: make(chan bool)}
+	if err := m.Open([]Spec{{ID: "port", Driver: "counter", Config: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	echo := protocols.Command{Device: "port", ID: "c1", Name: "echo"}
+	if err := rt.Command(echo); !errors.Is(err, protocols.ErrDeviceOffline) {
+		t.Errorf("command before the device is online: %v, want ErrDeviceOffline", err)
+	}
+	for _, step := range []struct {
+		online bool
+		event  string // "" when nothing changes
+	}{
+		{true, "online port"},
+		{true, ""},
+		{false, "offline port"},
+		{false, ""},
+		{true, "online port"},
+	} {
+		cfg.online <- step.online
+		if step.event != "" {
+			events.want(t, step.event)
+		}
+	}
+	if err := rt.Command(echo); err != nil {
+		t.Errorf("command while online: %v", err)
+	}
+	m.Close()
+	events.want(t, "offline port")
+	select {
+	case e := <-events:
+		t.Errorf("unexpected presence event %q", e)
+	default:
 	}
 }

@@ -46,6 +46,8 @@ type recorder struct{ frames chan protocols.Frame }
 
 func newRecorder() *recorder { return &recorder{frames: make(chan protocols.Frame, 256)} }
 
+func (r *recorder) SetOnline(bool) {}
+
 func (r *recorder) Publish(f protocols.Frame) error {
 	r.frames <- f
 	return nil

@@ -264,6 +264,8 @@ type outlet struct {
 	frames []protocols.Frame
 }
 
+func (o *outlet) SetOnline(bool) {}
+
 func (o *outlet) Publish(f protocols.Frame) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -338,3 +338,4 @@ func TestInputPublishRefused(t *testing.T) {
 type refusing struct{}
 
 func (refusing) Publish(protocols.Frame) error { return protocols.ErrBusy }
+func (refusing) SetOnline(bool)                {}

@@ -92,6 +92,10 @@ func (d *Device) Stats() Stats {
 	}
 }
 
+// ReportsOnline implements devices.OnlineReporter: the device is online
+// while its port is open.
+func (d *Device) ReportsOnline() bool { return true }
+
 // Run opens the port and publishes its frames until ctx ends; a port that
 // cannot be opened, fails or disappears is reopened after a delay that
 // grows from reopen_min to reopen_max. It returns nil when ctx ends.
@@ -105,10 +109,12 @@ func (d *Device) Run(ctx context.Context, out devices.Outlet) error {
 			d.log.Info("serial port open", "baud", d.cfg.Baud)
 			failing = false
 			started := time.Now()
+			out.SetOnline(true)
 			err = d.serve(ctx, port, out)
 			if ctx.Err() != nil {
 				return nil
 			}
+			out.SetOnline(false)
 			if time.Since(started) >= d.cfg.ReopenMax {
 				delay = d.cfg.ReopenMin // it worked for a while: start over
 			}

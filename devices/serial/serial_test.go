@@ -61,10 +61,33 @@ func (l *logRecorder) logged(prefix string) bool {
 // recorder is the router as the device sees it: an Outlet that records.
 type recorder struct {
 	frames chan protocols.Frame
-	err    error // what Publish returns
+	online chan bool // every SetOnline
+	err    error     // what Publish returns
 }
 
-func newRecorder() *recorder { return &recorder{frames: make(chan protocols.Frame, 256)} }
+func newRecorder() *recorder {
+	return &recorder{frames: make(chan protocols.Frame, 256), online: make(chan bool, 64)}
+}
+
+func (r *recorder) SetOnline(online bool) {
+	select {
+	case r.online <- online:
+	default: // a test that does not look
+	}
+}
+
+// wantOnline waits for the next SetOnline and checks it.
+func (r *recorder) wantOnline(t *testing.T, want bool) {
+	t.Helper()
+	select {
+	case got := <-r.online:
+		if got != want {
+			t.Fatalf("SetOnline(%v), want SetOnline(%v)", got, want)
+		}
+	case <-time.After(wait):
+		t.Fatalf("no SetOnline(%v)", want)
+	}
+}
 
 func (r *recorder) Publish(f protocols.Frame) error {
 	if r.err != nil {
@@ -384,6 +407,7 @@ func TestUnplug(t *testing.T) {
 	ptys := startPTYs(t)
 	rec := newRecorder()
 	dev := runWith(t, testConfig(ptys.port), rec)
+	rec.wantOnline(t, true) // the status follows the port
 	end := ptys.device()
 	end.write("before\n")
 	if f := rec.next(t); string(f.Payload) != `"before"` {
@@ -398,6 +422,7 @@ func TestUnplug(t *testing.T) {
 
 	ptys.stop()
 	end.f.Close()
+	rec.wantOnline(t, false)
 	// Once the driver notices, it refuses writes instead of queueing them
 	// for a port that is gone.
 	deadline := time.Now().Add(wait)
@@ -417,6 +442,7 @@ func TestUnplug(t *testing.T) {
 	}
 
 	ptys.start()
+	rec.wantOnline(t, true)
 	end = ptys.device()
 	end.write("after\n")
 	if f := rec.next(t); string(f.Payload) != `"after"` {

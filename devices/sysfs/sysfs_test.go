@@ -435,6 +435,8 @@ type outlet struct {
 	refused bool
 }
 
+func (o *outlet) SetOnline(bool) {}
+
 func (o *outlet) Publish(f protocols.Frame) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -14,6 +14,11 @@ type Frame struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	// Seq, when HasSeq, numbers a QoS 1 frame within its device's session
+	// (done's seq): a frame sent again with the same Seq after it was
+	// refused goes only to the route targets that did not take it.
+	Seq    uint64
+	HasSeq bool
 	// Ack, when set, is called exactly once, from any goroutine, when the
 	// frame is safe (QoS 1: broker PUBACK or durably spooled) with nil, or
 	// with the reason it was not accepted. Fire-and-forget frames leave it

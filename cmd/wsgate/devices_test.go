@@ -134,8 +134,9 @@ func readLine(t *testing.T, f *os.File, r *bufio.Reader) string {
 }
 
 // TestRouteToDeviceThatCannotStart: a local device that cannot start (its
-// GPIO chip is missing) is logged and left out; the gateway runs, and a
-// route to it answers that the device is offline.
+// GPIO chip is missing) is logged and left out; the gateway runs, a route
+// to it answers that the device is offline, and the device's retries of
+// the same seq publish to MQTT once.
 func TestRouteToDeviceThatCannotStart(t *testing.T) {
 	t.Parallel()
 	ts := testConfig(t, `
@@ -149,16 +150,49 @@ direction = "output"
 [[routes]]
 devices = ["panel"]
 channels = ["relay"]
-to = ["device:relay"]
+to = ["mqtt", "device:relay"]
 `)
 	startInProcess(t, ts.path, ts.wsURL)
+	sub := brokertest.Subscribe(t, ts.mqttURL, "wsgate/panel/#")
 	c := dialDone(t, ts.wsURL, "panel")
 	defer c.Close()
-	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"pub","ch":"relay","data":1,"seq":1}`)); err != nil {
-		t.Fatal(err)
+	exchange := func(pub string) string {
+		t.Helper()
+		if err := c.WriteMessage(websocket.TextMessage, []byte(pub)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(msg)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, msg, err := c.ReadMessage(); err != nil || !strings.Contains(string(msg), `"op":"nack"`) || !strings.Contains(string(msg), `"code":"busy"`) || !strings.Contains(string(msg), "offline") {
-		t.Errorf("a pub routed to a device that did not start: %s %v", msg, err)
+	for attempt := range 3 {
+		msg := exchange(`{"op":"pub","ch":"relay","data":1,"seq":1}`)
+		if !strings.Contains(msg, `"op":"nack"`) || !strings.Contains(msg, `"code":"busy"`) || !strings.Contains(msg, "device:relay: local device relay: device offline") {
+			t.Fatalf("attempt %d: a pub routed to a device that did not start: %s", attempt, msg)
+		}
+	}
+	if msg := exchange(`{"op":"pub","ch":"other","data":2,"seq":2}`); msg != `{"op":"ack","seq":2}` {
+		t.Fatalf("a pub that no route takes: %s", msg)
+	}
+	// The device's QoS 1 messages reach the broker in order: once "other"
+	// is there, every copy of seq 1 that was published is too.
+	copies := 0
+	deadline := time.After(20 * time.Second)
+	for done := false; !done; {
+		select {
+		case m := <-sub.Messages:
+			if m.Topic == "wsgate/panel/relay" {
+				copies++
+			}
+			done = m.Topic == "wsgate/panel/other"
+		case <-deadline:
+			t.Fatal("wsgate/panel/other never reached MQTT")
+		}
+	}
+	if copies != 1 {
+		t.Errorf("MQTT got seq 1 %d times, want once", copies)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/protocols"
@@ -58,7 +59,7 @@ type Router struct {
 	log      *slog.Logger
 	sink     Sink
 	watchers []Watcher
-	routes   []compiledRoute
+	routes   atomic.Pointer[[]compiledRoute] // replaced whole on reload
 
 	mu      sync.Mutex
 	devices map[string]attachment
@@ -67,6 +68,7 @@ type Router struct {
 type attachment struct {
 	device   Device
 	endpoint Endpoint
+	missed   *missedTargets // of this session's frames
 }
 
 // New returns a router that delivers every frame to sink.
@@ -85,7 +87,11 @@ func (r *Router) Attach(dev Device, ep Endpoint) error {
 	}
 	r.mu.Lock()
 	old, replaced := r.devices[dev.ID]
-	r.devices[dev.ID] = attachment{device: dev, endpoint: ep}
+	a := attachment{device: dev, endpoint: ep, missed: old.missed}
+	if !replaced || old.endpoint != ep {
+		a.missed = newMissedTargets() // seqs are per session
+	}
+	r.devices[dev.ID] = a
 	for _, w := range r.watchers {
 		w.Attached(dev)
 	}
@@ -137,8 +143,8 @@ func (r *Router) Detach(id string, ep Endpoint) {
 // that matches it, else to the sink. With routes, target failures are
 // reported through the frame's Ack.
 func (r *Router) Publish(f protocols.Frame) error {
-	if len(r.routes) > 0 {
-		if routed, err := r.route(f); routed {
+	if routes := r.routes.Load(); routes != nil {
+		if routed, err := r.route(*routes, f); routed {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -52,8 +53,9 @@ type compiledRoute struct {
 	targets []target
 }
 
-// SetRoutes installs routes; receivers finds the local devices that device
-// targets name. Call it before the router is in use.
+// SetRoutes installs routes, replacing the previous ones at once (it may be
+// called while frames flow, on reload); receivers finds the local devices
+// that device targets name.
 func (r *Router) SetRoutes(routes []Route, receivers func(id string) (Receiver, bool)) error {
 	var compiled []compiledRoute
 	for i, rt := range routes {
@@ -84,7 +86,11 @@ func (r *Router) SetRoutes(routes []Route, receivers func(id string) (Receiver, 
 		}
 		compiled = append(compiled, c)
 	}
-	r.routes = compiled
+	if len(compiled) == 0 {
+		r.routes.Store(nil)
+	} else {
+		r.routes.Store(&compiled)
+	}
 	return nil
 }
 
@@ -123,15 +129,17 @@ func MatchFilter(filter, channel string) bool {
 }
 
 // route delivers a frame by the first matching route. ok is false when no
-// route matches.
-func (r *Router) route(f protocols.Frame) (ok bool, err error) {
+// route matches. A QoS 1 frame that some targets took and others refused
+// is remembered by its Seq, so that the device's retry goes only to the
+// others: MQTT gets a frame once whatever its local targets did.
+func (r *Router) route(routes []compiledRoute, f protocols.Frame) (ok bool, err error) {
 	if strings.HasPrefix(f.Channel, "cmd/") {
 		return false, nil // command results always go to MQTT
 	}
 	var rt *compiledRoute
-	for i := range r.routes {
-		if r.routes[i].matches(f) {
-			rt = &r.routes[i]
+	for i := range routes {
+		if routes[i].matches(f) {
+			rt = &routes[i]
 			break
 		}
 	}
@@ -148,10 +156,28 @@ func (r *Router) route(f protocols.Frame) (ok bool, err error) {
 	if rt.Channel != "" {
 		f.Channel = rt.Channel
 	}
-	ack := newFanout(f.Ack, len(rt.targets))
-	for _, t := range rt.targets {
+	targets := rt.targets
+	var missed *missedTargets
+	retry := false
+	if len(targets) > 1 && f.HasSeq && f.Ack != nil {
+		r.mu.Lock()
+		missed = r.devices[f.Device].missed
+		r.mu.Unlock()
+		var left []string
+		if left, retry = missed.take(f.Seq); retry {
+			targets = slices.DeleteFunc(slices.Clone(targets), func(t target) bool { return !slices.Contains(left, t.name) })
+		}
+	}
+	if len(targets) == 0 { // the routes changed since: nothing is left to do
+		if f.Ack != nil {
+			f.Ack(nil)
+		}
+		return true, nil
+	}
+	ack := newFanout(f, targets, missed, retry)
+	for i, t := range targets {
 		g := f
-		g.Ack = ack.done
+		g.Ack = func(err error) { ack.done(i, err) }
 		var err error
 		if t.mqtt {
 			err = r.sink.Deliver(g)
@@ -159,39 +185,98 @@ func (r *Router) route(f protocols.Frame) (ok bool, err error) {
 			g.Ack = nil
 			err = t.receiver.Accept(g)
 			if err == nil {
-				ack.done(nil)
+				ack.done(i, nil)
 			}
 		}
 		if err != nil {
 			r.log.Debug("routed frame not delivered", "device", f.Device, "channel", f.Channel, "target", t.name, "err", err)
-			ack.done(err)
+			ack.done(i, err)
 		}
 	}
 	return true, nil
 }
 
-// fanout calls ack once, when every target has settled, with the first
-// error.
+// fanout calls the frame's ack once, when every target has settled, with
+// the first error. When some targets took the frame and others did not, it
+// first records the others in missed.
 type fanout struct {
 	mu        sync.Mutex
 	remaining int
 	err       error
+	failed    []string // names of the targets that refused
+	targets   []target
+	seq       uint64
+	missed    *missedTargets // nil: nothing to remember
+	retry     bool           // the route's other targets took the frame before
 	ack       func(error)
 }
 
-func newFanout(ack func(error), n int) *fanout { return &fanout{remaining: n, ack: ack} }
+func newFanout(f protocols.Frame, targets []target, missed *missedTargets, retry bool) *fanout {
+	return &fanout{remaining: len(targets), targets: targets, seq: f.Seq, missed: missed, retry: retry, ack: f.Ack}
+}
 
-func (f *fanout) done(err error) {
+func (f *fanout) done(i int, err error) {
 	f.mu.Lock()
-	if err != nil && f.err == nil {
-		f.err = err
+	if err != nil {
+		if f.err == nil {
+			f.err = fmt.Errorf("%s: %w", f.targets[i].name, err)
+		}
+		f.failed = append(f.failed, f.targets[i].name)
 	}
 	f.remaining--
 	last := f.remaining == 0
 	f.mu.Unlock()
-	if last && f.ack != nil {
-		f.ack(f.err)
+	if !last || f.ack == nil {
+		return
 	}
+	err = f.err
+	if err != nil && (f.retry || len(f.failed) < len(f.targets)) && f.missed != nil {
+		f.missed.put(f.seq, f.failed)
+		err = fmt.Errorf("%w (the other targets have the frame: a retry goes to %s only)", err, strings.Join(f.failed, ", "))
+	}
+	f.ack(err)
+}
+
+// missedTargets remembers, for the frames of one device session that some
+// route targets refused, which ones: at most maxMissed frames, the oldest
+// forgotten first (a retry of a forgotten one goes to every target again).
+type missedTargets struct {
+	mu    sync.Mutex
+	bySeq map[uint64][]string
+	order []uint64
+}
+
+const maxMissed = 256
+
+func newMissedTargets() *missedTargets { return &missedTargets{bySeq: map[uint64][]string{}} }
+
+func (m *missedTargets) put(seq uint64, names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.bySeq[seq]; !ok {
+		if len(m.order) == maxMissed {
+			delete(m.bySeq, m.order[0])
+			m.order = m.order[1:]
+		}
+		m.order = append(m.order, seq)
+	}
+	m.bySeq[seq] = names
+}
+
+// take returns and forgets the targets that missed seq; retry is false
+// when none are remembered. A nil m remembers nothing.
+func (m *missedTargets) take(seq uint64) (names []string, retry bool) {
+	if m == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names, retry = m.bySeq[seq]
+	if retry {
+		delete(m.bySeq, seq)
+		m.order = slices.DeleteFunc(m.order, func(s uint64) bool { return s == seq })
+	}
+	return names, retry
 }
 
 // pick returns the JSON value at a dot path of a JSON object payload.

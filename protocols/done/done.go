@@ -339,6 +339,7 @@ func (s *session) pub(msg *inbound) {
 			s.inflight = make(map[uint64]int)
 		}
 		s.inflight[seq] = 1
+		frame.Seq, frame.HasSeq = seq, true
 		frame.Ack = func(err error) { s.acked(seq, err) }
 	}
 	s.mu.Unlock()

@@ -78,6 +78,8 @@ type procConfig struct {
 	wsPort    int
 	adminPort int
 	keepAlive string
+	done      string // the [protocols.done] table's keys; default max_inflight = 512
+	mqtt      string // more keys of the [mqtt] table
 	extra     string // appended to the file
 }
 
@@ -97,6 +99,10 @@ func (c procConfig) write(t *testing.T) string {
 	if c.embedded != "" {
 		embedded = fmt.Sprintf("\n[mqtt.embedded]\naddress = %q\n", c.embedded)
 	}
+	done := c.done
+	if done == "" {
+		done = "max_inflight = 512"
+	}
 	doc := fmt.Sprintf(`[gateway]
 id = %q
 shutdown_grace = "10s"
@@ -110,7 +116,7 @@ send_queue = 1024
 message_rate = 0
 
 [protocols.done]
-max_inflight = 512
+%s
 
 [[listeners]]
 address = "127.0.0.1:%d"
@@ -121,6 +127,7 @@ keepalive = %q
 reconnect_min = "100ms"
 reconnect_max = "1s"
 %s
+%s
 [spool]
 dir = %q
 
@@ -129,7 +136,7 @@ address = "127.0.0.1:%d"
 
 [protocols]
 order = ["done"]
-%s`, c.id, c.wsPort, c.mqttURL, c.keepAlive, embedded, c.spoolDir, c.adminPort, c.extra)
+%s`, c.id, done, c.wsPort, c.mqttURL, c.keepAlive, c.mqtt, embedded, c.spoolDir, c.adminPort, c.extra)
 	path := filepath.Join(t.TempDir(), "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,10 @@ type Config struct {
 	Envelope bool `toml:"envelope"`
 	// MaxInflight bounds the QoS 1 pubs of one session awaiting their ack.
 	MaxInflight int `toml:"max_inflight"`
+	// InflightWait is how long a pub beyond MaxInflight waits for an ack to
+	// free a slot, the connection unread meanwhile (TCP slows the device
+	// down), before it is nacked busy. Zero nacks at once.
+	InflightWait time.Duration `toml:"inflight_wait"`
 	// MaxPendingCommands bounds the commands awaiting a device's res.
 	MaxPendingCommands int `toml:"max_pending_commands"`
 	// CommandTimeout was this table's; the gateway answers unanswered
@@ -54,7 +58,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults documented in config/example.toml.
 func DefaultConfig() Config {
-	return Config{MaxInflight: 128, MaxPendingCommands: 64}
+	return Config{MaxInflight: 128, InflightWait: time.Second, MaxPendingCommands: 64}
 }
 
 // Validate checks the config (module.Config); each problem is a
@@ -70,6 +74,9 @@ func (c Config) Validate(s module.Settings) error {
 	} else if s.SendQueue > 0 && c.MaxInflight > s.SendQueue/2 {
 		errs = append(errs, module.Errorf("max_inflight",
 			"%d is more than half of websocket.send_queue (%d): a burst of acks would not fit the queue to the device", c.MaxInflight, s.SendQueue))
+	}
+	if c.InflightWait < 0 {
+		errs = append(errs, module.Errorf("inflight_wait", "must not be negative"))
 	}
 	if c.MaxPendingCommands < 1 {
 		errs = append(errs, module.Errorf("max_pending_commands", "must be at least 1"))
@@ -179,8 +186,8 @@ type session struct {
 	lastChannel string
 
 	mu       sync.Mutex
-	window   *seqWindow     // nil until the first pub with a seq
-	inflight map[uint64]int // seq -> copies received while awaiting the ack
+	window   *seqWindow // nil until the first pub with a seq
+	inflight *inflight  // nil until the first QoS 1 pub with a seq
 	pending  map[string]*pendingCommand
 	nextCmd  uint64
 	closed   bool
@@ -313,8 +320,8 @@ func (s *session) pub(msg *inbound) {
 	}
 	seq := msg.Seq
 	s.mu.Lock()
-	if _, waiting := s.inflight[seq]; waiting {
-		s.inflight[seq]++ // acked (or nacked) with the original
+	if s.inflight.has(seq) {
+		s.inflight.copies[seq]++ // acked (or nacked) with the original
 		s.mu.Unlock()
 		return
 	}
@@ -325,7 +332,7 @@ func (s *session) pub(msg *inbound) {
 		s.mu.Unlock()
 		return
 	}
-	if qos == 1 && len(s.inflight) >= s.cfg.MaxInflight {
+	if qos == 1 && s.inflight.full(s.cfg.MaxInflight) && !s.waitForSlot() {
 		s.mu.Unlock()
 		s.send(appendNack(nil, seq, CodeBusy, "too many pubs awaiting their ack"))
 		return
@@ -336,9 +343,9 @@ func (s *session) pub(msg *inbound) {
 	s.window.add(seq)
 	if qos == 1 {
 		if s.inflight == nil {
-			s.inflight = make(map[uint64]int)
+			s.inflight = &inflight{copies: make(map[uint64]int)}
 		}
-		s.inflight[seq] = 1
+		s.inflight.copies[seq] = 1
 		frame.Seq, frame.HasSeq = seq, true
 		frame.Ack = func(err error) { s.acked(seq, err) }
 	}
@@ -356,12 +363,65 @@ func (s *session) pub(msg *inbound) {
 	}
 }
 
+// inflight is what a session keeps of its QoS 1 pubs awaiting their ack.
+type inflight struct {
+	copies   map[uint64]int // seq -> copies received while awaiting the ack
+	slotFree chan struct{}  // made by the first pub that waits for a slot
+}
+
+// has reports whether seq is in flight; a nil i has none.
+func (i *inflight) has(seq uint64) bool {
+	if i == nil {
+		return false
+	}
+	_, ok := i.copies[seq]
+	return ok
+}
+
+// full reports whether max pubs are in flight; a nil i has none.
+func (i *inflight) full(max int) bool { return i != nil && len(i.copies) >= max }
+
+// waitForSlot waits, with s.mu held on entry and on return, up to
+// InflightWait for an ack to bring the pubs in flight below MaxInflight.
+// The gateway does not read the connection meanwhile: a device that does
+// not wait for its acks is slowed down by TCP instead of being nacked.
+// Only acks change the pubs in flight while it waits (the gateway calls
+// OnMessage one at a time), so what pub checked before still holds.
+func (s *session) waitForSlot() bool {
+	if s.cfg.InflightWait <= 0 {
+		return false
+	}
+	if s.inflight.slotFree == nil {
+		s.inflight.slotFree = make(chan struct{}, 1)
+	}
+	timer := time.NewTimer(s.cfg.InflightWait)
+	defer timer.Stop()
+	for s.inflight.full(s.cfg.MaxInflight) {
+		free := s.inflight.slotFree
+		s.mu.Unlock()
+		select {
+		case <-free:
+		case <-timer.C:
+			s.mu.Lock()
+			return !s.inflight.full(s.cfg.MaxInflight)
+		}
+		s.mu.Lock()
+	}
+	return true
+}
+
 // acked settles a QoS 1 pub: every copy received gets the ack, or the nack
 // and the seq may be sent again.
 func (s *session) acked(seq uint64, err error) {
 	s.mu.Lock()
-	copies := s.inflight[seq]
-	delete(s.inflight, seq)
+	copies := s.inflight.copies[seq]
+	delete(s.inflight.copies, seq)
+	if s.inflight.slotFree != nil {
+		select {
+		case s.inflight.slotFree <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 	if err != nil {
 		s.window.remove(seq)
 	}

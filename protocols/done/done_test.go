@@ -465,7 +465,7 @@ func TestPubValidChannels(t *testing.T) {
 
 func TestPubMaxInflight(t *testing.T) {
 	t.Parallel()
-	s, out := started(t, func(c *Config) { c.MaxInflight = 2 })
+	s, out := started(t, func(c *Config) { c.MaxInflight, c.InflightWait = 2, 0 })
 	mustText(t, s, `{"op":"pub","ch":"t","data":1,"seq":1}`)
 	mustText(t, s, `{"op":"pub","ch":"t","data":2,"seq":2}`)
 	frames := out.takeFrames()
@@ -488,6 +488,62 @@ func TestPubMaxInflight(t *testing.T) {
 	// Room again: the nacked seq 3 goes through now.
 	mustText(t, s, `{"op":"pub","ch":"t","data":3,"seq":3}`)
 	oneFrame(t, out)
+}
+
+// TestPubWaitsForASlot: a pub beyond max_inflight waits for an ack instead
+// of being nacked (the gateway leaves the connection unread meanwhile), and
+// is nacked busy only when no ack comes within inflight_wait.
+func TestPubWaitsForASlot(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		ackErr  error // what the waiting pub's predecessor is settled with
+		settle  bool  // whether it is settled at all
+		wantOps []string
+	}{
+		{"an ack frees the slot", nil, true, []string{`{"op":"ack","seq":1}`}},
+		{"a nack frees it too", fmt.Errorf("queue: %w", protocols.ErrBusy), true, nil},
+		{"no ack within the wait", nil, false, []string{`{"op":"nack","seq":2,"code":"busy","reason":"too many pubs awaiting their ack"}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			wait := time.Minute // the pub is settled long before
+			if !tt.settle {
+				wait = 50 * time.Millisecond
+			}
+			s, out := started(t, func(c *Config) { c.MaxInflight, c.InflightWait = 1, wait })
+			mustText(t, s, `{"op":"pub","ch":"t","data":1,"seq":1}`)
+			first := oneFrame(t, out)
+			settled := make(chan struct{})
+			go func() {
+				defer close(settled)
+				// Whether this runs before or while the next pub waits,
+				// that pub must go through.
+				if tt.settle {
+					first.Ack(tt.ackErr)
+				}
+			}()
+			mustText(t, s, `{"op":"pub","ch":"t","data":2,"seq":2}`)
+			<-settled
+			sent := out.takeSentRaw()
+			if tt.settle {
+				if len(out.takeFrames()) != 1 {
+					t.Fatal("the waiting pub was not published")
+				}
+				if tt.ackErr != nil {
+					// The nack of seq 1 is all the device got; seq 2 is in flight.
+					if len(sent) != 1 || !strings.Contains(sent[0], `"seq":1`) || !strings.Contains(sent[0], `"nack"`) {
+						t.Errorf("sent %q, want the nack of seq 1", sent)
+					}
+					return
+				}
+			}
+			if !reflect.DeepEqual(sent, tt.wantOps) {
+				t.Errorf("sent %q, want %q", sent, tt.wantOps)
+			}
+		})
+	}
 }
 
 func TestPubPublishError(t *testing.T) {

@@ -107,6 +107,18 @@ func (o *fakeOutlet) takeSent(t testing.TB) []map[string]any {
 	return out
 }
 
+// takeSentRaw returns the messages sent so far as text, and forgets them.
+func (o *fakeOutlet) takeSentRaw() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, m := range o.sent {
+		out = append(out, string(m.Data))
+	}
+	o.sent = nil
+	return out
+}
+
 // decodeSent checks that m is a well-formed gateway message and decodes it
 // with numbers kept as json.Number.
 func decodeSent(t testing.TB, m protocols.Message) map[string]any {

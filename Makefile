@@ -4,20 +4,29 @@
 GO          ?= go
 BIN         ?= bin/wsgate
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The Debian version of an untagged build orders by the commit count; file
+# times in the packages are the last commit's, so a commit makes the same
+# packages wherever it is built.
+COMMITS     ?= $(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 CONFIG      ?=
 FUZZTIME    ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the integration tests run: a real broker and its clients,
-# a non-Go WebSocket client, socat for serial-port pairs, and openssl for
-# certificates made independently of our code.
-TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl
+# a non-Go WebSocket client, socat for serial-port pairs, openssl for
+# certificates made independently of our code, and systemd for
+# systemd-analyze, which checks the packaged unit.
+TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
+# Debian architecture = binary of `make cross`. armhf takes the ARMv6 build:
+# Raspberry Pi OS's armhf runs on ARMv6 (Pi 1, Zero) as well as ARMv7.
+DEBS        := amd64=dist/wsgate-linux-amd64 arm64=dist/wsgate-linux-arm64 armhf=dist/wsgate-linux-armv6
 
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
 
-.PHONY: all build run test test-deps unit cover fuzz cross lint clean proto bench
+.PHONY: all build run test test-deps unit cover fuzz cross deb lint clean proto bench
 
 all: lint build
 
@@ -46,6 +55,7 @@ test-deps:
 	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing="$$missing python3-websockets"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test dependencies:$$missing"; \
@@ -67,15 +77,25 @@ fuzz:
 		done; \
 	done
 
-# Static binaries for the usual gateway hardware, into dist/.
+# Static binaries for the usual gateway hardware, into dist/, with their
+# checksums in dist/SHA256SUMS (check with: cd dist && sha256sum -c SHA256SUMS).
 cross:
-	@set -e; mkdir -p dist; for target in $(CROSS); do \
+	@set -e; mkdir -p dist; built=""; for target in $(CROSS); do \
 		os=$${target%%/*}; rest=$${target#*/}; arch=$${rest%%/*}; arm=""; suffix=$$arch; \
 		case $$rest in arm/*) arm=$${rest#arm/}; suffix=armv$$arm;; esac; \
 		echo "build dist/wsgate-$$os-$$suffix"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
 			-o dist/wsgate-$$os-$$suffix ./cmd/wsgate; \
-	done; ls -l dist/
+		built="$$built wsgate-$$os-$$suffix"; \
+	done; cd dist && sha256sum $$built > SHA256SUMS && ls -l
+
+# Debian packages (amd64, arm64, armhf) of the cross binaries, into dist/,
+# their checksums added to dist/SHA256SUMS. deploy/nfpm.yaml says what they
+# hold; deploy/mkdeb packs them (nfpm, in process: no network).
+deb: cross
+	@set -e; debs=$$(SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./deploy/mkdeb \
+		-version "$(VERSION)" -commits "$(COMMITS)" -out dist $(DEBS)); \
+	cd dist && sha256sum $$debs >> SHA256SUMS && ls -l $$debs
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -387,7 +388,27 @@ func dialRaw(t *testing.T, addr string) *rawConn {
 // and returns the upgraded connection.
 func rawUpgrade(t *testing.T, addr, path, protocol string) *rawConn {
 	t.Helper()
-	rc := dialRaw(t, addr)
+	return dialRaw(t, addr).upgrade(addr, path, protocol)
+}
+
+// rawUpgradeTLS is rawUpgrade over TLS, on a TCP connection made by dial.
+func rawUpgradeTLS(t *testing.T, addr, path, protocol string, dial func() (net.Conn, error)) *rawConn {
+	t.Helper()
+	tcp, err := dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := tls.Client(tcp, &tls.Config{InsecureSkipVerify: true})
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(testWait))
+	rc := &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
+	return rc.upgrade(addr, path, protocol)
+}
+
+// upgrade performs the opening handshake on rc's fresh connection.
+func (rc *rawConn) upgrade(addr, path, protocol string) *rawConn {
+	t := rc.t
+	t.Helper()
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + sampleKey + "\r\n"
 	if protocol != "" {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
@@ -31,9 +32,13 @@ import (
 // then also wakes it at its read deadline, and the read that follows times
 // out.
 //
-// A connection that cannot park (a TLS connection: its tls.Conn may hold
-// decrypted bytes the socket no longer shows; any connection on other
-// systems) waits on a fresh goroutine (awaitData) instead: a goroutine's
+// TLS connections park too: one parks only after a read timed out with
+// nothing buffered (see socketOf), and the poller watches the socket under
+// it.
+//
+// A connection that cannot park (any connection on other systems, one
+// whose socket the poller refused) waits on a fresh goroutine (awaitData)
+// instead: a goroutine's
 // stack grows to what its deepest call needed (starting the session,
 // decoding and routing a message, a log line), 4 or 8 KiB, and a goroutine
 // blocked in a read never gives it back, while a fresh one that only waits
@@ -160,7 +165,7 @@ func (c *conn) park() (parked, expired bool) {
 	if !c.deadline.IsZero() && !now.Before(c.deadline) {
 		return false, true
 	}
-	sc, _ := c.wire.Conn.(syscall.Conn) // see canPark
+	sc, _ := socketOf(c.wire.Conn) // see canPark
 	p := c.srv.parker()
 	if p == nil || !p.arm(c, sc) {
 		c.noPark = true
@@ -171,11 +176,26 @@ func (c *conn) park() (parked, expired bool) {
 	return true, false
 }
 
-// canPark reports whether a connection over nc may park: on Linux, unless
-// it is a TLS connection (its socket is what the poller watches).
+// canPark reports whether a connection over nc may park: on Linux, when
+// the poller can watch its socket.
 func canPark(nc net.Conn) bool {
-	_, ok := nc.(syscall.Conn) // *net.TCPConn; not *tls.Conn
+	_, ok := socketOf(nc)
 	return parking && ok
+}
+
+// socketOf returns the socket the poller watches for nc: nc itself (a
+// *net.TCPConn), or the one under a TLS connection. A TLS connection parks
+// only after a read of it timed out, which means that it held no
+// decrypted bytes and no whole record: what it holds of a record that
+// has not fully arrived is completed by bytes the socket will show. A
+// timeout leaves the connection usable (crypto/tls keeps only permanent
+// read errors), so the read that follows the wake carries on.
+func socketOf(nc net.Conn) (syscall.Conn, bool) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	return sc, ok
 }
 
 // wakeParked hands a parked connection to a fresh goroutine; it does

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,17 +39,38 @@ func skipUnlessParking(t *testing.T) {
 	}
 }
 
-// TestParkedConnections: idle connections hold no goroutine, and a parked
-// connection wakes for a message, a ping, a pong and a close.
+// TestParkedConnections: idle connections hold no goroutine, over ws and
+// over wss, and a parked connection wakes for a message, a ping, a pong and
+// a close.
 func TestParkedConnections(t *testing.T) {
 	skipUnlessParking(t)
-	// Not parallel: other tests' goroutines would count.
-	gw := startGateway(t, baseOptions())
+	// Not parallel, nor its subtests: other tests' goroutines would count.
+	for _, overTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ws", true: "wss"}[overTLS], func(t *testing.T) {
+			opts := baseOptions()
+			if overTLS {
+				opts.Listeners[0].TLSCert, opts.Listeners[0].TLSKey = selfSignedCert(t)
+			}
+			gw := startGateway(t, opts)
+			connect := func() *rawConn {
+				if !overTLS {
+					return rawUpgrade(t, gw.addr, "/", "echo")
+				}
+				return rawUpgradeTLS(t, gw.addr, "/", "echo", func() (net.Conn, error) {
+					return net.DialTimeout("tcp", gw.addr, testWait)
+				})
+			}
+			testParked(t, gw, connect)
+		})
+	}
+}
+
+func testParked(t *testing.T, gw *testGateway, connect func() *rawConn) {
 	const n = 50
 	before := runtime.NumGoroutine()
 	conns := make([]*rawConn, n)
 	for i := range conns {
-		rc := rawUpgrade(t, gw.addr, "/", "echo")
+		rc := connect()
 		events := eventReader{t: t, rc: rc}
 		id := fmt.Sprintf("dev-%d", i)
 		rc.write(true, opText, []byte("!attach "+id))
@@ -88,6 +111,84 @@ func TestParkedConnections(t *testing.T) {
 		}
 	}
 	eventually(t, "the connections parked again", func() bool { return gw.parked() == n-n/4 })
+}
+
+// TestParkedTLSMidRecord: a TLS connection parks while the record of its
+// next message has only half arrived (the TLS layer holds that half; the
+// socket shows nothing more), and the second half wakes it.
+func TestParkedTLSMidRecord(t *testing.T) {
+	skipUnlessParking(t)
+	t.Parallel()
+	opts := baseOptions()
+	opts.Listeners[0].TLSCert, opts.Listeners[0].TLSKey = selfSignedCert(t)
+	gw := startGateway(t, opts)
+	var sc *splitConn
+	rc := rawUpgradeTLS(t, gw.addr, "/", "echo", func() (net.Conn, error) {
+		nc, err := net.DialTimeout("tcp", gw.addr, testWait)
+		sc = &splitConn{Conn: nc}
+		return sc, err
+	})
+	events := eventReader{t: t, rc: rc}
+	eventually(t, "the connection parked", func() bool { return gw.parked() == 1 })
+
+	release := sc.splitNext()
+	wrote := make(chan struct{})
+	go func() { defer close(wrote); rc.write(true, opText, []byte("split across a park")) }()
+	<-sc.held // half the record is on the wire
+	// The gateway reads that half, finds no whole record, and parks again.
+	eventually(t, "the connection parked mid-record", func() bool { return gw.parked() == 1 && sc.heldFor() > 2*parkAfter })
+	close(release)
+	<-wrote
+	if got := events.next(); !sameEvent(got, textEvent("split across a park")) {
+		t.Fatalf("got %v, want the echo", got)
+	}
+}
+
+// splitConn writes, when told to, the next write in two halves, the second
+// only once released.
+type splitConn struct {
+	net.Conn
+	mu      sync.Mutex
+	release chan struct{} // set by splitNext for the next write
+	held    chan struct{} // closed once the first half is written
+	since   time.Time
+}
+
+func (c *splitConn) splitNext() chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.release, c.held = make(chan struct{}), make(chan struct{})
+	return c.release
+}
+
+func (c *splitConn) heldFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.since.IsZero() {
+		return 0
+	}
+	return time.Since(c.since)
+}
+
+func (c *splitConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	release := c.release
+	c.release = nil
+	c.mu.Unlock()
+	if release == nil || len(b) < 2 {
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b[:len(b)/2])
+	c.mu.Lock()
+	c.since = time.Now()
+	c.mu.Unlock()
+	close(c.held)
+	if err != nil {
+		return n, err
+	}
+	<-release
+	m, err := c.Conn.Write(b[len(b)/2:])
+	return n + m, err
 }
 
 // TestParkedKeepalive: the timer of a parked connection pings it, and cuts

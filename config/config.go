@@ -94,10 +94,13 @@ type Admin struct {
 // MQTT is the [mqtt] section: the broker the bridge talks to.
 type MQTT struct {
 	// URL of an external broker; empty runs the embedded one.
-	URL      string `toml:"url"`
-	ClientID string `toml:"client_id"`
-	Username string `toml:"username"`
-	Password string `toml:"password"`
+	URL string `toml:"url"`
+	// FallbackURLs are other nodes of the same broker cluster, tried in
+	// order when URL cannot be reached.
+	FallbackURLs []string `toml:"fallback_urls"`
+	ClientID     string   `toml:"client_id"`
+	Username     string   `toml:"username"`
+	Password     string   `toml:"password"`
 	// PasswordFile holds the password instead (its first line); the
 	// environment variable WSGATE_MQTT_PASSWORD wins over both.
 	PasswordFile       string        `toml:"password_file"`
@@ -116,7 +119,10 @@ type MQTT struct {
 	QueueWait          time.Duration `toml:"queue_wait"`
 	MaxInflight        int           `toml:"max_inflight"`
 	OfflineResults     bool          `toml:"offline_results"`
-	Embedded           Embedded      `toml:"embedded"`
+	// ShareGroup: the instances of a fleet take commands through the
+	// shared subscription $share/<group>/...; empty: per device.
+	ShareGroup string   `toml:"share_group"`
+	Embedded   Embedded `toml:"embedded"`
 }
 
 // Embedded is [mqtt.embedded], used when mqtt.url is empty.

@@ -707,7 +707,7 @@ func (c *conn) goAway(reason string) {
 
 // Evict implements router.Endpoint.
 func (c *conn) Evict(reason string) {
-	c.Close(protocols.CloseNormal, reason)
+	c.Close(protocols.CloseReplaced, reason)
 }
 
 // writeLoop drains the queue and exits when it is empty.

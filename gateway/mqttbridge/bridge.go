@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/wsgate/wsgate/gateway/ownership"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/protocols"
@@ -25,7 +25,10 @@ import (
 
 // Config configures the bridge.
 type Config struct {
-	URL            string // tcp://, ssl://, ws://, wss://
+	URL string // tcp://, ssl://, ws://, wss://
+	// FallbackURLs are other nodes of the same broker cluster, tried in
+	// order when URL cannot be reached.
+	FallbackURLs   []string
 	ClientID       string
 	Username       string
 	Password       string
@@ -43,7 +46,15 @@ type Config struct {
 	QueueWait      time.Duration
 	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
 	OfflineResults bool // answer commands to absent devices with "offline"
-	Version        string
+	// ShareGroup, when set, takes the commands of all devices through the
+	// shared subscription $share/{ShareGroup}/{prefix}/+/cmd/#, each to one
+	// gateway of the fleet, which forwards it to the gateway holding the
+	// device. Empty: each gateway subscribes to its own devices' commands.
+	ShareGroup string
+	Version    string
+	// Clock dates statuses; nil means time.Now. Which session of a device
+	// wins never depends on it.
+	Clock func() time.Time
 	// GatewayCommands, when set, takes the commands published to
 	// {prefix}/$gateway/{id}/cmd/{name} (a protocol's pairing commands,
 	// for one).
@@ -60,7 +71,9 @@ type GatewayCommander interface {
 // Commander delivers commands to attached devices; the router is one.
 type Commander interface {
 	Command(protocols.Command) error
-	Evict(device, reason string)
+	// Evict closes the device's session if it is still the one named,
+	// and reports whether it was.
+	Evict(device, session, reason string) bool
 	Attached(device string) (router.Device, bool)
 }
 
@@ -77,6 +90,9 @@ type Stats struct {
 	Busy           uint64 // frames refused because the queue was full
 	Commands       uint64 // commands handed to devices
 	CommandsFailed uint64
+	Forwarded      uint64 // commands forwarded to the gateway holding the device
+	Duplicates     uint64 // commands not delivered again (an id seen before)
+	Takeovers      uint64 // sessions closed because the device connected through another gateway
 	Connected      bool
 }
 
@@ -103,6 +119,9 @@ type Bridge struct {
 	// conn is the broker connection paho opened last, for QoS 0 frames;
 	// nil for the schemes paho opens itself.
 	conn atomic.Pointer[coalescingConn]
+	// dialed is the broker URL openConn dialled last (of URL and
+	// FallbackURLs); nil for the schemes paho opens itself.
+	dialed atomic.Value
 
 	inMu   sync.RWMutex
 	in     chan queued
@@ -125,10 +144,19 @@ type Bridge struct {
 	commander Commander
 	creds     atomic.Pointer[[2]string] // username, password
 	presence  presenceTable
-	remote    remoteStatuses
-	cmdSeq    atomic.Uint64
+	owners    *ownership.Table
+	// synced is set once the retained statuses of this connection are in
+	// (awaitSync): only then are devices claimed.
+	synced      atomic.Bool
+	syncNonce   atomic.Uint64
+	syncCh      chan uint64
+	sweepWanted atomic.Bool
+	recent      *recentCommands // used on paho's goroutine only
+	cmdSeq      atomic.Uint64
+	runTag      string
 
 	published, spooled, replayed, rejected, qos0Dropped, busy, commands, commandsFailed atomic.Uint64
+	forwarded, duplicates, takeovers                                                    atomic.Uint64
 
 	cancel  context.CancelFunc
 	workers sync.WaitGroup // connect, replay, control loops
@@ -170,7 +198,10 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 		lost:        make(chan struct{}, 1),
 		connected:   make(chan struct{}, 1),
 		presence:    presenceTable{devices: make(map[string]*presenceEntry)},
-		remote:      remoteStatuses{devices: make(map[string]deviceStatus)},
+		owners:      ownership.New(cfg.GatewayID, cfg.Clock),
+		syncCh:      make(chan uint64, 1),
+		recent:      newRecentCommands(),
+		runTag:      newRunTag(),
 	}
 	b.spooling = sp.Len() > 0
 	b.SetCredentials(cfg.Username, cfg.Password)
@@ -198,8 +229,11 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 	if u, err := url.Parse(c.URL); err == nil && slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "tcps"}, u.Scheme) {
 		opts.SetCustomOpenConnectionFn(b.openConn)
 	}
+	// paho tries the brokers in this order at every connection attempt.
+	for _, u := range append([]string{c.URL}, c.FallbackURLs...) {
+		opts.AddBroker(u)
+	}
 	return opts.
-		AddBroker(c.URL).
 		SetClientID(c.ClientID).
 		// Read at every connect, so that SetCredentials (a reload) takes
 		// effect at the next connection without dropping this one.
@@ -225,6 +259,7 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 		SetDefaultPublishHandler(b.onMessage).
 		SetOnConnectHandler(func(mqtt.Client) { signal(b.connected) }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.synced.Store(false)
 			b.log.Warn("broker connection lost", "err", err)
 			signal(b.lost)
 		})
@@ -271,7 +306,7 @@ func (b *Bridge) Close(ctx context.Context) error {
 
 	if b.client.IsConnectionOpen() {
 		b.reconcile(ctx, false)
-		payload, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: b.cfg.GatewayID, Since: now()})
+		payload, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: b.cfg.GatewayID, Since: b.now()})
 		b.wait(ctx, b.client.Publish(b.topics.GatewayStatus(), 1, true, payload))
 	}
 	b.cancel()
@@ -546,6 +581,7 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 		case <-b.lost: // drop a stale signal
 		default:
 		}
+		b.synced.Store(false)
 		token := b.client.Connect()
 		select {
 		case <-token.Done():
@@ -565,7 +601,11 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 			continue
 		}
 		delay = b.cfg.ReconnectMin
-		b.log.Info("connected to the broker", "url", b.cfg.URL)
+		url := b.cfg.URL
+		if d, ok := b.dialed.Load().(string); ok {
+			url = d
+		}
+		b.log.Info("connected to the broker", "url", url)
 		select {
 		case <-b.lost:
 		case <-ctx.Done():
@@ -581,7 +621,8 @@ func (b *Bridge) Stats() Stats {
 		Published: b.published.Load(), Spooled: b.spooled.Load(), Replayed: b.replayed.Load(),
 		SpoolRejected: b.rejected.Load(), SpoolDropped: dropped, SpoolRecords: records, SpoolBytes: bytes,
 		QoS0Dropped: b.qos0Dropped.Load(), Busy: b.busy.Load(), Commands: b.commands.Load(),
-		CommandsFailed: b.commandsFailed.Load(), Connected: b.client.IsConnectionOpen(),
+		CommandsFailed: b.commandsFailed.Load(), Forwarded: b.forwarded.Load(), Duplicates: b.duplicates.Load(),
+		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(),
 	}
 }
 
@@ -599,13 +640,8 @@ func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
 	}
 }
 
-// sinceFormat is RFC 3339 with milliseconds: statuses are compared to find
-// the newest session of a device, and a device that reconnects through
-// another gateway usually does so within the same second.
+// sinceFormat is RFC 3339 with milliseconds, for people and tools that
+// read statuses; which session is the newest is told by the stamp.
 const sinceFormat = "2006-01-02T15:04:05.000Z07:00"
 
-func now() string { return time.Now().UTC().Format(sinceFormat) }
-
-func (b *Bridge) nextCommandID() string {
-	return "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10)
-}
+func (b *Bridge) now() string { return b.owners.Now().UTC().Format(sinceFormat) }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -222,6 +223,8 @@ type gatewayOptions struct {
 	limits         spool.Limits
 	policy         spool.Policy // default reject
 	offlineResults bool
+	shareGroup     string
+	clock          func() time.Time
 	queue          int
 	maxInflight    int
 	publishTimeout time.Duration
@@ -315,7 +318,8 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,
-		OfflineResults: o.offlineResults, Version: "test", GatewayCommands: o.gatewayCmds,
+		OfflineResults: o.offlineResults, ShareGroup: o.shareGroup, Clock: o.clock, Version: "test",
+		GatewayCommands: o.gatewayCmds,
 	}, sp, log)
 	rt := router.New(b, log)
 	rt.Watch(b)
@@ -392,6 +396,10 @@ type device struct {
 	in   chan inMsg // closed when the connection ends
 	wmu  sync.Mutex
 	done chan struct{}
+	// closeCode is the code of the gateway's close frame (0 if none);
+	// read once in has been closed.
+	closeCode int
+	session   string // from the welcome
 }
 
 // connectDevice dials the gateway, says hello as id and waits for the
@@ -411,9 +419,11 @@ func connectDevice(t testing.TB, addr, id string) *device {
 	go d.read()
 	t.Cleanup(d.close)
 	d.send(map[string]any{"op": "hello", "id": id})
-	if m := d.next("welcome"); m.Session == "" {
+	m := d.next("welcome")
+	if m.Session == "" {
 		t.Fatalf("welcome without a session: %s", m.raw)
 	}
+	d.session = m.Session
 	return d
 }
 
@@ -423,6 +433,10 @@ func (d *device) read() {
 	for {
 		_, data, err := d.ws.ReadMessage()
 		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				d.closeCode = ce.Code
+			}
 			return
 		}
 		var m inMsg
@@ -505,6 +519,23 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// waitClosed waits until the gateway has closed the connection and
+// returns the close code.
+func (d *device) waitClosed() int {
+	d.t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case _, open := <-d.in:
+			if !open {
+				return d.closeCode
+			}
+		case <-deadline:
+			d.t.Fatalf("device %s: the gateway did not close the connection", d.id)
+		}
+	}
+}
+
 // close says goodbye and waits for the gateway to close the connection.
 func (d *device) close() {
 	d.wmu.Lock()
@@ -524,6 +555,8 @@ type statusJSON struct {
 	State    string `json:"state"`
 	Protocol string `json:"protocol"`
 	Gateway  string `json:"gateway"`
+	Session  string `json:"session"`
+	Stamp    uint64 `json:"stamp"`
 	Since    string `json:"since"`
 	Version  string `json:"version"`
 }

@@ -325,3 +325,29 @@ func Publish(t testing.TB, url, topic string, payload []byte, retain bool) {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }
+
+// Publisher is one client for many publishes.
+type Publisher struct {
+	client mqtt.Client
+}
+
+// NewPublisher connects a client to url; it disconnects when the test
+// ends. It reconnects by itself after a broker restart.
+func NewPublisher(t testing.TB, url string) *Publisher {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(ClientID("brokertest-pub")).
+		SetAutoReconnect(true).SetMaxReconnectInterval(500 * time.Millisecond))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher connect to %s: %v", url, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return &Publisher{client: c}
+}
+
+// Publish publishes at QoS 1 and waits for the PUBACK.
+func (p *Publisher) Publish(t testing.TB, topic string, payload []byte, retain bool) {
+	t.Helper()
+	if tok := p.client.Publish(topic, 1, retain, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}

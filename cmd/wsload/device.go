@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -47,7 +48,8 @@ type plan struct {
 type dialOptions struct {
 	url         string
 	subprotocol string
-	small       bool // small buffers, for runs that hold many idle connections
+	small       bool        // small buffers, for runs that hold many idle connections
+	tls         *tls.Config // wss; nil: the system's roots
 }
 
 var smallWriteBuffers sync.Pool
@@ -93,6 +95,7 @@ func dialDevice(ctx context.Context, opt dialOptions, id string, src netip.Addr,
 		NetDialContext:   nd.DialContext,
 		Subprotocols:     []string{opt.subprotocol},
 		HandshakeTimeout: helloTimeout,
+		TLSClientConfig:  opt.tls,
 	}
 	if opt.small {
 		d.ReadBufferSize, d.WriteBufferSize, d.WriteBufferPool = 512, 512, &smallWriteBuffers

@@ -199,7 +199,7 @@ func total(pubs []publisher) countsTotal {
 // and the first error. onConnect, when not nil, gets the time each
 // successful dial, upgrade and hello took; it may be called concurrently.
 func connectDevices(ctx context.Context, cfg *config, small bool, stderr io.Writer, onConnect func(time.Duration)) ([]*device, int, error) {
-	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol, small: small}
+	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol, small: small, tls: cfg.tls}
 	devs := make([]*device, cfg.devices)
 	var next, connected, failed atomic.Int64
 	var firstErr error

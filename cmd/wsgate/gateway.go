@@ -50,6 +50,7 @@ type gatewayRun struct {
 	router      *router.Router
 	locals      *devices.Manager
 	server      *gateway.Server
+	mdns        *mdnsRun // nil when [mdns] is off
 	admin       *admin.Server
 }
 
@@ -70,6 +71,11 @@ func (g *gatewayRun) components() []component {
 		component{name: "local devices", start: g.startDevices, stop: func(context.Context) error { g.locals.Close(); return nil }},
 		component{name: "WebSocket server", start: g.startServer, stop: g.stopServer},
 	)
+	if g.cfg.MDNS.Enabled {
+		// Before the protocols' runners, which announce their services on
+		// it, and stopped after them.
+		cs = append(cs, component{name: "mDNS responder", start: g.startMDNS, stop: g.stopMDNS})
+	}
 	cs = append(cs, g.runnerComponents()...)
 	if g.cfg.Admin.Address != "" {
 		cs = append(cs, component{name: "admin endpoints", start: g.startAdmin, stop: func(ctx context.Context) error { return g.admin.Shutdown(ctx) }})

@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/auth"
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 )
@@ -179,7 +180,7 @@ func (g *gatewayRun) runnerComponents() []component {
 			name: "protocol " + name,
 			start: func(ctx context.Context) error {
 				if r, ok := g.runner(name); ok {
-					return r.Start(ctx, serverHost{g.server})
+					return r.Start(ctx, serverHost{srv: g.server, mdns: g.responder()})
 				}
 				return nil
 			},
@@ -205,8 +206,14 @@ func (g *gatewayRun) runner(name string) (module.Runner, bool) {
 	return nil, false
 }
 
-// serverHost lets protocols dial through the WebSocket server.
-type serverHost struct{ srv *gateway.Server }
+// serverHost lets protocols dial through the WebSocket server and
+// announce on the gateway's mDNS responder.
+type serverHost struct {
+	srv  *gateway.Server
+	mdns *mdns.Responder
+}
+
+func (h serverHost) MDNS() *mdns.Responder { return h.mdns }
 
 func (h serverHost) Dial(ctx context.Context, opts module.DialOptions, p protocols.Protocol) error {
 	return h.srv.Dial(ctx, gateway.DialOptions{

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -67,6 +68,11 @@ type Host interface {
 	// connection exactly as on an accepted one, until the connection ends
 	// or ctx ends. It returns an error when no connection was opened.
 	Dial(ctx context.Context, opts DialOptions, p protocols.Protocol) error
+	// MDNS returns the gateway's mDNS responder, which runs from before
+	// Start until after Stop: a Runner announces its services on it (and
+	// withdraws them when it stops), and browses with its Options. It is
+	// nil when mDNS is off ([mdns] enabled = false).
+	MDNS() *mdns.Responder
 }
 
 // DialOptions say how a Runner's connection is opened.

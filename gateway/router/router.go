@@ -68,7 +68,7 @@ type Router struct {
 type attachment struct {
 	device   Device
 	endpoint Endpoint
-	missed   *missedTargets // of this session's frames
+	missed   *missedTargets // of this session's frames; made by the first fan-out that needs it
 }
 
 // New returns a router that delivers every frame to sink.
@@ -87,9 +87,9 @@ func (r *Router) Attach(dev Device, ep Endpoint) error {
 	}
 	r.mu.Lock()
 	old, replaced := r.devices[dev.ID]
-	a := attachment{device: dev, endpoint: ep, missed: old.missed}
-	if !replaced || old.endpoint != ep {
-		a.missed = newMissedTargets() // seqs are per session
+	a := attachment{device: dev, endpoint: ep}
+	if replaced && old.endpoint == ep {
+		a.missed = old.missed // seqs are per session
 	}
 	r.devices[dev.ID] = a
 	for _, w := range r.watchers {

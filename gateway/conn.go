@@ -572,8 +572,11 @@ func (c *conn) Attach(d protocols.Device) error {
 	}
 	// The device is announced (and its commands subscribed) before the
 	// session may tell it so and it publishes: its first reading never
-	// comes before its online status.
-	ctx, cancel := context.WithTimeout(c.ctx, settleWait)
+	// comes before its online status. The wait does not derive from
+	// c.ctx: a child context leaves a map of children in every
+	// connection's context for as long as it lives, and the wait is
+	// bounded anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), settleWait)
 	c.srv.router.Settle(ctx, device)
 	cancel()
 	c.logLimited("connect", "device connected", "device", device, "path", c.info.Path)

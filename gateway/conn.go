@@ -68,7 +68,10 @@ type conn struct {
 	timer    *time.Timer // for nextPing, and deadline while parked
 	parked   bool        // the poller owns the reading side
 	noPark   bool        // the connection cannot park
-	token    uint32      // the poller's name for the connection; 0 before it first parks
+	// readerLent: br has lent its buffer while parked (idle.go); only the
+	// owner of the reading side touches it.
+	readerLent bool
+	token      uint32 // the poller's name for the connection; 0 before it first parks
 
 	writer sync.WaitGroup
 }

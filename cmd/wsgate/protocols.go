@@ -154,8 +154,9 @@ func (gc gatewayCommands) GatewayCommand(name string, args json.RawMessage) (any
 	return c.GatewayCommand(name, args)
 }
 
-// adminExtras are the admin routes and metrics the protocols bring.
-func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []prometheus.Collector) {
+// adminExtras are the admin routes, metrics and peers to pair that the
+// protocols bring.
+func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []prometheus.Collector, pairers []module.Pairer) {
 	for _, b := range g.protocols {
 		if r, ok := b.protocol.(module.AdminRouter); ok {
 			routes = append(routes, r.AdminRoutes()...)
@@ -163,8 +164,11 @@ func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []pro
 		if c, ok := b.protocol.(prometheus.Collector); ok {
 			collectors = append(collectors, c)
 		}
+		if p, ok := b.protocol.(module.Pairer); ok {
+			pairers = append(pairers, p)
+		}
 	}
-	return routes, collectors
+	return routes, collectors, pairers
 }
 
 // runnerComponents start the protocols' background work once the server

@@ -99,6 +99,40 @@ type AdminRoute struct {
 	Handler http.Handler
 }
 
+// Pairer is implemented by protocols whose devices the user pairs before
+// they may connect (SHIP). The status page on the admin address lists
+// their peers with buttons to approve and reject them, which call the
+// protocol's admin routes POST /<name>/peers/{id}/approve and
+// POST /<name>/peers/{id}/reject (an AdminRouter must serve them).
+type Pairer interface {
+	Name() string // the protocol's
+	// PairingPeers lists the peers the protocol knows. It is called every
+	// second or so while a status page is open, and must not block.
+	PairingPeers() []Peer
+}
+
+// Peer is a device a Pairer knows.
+type Peer struct {
+	ID    string // how the admin routes name it (SHIP: the SKI)
+	Name  string // what the device calls itself (SHIP: its SHIP ID); may be empty
+	State PeerState
+	// Auto is set for a peer trusted without the user (SHIP's auto_accept).
+	Auto bool
+	// LastSeen is when the peer last tried to connect; zero for one the
+	// user paired in advance.
+	LastSeen time.Time
+}
+
+// PeerState is what the user decided about a peer, or that nobody has yet.
+type PeerState string
+
+// The states of a Peer.
+const (
+	PeerPending  PeerState = "pending"
+	PeerTrusted  PeerState = "trusted"
+	PeerRejected PeerState = "rejected"
+)
+
 // GatewayCommander is implemented by protocols that take commands
 // published to the gateway itself, {prefix}/$gateway/{id}/cmd/{name}
 // (SHIP pairing over MQTT).

@@ -224,6 +224,7 @@ var (
 	_ module.TLSProvider      = (*Service)(nil)
 	_ module.Runner           = (*Service)(nil)
 	_ module.AdminRouter      = (*Service)(nil)
+	_ module.Pairer           = (*Service)(nil)
 	_ module.GatewayCommander = (*Service)(nil)
 	_ protocols.Admitter      = (*Service)(nil)
 	_ prometheus.Collector    = (*Service)(nil)

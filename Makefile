@@ -15,9 +15,10 @@ FUZZTIME    ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the integration tests run: a real broker and its clients,
 # a non-Go WebSocket client, socat for serial-port pairs, openssl for
-# certificates made independently of our code, and systemd for
-# systemd-analyze, which checks the packaged unit.
-TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd
+# certificates made independently of our code, systemd for
+# systemd-analyze, which checks the packaged unit, and chromium for the
+# status page's browser test.
+TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd chromium
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 # Debian architecture = binary of `make cross`. armhf takes the ARMv6 build:
 # Raspberry Pi OS's armhf runs on ARMv6 (Pi 1, Zero) as well as ARMv7.
@@ -56,6 +57,7 @@ test-deps:
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing="$$missing python3-websockets"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test dependencies:$$missing"; \

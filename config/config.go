@@ -43,6 +43,7 @@ type Config struct {
 	MQTT           MQTT                      `toml:"mqtt"`
 	Spool          Spool                     `toml:"spool"`
 	Admin          Admin                     `toml:"admin"`
+	MDNS           MDNS                      `toml:"mdns"`
 	Auth           Auth                      `toml:"auth"`
 	// DeviceTables are the [[devices]] entries as decoded by the file;
 	// Devices are the same, each with its driver's options.
@@ -266,6 +267,7 @@ func Default() Config {
 		},
 		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
 		Admin:      Admin{Address: "127.0.0.1:9180"},
+		MDNS:       MDNS{Enabled: true},
 		Auth:       defaultAuth(),
 		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
@@ -724,6 +726,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
+	fs = append(fs, c.MDNS.validate()...)
 	fs = append(fs, c.Auth.validate()...)
 	fs = append(fs, c.validatePlugins()...)
 	fs = append(fs, c.validateDevices()...)

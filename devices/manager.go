@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/gateway/router"
@@ -115,7 +116,25 @@ func (m *Manager) Receiver(id string) (router.Receiver, bool) {
 		return nil, false
 	}
 	r, ok := l.dev.(Receiver)
-	return r, ok
+	if !ok {
+		return nil, false
+	}
+	return meteredReceiver{l, r}, true
+}
+
+// meteredReceiver counts the frames a device accepts among the messages
+// to it.
+type meteredReceiver struct {
+	l *local
+	r Receiver
+}
+
+func (m meteredReceiver) Accept(f protocols.Frame) error {
+	err := m.r.Accept(f)
+	if err == nil {
+		m.l.out.Add(1)
+	}
+	return err
 }
 
 // Close stops every device and waits for them, commands included.
@@ -138,6 +157,13 @@ type local struct {
 
 	mu       sync.Mutex // serialises attach and detach
 	attached bool
+
+	// Counters for the status page (Traffic): frames the device published
+	// (command results included, as a session's device sends them),
+	// commands and routed frames it took, and when it last published
+	// (Unix ns).
+	in, out     atomic.Uint64
+	lastMessage atomic.Int64
 }
 
 func (l *local) reportsOnline() bool {
@@ -193,6 +219,7 @@ func (l *local) SetOnline(online bool) {
 
 var (
 	_ router.Endpoint = (*local)(nil)
+	_ router.Metered  = (*local)(nil)
 	_ Outlet          = (*local)(nil)
 )
 
@@ -221,7 +248,18 @@ func (l *local) run(ctx context.Context) {
 // Publish implements Outlet.
 func (l *local) Publish(f protocols.Frame) error {
 	f.Device = l.id
+	l.in.Add(1)
+	l.lastMessage.Store(time.Now().UnixNano())
 	return l.m.router.Publish(f)
+}
+
+// Traffic implements router.Metered.
+func (l *local) Traffic() router.Traffic {
+	t := router.Traffic{In: l.in.Load(), Out: l.out.Load()}
+	if ns := l.lastMessage.Load(); ns != 0 {
+		t.Last = time.Unix(0, ns)
+	}
+	return t
 }
 
 // Command implements router.Endpoint: the command runs on a goroutine of
@@ -232,6 +270,7 @@ func (l *local) Command(cmd protocols.Command) error {
 	default:
 		return fmt.Errorf("%w: %d commands already running on %s", protocols.ErrBusy, cap(l.slots), l.id)
 	}
+	l.out.Add(1)
 	l.m.wg.Add(1)
 	go func() {
 		defer l.m.wg.Done()

@@ -203,6 +203,46 @@ func TestManagerRoutesFramesToReceivers(t *testing.T) {
 	}
 }
 
+// TestManagerCountsTraffic: a local device is listed with the frames it
+// published (its command results too) and the commands and routed frames
+// it took; it has no network address.
+func TestManagerCountsTraffic(t *testing.T) {
+	m, rt, s := newTestManager(t, ManagerOptions{})
+	cfg := &counterConfig{tick: make(chan struct{})}
+	if err := m.Open([]Spec{{ID: "lcd", Driver: "counter", Config: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SetRoutes([]router.Route{{Devices: []string{"sensor-*"}, To: []string{"device:lcd"}}}, m.Receiver); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	before := time.Now()
+	cfg.tick <- struct{}{}
+	s.next(t)
+	if err := rt.Command(protocols.Command{Device: "lcd", ID: "c1", Name: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	s.next(t) // the result
+	if err := rt.Publish(protocols.Frame{Device: "sensor-1", Channel: "temp", Payload: []byte("19.5")}); err != nil {
+		t.Fatal(err)
+	}
+	var got router.DeviceTraffic
+	for _, d := range rt.Traffic() {
+		if d.ID == "lcd" {
+			got = d
+		}
+	}
+	if got.In != 2 || got.Out != 2 || got.Address != "" {
+		t.Errorf("traffic %+v; want 2 in, 2 out, no address", got)
+	}
+	if got.Last.Before(before) || got.Last.After(time.Now()) {
+		t.Errorf("last message at %v, not between %v and now", got.Last, before)
+	}
+}
+
 func TestValidChannel(t *testing.T) {
 	t.Parallel()
 	for ch, want := range map[string]string{

@@ -675,7 +675,10 @@ func fragmentsOfBinary(size, fragment int) step {
 func TestConformanceLargeMessages(t *testing.T) {
 	t.Parallel()
 	const size = 16 << 20
-	addr := startEchoGateway(t, func(o *Options) { o.MaxMessage = size })
+	// A hang guard, not a timing assertion: 32 MiB each way under the race
+	// detector on a loaded 2-core machine take a while.
+	const largeWait = 2 * time.Minute
+	addr := startEchoGateway(t, func(o *Options) { o.MaxMessage, o.WriteTimeout = size, largeWait })
 	d := websocket.Dialer{HandshakeTimeout: testWait, Subprotocols: []string{echo.Name}}
 	ws, _, err := d.Dial("ws://"+addr+"/echo", nil)
 	if err != nil {
@@ -684,10 +687,10 @@ func TestConformanceLargeMessages(t *testing.T) {
 	defer ws.Close()
 	for _, mt := range []int{websocket.BinaryMessage, websocket.TextMessage} {
 		msg := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-		_ = ws.SetWriteDeadline(time.Now().Add(testWait))
+		_ = ws.SetWriteDeadline(time.Now().Add(largeWait))
 		writeErr := make(chan error, 1)
 		go func() { writeErr <- ws.WriteMessage(mt, msg) }()
-		_ = ws.SetReadDeadline(time.Now().Add(testWait))
+		_ = ws.SetReadDeadline(time.Now().Add(largeWait))
 		got, data, err := ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("read the echo: %v", err)

@@ -50,6 +50,11 @@ type conn struct {
 	overRate atomic.Bool // the message being delivered is over the rate (RateBusy)
 	auth     *connAuth   // how the device authenticated (access.go); nil: not asked
 
+	// Counters for the status page (Traffic): messages read from the
+	// device and written to it, and when it last sent one (Unix ns).
+	received, sent atomic.Uint64
+	lastMessage    atomic.Int64
+
 	// mu guards the fields below it.
 	mu      sync.Mutex
 	device  string
@@ -68,7 +73,10 @@ type conn struct {
 	timer    *time.Timer // for nextPing, and deadline while parked
 	parked   bool        // the poller owns the reading side
 	noPark   bool        // the connection cannot park
-	token    uint32      // the poller's name for the connection; 0 before it first parks
+	// readerLent: br has lent its buffer while parked (idle.go); only the
+	// owner of the reading side touches it.
+	readerLent bool
+	token      uint32 // the poller's name for the connection; 0 before it first parks
 
 	writer sync.WaitGroup
 }
@@ -80,7 +88,10 @@ type outgoing struct {
 }
 
 var _ protocols.Outlet = (*conn)(nil)
-var _ router.Endpoint = (*conn)(nil)
+var (
+	_ router.Endpoint = (*conn)(nil)
+	_ router.Metered  = (*conn)(nil)
+)
 
 // run starts the session and serves the connection, on the goroutine
 // started for it after the upgrade.
@@ -155,7 +166,10 @@ func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 		if err != nil {
 			return c.readEnded(err)
 		}
-		c.extendReadDeadline()
+		now := time.Now()
+		c.received.Add(1)
+		c.lastMessage.Store(now.UnixNano())
+		c.extendReadDeadlineFrom(now)
 		if !c.admitMessage() {
 			putBuffer(buf)
 			continue
@@ -506,7 +520,11 @@ func (c *conn) logAt(level slog.Level, msg string, args ...any) {
 	_ = h.Handle(ctx, r)
 }
 
-func (c *conn) extendReadDeadline() {
+func (c *conn) extendReadDeadline() { c.extendReadDeadlineFrom(time.Now()) }
+
+// extendReadDeadlineFrom is extendReadDeadline at now, which the caller
+// has at hand.
+func (c *conn) extendReadDeadlineFrom(now time.Time) {
 	h := c.heartbeat
 	// Under mu: once closing is set, the writer's CloseTimeout deadline
 	// must be the last one, not overwritten by a check made just before.
@@ -517,7 +535,7 @@ func (c *conn) extendReadDeadline() {
 	}
 	var t time.Time
 	if h.interval > 0 {
-		t = time.Now().Add(h.interval + h.timeout)
+		t = now.Add(h.interval + h.timeout)
 		// A busy device would move the deadline on every message, a timer
 		// update each; a few percent of the timeout earlier does no harm.
 		if d := t.Sub(c.deadline); d >= 0 && d < h.timeout/16 {
@@ -572,8 +590,11 @@ func (c *conn) Attach(d protocols.Device) error {
 	}
 	// The device is announced (and its commands subscribed) before the
 	// session may tell it so and it publishes: its first reading never
-	// comes before its online status.
-	ctx, cancel := context.WithTimeout(c.ctx, settleWait)
+	// comes before its online status. The wait does not derive from
+	// c.ctx: a child context leaves a map of children in every
+	// connection's context for as long as it lives, and the wait is
+	// bounded anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), settleWait)
 	c.srv.router.Settle(ctx, device)
 	cancel()
 	c.logLimited("connect", "device connected", "device", device, "path", c.info.Path)
@@ -705,6 +726,17 @@ func (c *conn) goAway(reason string) {
 	c.Close(protocols.CloseGoingAway, reason)
 }
 
+// Traffic implements router.Metered. Messages written are counted once
+// gorilla has them; with several queued that is before the batch's one
+// system call.
+func (c *conn) Traffic() router.Traffic {
+	t := router.Traffic{Address: c.info.RemoteAddr, In: c.received.Load(), Out: c.sent.Load()}
+	if ns := c.lastMessage.Load(); ns != 0 {
+		t.Last = time.Unix(0, ns)
+	}
+	return t
+}
+
 // Evict implements router.Endpoint.
 func (c *conn) Evict(reason string) {
 	c.Close(protocols.CloseReplaced, reason)
@@ -747,6 +779,7 @@ func (c *conn) writeLoop() {
 			if err = c.ws.WriteMessage(int(o.msg.Type), o.msg.Data); err != nil {
 				break
 			}
+			c.sent.Add(1)
 		}
 		if held {
 			if rerr := c.wire.release(); err == nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -845,4 +846,39 @@ func TestListenerOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCloseCode(t, readUntilClose(t, plain), protocols.CloseMessageTooBig)
+}
+
+// TestTraffic: the router lists a connection's device with the messages
+// read from it and written to it, when it last sent one, and its address.
+func TestTraffic(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, baseOptions())
+	ws := gw.dial(t, "/", "echo")
+	gw.protos["echo"].next(t)
+	before := time.Now()
+	for _, m := range []string{"!attach dev-1", "hello", "again"} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"attached dev-1", "hello", "again"} {
+		readText(t, ws, want)
+	}
+	// A message is counted in before the session has it, and out once
+	// written, which may be just after the client has read it.
+	var got router.DeviceTraffic
+	eventually(t, "3 messages out", func() bool {
+		list := gw.router.Traffic()
+		if len(list) != 1 {
+			t.Fatalf("traffic of %d devices, want 1: %+v", len(list), list)
+		}
+		got = list[0]
+		return got.Out == 3
+	})
+	if got.ID != "dev-1" || got.In != 3 || got.Address != ws.LocalAddr().String() {
+		t.Errorf("traffic %+v; want dev-1 from %s, 3 in", got, ws.LocalAddr())
+	}
+	if got.Last.Before(before) || got.Last.After(time.Now()) {
+		t.Errorf("last message at %v, not between %v and now", got.Last, before)
+	}
 }

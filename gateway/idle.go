@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,6 +95,9 @@ func (c *conn) awaitData() {
 // for gorilla to meet, and else finding nothing to read when the
 // connection could not park after all.
 func (c *conn) wait() (parked, mustRead bool) {
+	if c.readerLent {
+		c.takeReadBuffer()
+	}
 	lingering := c.linger()
 	_, err := c.br.Peek(1)
 	if err == nil {
@@ -167,13 +172,48 @@ func (c *conn) park() (parked, expired bool) {
 	}
 	sc, _ := socketOf(c.wire.Conn) // see canPark
 	p := c.srv.parker()
-	if p == nil || !p.arm(c, sc) {
+	if p == nil {
+		c.noPark = true
+		return false, false
+	}
+	// The buffer goes before the socket is armed: the wake that follows
+	// may run at once, and it takes a buffer first thing.
+	c.lendReadBuffer()
+	if !p.arm(c, sc) {
+		c.takeReadBuffer()
 		c.noPark = true
 		return false, false
 	}
 	c.parked = true
 	c.armTimerLocked(now)
 	return true, false
+}
+
+// readBuffers holds the read buffers of parked connections, which need
+// none: a connection lends its buffer when it parks and takes one when it
+// wakes (wait).
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// lendReadBuffer hands the buffer of c's reader to readBuffers. gorilla
+// and c keep their pointer to c.br, so its value is swapped: the pooled
+// Reader takes the buffer, and c.br is left empty until takeReadBuffer.
+// Only the owner of c's reading side calls it, with nothing buffered (the
+// connection parks after a read found nothing).
+func (c *conn) lendReadBuffer() {
+	r := new(bufio.Reader)
+	*r = *c.br
+	r.Reset(nil)
+	readBuffers.Put(r)
+	*c.br = bufio.Reader{}
+	c.readerLent = true
+}
+
+// takeReadBuffer gives c.br a buffer again, before the reading side reads.
+func (c *conn) takeReadBuffer() {
+	r := readBuffers.Get().(*bufio.Reader)
+	r.Reset(c.wire)
+	*c.br = *r // r is not used again: the buffer is c.br's now
+	c.readerLent = false
 }
 
 // canPark reports whether a connection over nc may park: on Linux, when

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/devices"
@@ -30,10 +31,11 @@ import (
 // gatewayRun is one run of the gateway: its configuration, and the parts
 // made from it as its components start.
 type gatewayRun struct {
-	cfg   config.Config // as started, then as last reloaded
-	log   *slog.Logger
-	path  string
-	level *slog.LevelVar
+	cfg     config.Config // as started, then as last reloaded
+	log     *slog.Logger
+	path    string
+	level   *slog.LevelVar
+	started time.Time
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -50,6 +52,7 @@ type gatewayRun struct {
 	router      *router.Router
 	locals      *devices.Manager
 	server      *gateway.Server
+	mdns        *mdnsRun // nil when [mdns] is off
 	admin       *admin.Server
 }
 
@@ -70,6 +73,11 @@ func (g *gatewayRun) components() []component {
 		component{name: "local devices", start: g.startDevices, stop: func(context.Context) error { g.locals.Close(); return nil }},
 		component{name: "WebSocket server", start: g.startServer, stop: g.stopServer},
 	)
+	if g.cfg.MDNS.Enabled {
+		// Before the protocols' runners, which announce their services on
+		// it, and stopped after them.
+		cs = append(cs, component{name: "mDNS responder", start: g.startMDNS, stop: g.stopMDNS})
+	}
 	cs = append(cs, g.runnerComponents()...)
 	if g.cfg.Admin.Address != "" {
 		cs = append(cs, component{name: "admin endpoints", start: g.startAdmin, stop: func(ctx context.Context) error { return g.admin.Shutdown(ctx) }})
@@ -90,7 +98,7 @@ type runOptions struct {
 // configuration file.
 func runGateway(ctx context.Context, cfg config.Config, o runOptions) error {
 	log := o.log
-	g := &gatewayRun{cfg: cfg, log: log, path: o.path, level: o.level}
+	g := &gatewayRun{cfg: cfg, log: log, path: o.path, level: o.level, started: time.Now()}
 	grace := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	}
@@ -223,10 +231,13 @@ func (g *gatewayRun) stopServer(ctx context.Context) error {
 }
 
 func (g *gatewayRun) startAdmin(context.Context) (err error) {
-	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost}
-	src.Routes, src.Collectors = g.adminExtras()
+	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost, Protocols: g.registry}
+	src.Routes, src.Collectors, src.Pairers = g.adminExtras()
 	a := g.cfg.Admin
-	g.admin, err = admin.Start(admin.Options{Address: a.Address, Hosts: a.Hosts, Token: a.Token, Reload: g.reload}, src, g.log)
+	g.admin, err = admin.Start(admin.Options{
+		Address: a.Address, Hosts: a.Hosts, Token: a.Token, Reload: g.reload,
+		GatewayID: g.cfg.Gateway.ID, Version: versionString(), Started: g.started,
+	}, src, g.log)
 	return err
 }
 

@@ -6,6 +6,7 @@
 //	wsgate protocols [-config FILE]  list the protocols in preference order
 //	wsgate reload [-config FILE]     make the running gateway re-read its configuration
 //	wsgate token new|hash [FILE]     make a token, hash one for the configuration
+//	wsgate device [flags]            act as a done device (wsgate device -help)
 //	wsgate <protocol> <command> ...  a built-in protocol's commands (wsgate <protocol> help)
 //	wsgate version                   print the version
 //
@@ -50,6 +51,8 @@ commands:
   reload [-config FILE] [-admin ADDRESS]
                             make the running gateway re-read its configuration
   token new|hash [FILE]     make a device or admin token, hash one for [[auth.tokens]]
+  device [-url URL] [-id ID] [-pub CH=JSON]...
+                            act as a done device: publish readings, answer commands
 `)
 	for _, name := range subcommandModules() {
 		fmt.Fprintf(&b, "  %-24s  the %s protocol's commands (wsgate %s help)\n", name+" <command>", name, name)
@@ -81,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case cmd == "token":
 		return tokenCommand(args, os.Stdin, stdout, stderr)
+	case cmd == "device":
+		return deviceCommand(ctx, args, os.Stdin, stdout, stderr)
 	case slices.Contains(subcommandModules(), cmd):
 		return protocolCommand(ctx, cmd, args, stdout, stderr)
 	default:

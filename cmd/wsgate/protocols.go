@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/auth"
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 )
@@ -153,8 +154,9 @@ func (gc gatewayCommands) GatewayCommand(name string, args json.RawMessage) (any
 	return c.GatewayCommand(name, args)
 }
 
-// adminExtras are the admin routes and metrics the protocols bring.
-func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []prometheus.Collector) {
+// adminExtras are the admin routes, metrics and peers to pair that the
+// protocols bring.
+func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []prometheus.Collector, pairers []module.Pairer) {
 	for _, b := range g.protocols {
 		if r, ok := b.protocol.(module.AdminRouter); ok {
 			routes = append(routes, r.AdminRoutes()...)
@@ -162,8 +164,11 @@ func (g *gatewayRun) adminExtras() (routes []module.AdminRoute, collectors []pro
 		if c, ok := b.protocol.(prometheus.Collector); ok {
 			collectors = append(collectors, c)
 		}
+		if p, ok := b.protocol.(module.Pairer); ok {
+			pairers = append(pairers, p)
+		}
 	}
-	return routes, collectors
+	return routes, collectors, pairers
 }
 
 // runnerComponents start the protocols' background work once the server
@@ -179,7 +184,7 @@ func (g *gatewayRun) runnerComponents() []component {
 			name: "protocol " + name,
 			start: func(ctx context.Context) error {
 				if r, ok := g.runner(name); ok {
-					return r.Start(ctx, serverHost{g.server})
+					return r.Start(ctx, serverHost{srv: g.server, mdns: g.responder()})
 				}
 				return nil
 			},
@@ -205,8 +210,14 @@ func (g *gatewayRun) runner(name string) (module.Runner, bool) {
 	return nil, false
 }
 
-// serverHost lets protocols dial through the WebSocket server.
-type serverHost struct{ srv *gateway.Server }
+// serverHost lets protocols dial through the WebSocket server and
+// announce on the gateway's mDNS responder.
+type serverHost struct {
+	srv  *gateway.Server
+	mdns *mdns.Responder
+}
+
+func (h serverHost) MDNS() *mdns.Responder { return h.mdns }
 
 func (h serverHost) Dial(ctx context.Context, opts module.DialOptions, p protocols.Protocol) error {
 	return h.srv.Dial(ctx, gateway.DialOptions{

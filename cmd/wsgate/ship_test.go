@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols/ship/eebus"
 	"github.com/wsgate/wsgate/protocols/ship/identity"
 	"github.com/wsgate/wsgate/protocols/ship/shiptest"
@@ -375,4 +377,39 @@ func TestShipApproveCommandCompletesPendingHandshake(t *testing.T) {
 	}
 	p.closeShip()
 	waitShipStatus(t, g.sub, "peer-2", "offline")
+}
+
+// TestMDNSShipBesideListeners: SHIP announces _ship._tcp on the gateway's
+// one mDNS responder, beside the listeners' _wsgate._tcp; the :8080-style
+// listener does not offer SHIP, which runs over TLS only.
+func TestMDNSShipBesideListeners(t *testing.T) {
+	lo := loopbackMulticast(t)
+	ship, wsgate := browseLoopback(t, lo, "_ship._tcp"), browseLoopback(t, lo, "_wsgate._tcp")
+	instance := "wsgate ship " + rand.Text()[:8]
+	port := brokertest.FreePort(t)
+	dir := t.TempDir()
+	ts := writeTestConfig(t, fmt.Sprintf(`[protocols]
+order = ["ship", "done"]
+
+[protocols.ship]
+address = "127.0.0.1:%d"
+dir = %q
+browse = false
+`, port, filepath.Join(dir, "ship")), fmt.Sprintf("[mdns]\ninstance = %q\ninterfaces = [%q]\n", instance, lo))
+	ski, _ := shipCert(t, ts.path)
+	stop := startInProcess(t, ts.path, ts.wsURL)
+
+	svc := nextEvent(t, wsgate, instance, mdns.Added)
+	if txt := mdns.TXTMap(svc.TXT); txt["protocols"] != "done" || txt["tls"] != "no" {
+		t.Errorf("the ws:// listener announces %q, want protocols=done (not ship) and tls=no", svc.TXT)
+	}
+	shipID := "wsgate-" + ski[:16]
+	found := nextEvent(t, ship, shipID, mdns.Added)
+	if txt := mdns.TXTMap(found.TXT); txt["ski"] != ski || txt["path"] != "/ship/" || found.Port != port {
+		t.Errorf("SHIP announced %+v, want SKI %s, path /ship/, port %d", found, ski, port)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	nextEvent(t, ship, shipID, mdns.Removed)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +65,7 @@ type config struct {
 	subscribers int
 	pid         int
 	metrics     string
+	tls         *tls.Config // wss: trusts -ca, or the system's roots
 }
 
 // connections is how many sockets the run may hold at once.
@@ -92,7 +96,7 @@ const defaultSources = "127.0.0.2-127.0.0.9"
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	var qos int
-	var sources string
+	var sources, ca string
 	fs := flag.NewFlagSet("wsload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -120,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.inflight, "inflight", 64, "QoS 1 pubs per device awaiting their ack")
 	fs.IntVar(&cfg.subscribers, "subscribers", 4, "MQTT connections that receive the messages, each for a share of the devices")
 	fs.IntVar(&cfg.pid, "pid", 0, "the gateway's process id: report its resident memory (idle, churn)")
+	fs.StringVar(&ca, "ca", "", "wss: a PEM file of the certificates to trust (e.g. the gateway's self-signed one) instead of the system's")
 	fs.StringVar(&cfg.metrics, "metrics", "", "the gateway's Prometheus endpoint, e.g. http://127.0.0.1:9180/metrics: report goroutines, open files, memory (idle, churn)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -141,6 +146,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if qos != 0 && qos != 1 {
 		return nil, usageError(stderr, "-qos must be 0 or 1")
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, usageError(stderr, "-ca: %v", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, usageError(stderr, "-ca %s: no PEM certificate in it", ca)
+		}
+		cfg.tls = &tls.Config{RootCAs: roots}
 	}
 	cfg.qos = byte(qos)
 	if err := cfg.validate(); err != nil {

@@ -110,7 +110,7 @@ func runChurn(parent context.Context, cfg *config, stderr io.Writer) (*summary, 
 	pr := newProbe(cfg, stderr)
 	before := pr.read()
 
-	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol}
+	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol, tls: cfg.tls}
 	var next, ok, failed atomic.Int64
 	sent := make([]uint64, cfg.concurrency) // worker w's pubs written; only w touches sent[w]
 	var mu sync.Mutex

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -47,7 +48,8 @@ type plan struct {
 type dialOptions struct {
 	url         string
 	subprotocol string
-	small       bool // small buffers, for runs that hold many idle connections
+	small       bool        // small buffers, for runs that hold many idle connections
+	tls         *tls.Config // wss; nil: the system's roots
 }
 
 var smallWriteBuffers sync.Pool
@@ -62,6 +64,7 @@ type device struct {
 
 	mu      sync.Mutex
 	pending map[uint64]int64       // QoS 1 seqs awaiting their ack: send time of each
+	ackRTT  *latencies             // from a pub's first send to its ack; under mu
 	slots   chan struct{}          // the inflight window: one token per pending seq
 	retry   chan uint64            // seqs nacked busy, to send again
 	settled chan struct{}          // a pending seq was settled (cap 1)
@@ -92,6 +95,7 @@ func dialDevice(ctx context.Context, opt dialOptions, id string, src netip.Addr,
 		NetDialContext:   nd.DialContext,
 		Subprotocols:     []string{opt.subprotocol},
 		HandshakeTimeout: helloTimeout,
+		TLSClientConfig:  opt.tls,
 	}
 	if opt.small {
 		d.ReadBufferSize, d.WriteBufferSize, d.WriteBufferPool = 512, 512, &smallWriteBuffers
@@ -138,6 +142,7 @@ func dialDevice(ctx context.Context, opt dialOptions, id string, src netip.Addr,
 		conn:    conn,
 		max:     welcome.Max,
 		pending: make(map[uint64]int64),
+		ackRTT:  newLatencies(maxSamples / 64),
 		slots:   make(chan struct{}, inflight),
 		retry:   make(chan uint64, inflight),
 		settled: make(chan struct{}, 1),
@@ -202,9 +207,13 @@ func (d *device) handle(msg []byte) {
 }
 
 func (d *device) ack(seq uint64) {
+	now := time.Now().UnixNano()
 	d.mu.Lock()
-	_, ok := d.pending[seq]
+	sentAt, ok := d.pending[seq]
 	delete(d.pending, seq)
+	if ok {
+		d.ackRTT.add(time.Duration(now - sentAt))
+	}
 	d.mu.Unlock()
 	if !ok {
 		return // the ack of a resent copy: counted once already

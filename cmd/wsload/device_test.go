@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -159,3 +163,43 @@ func TestDialRefusesAnotherSubprotocol(t *testing.T) {
 }
 
 var netipNone netip.Addr
+
+// TestDeviceOverTLS: with -ca naming the gateway's certificate, devices
+// connect over wss; without it the unknown certificate is refused.
+func TestDeviceOverTLS(t *testing.T) {
+	t.Parallel()
+	g := &fakeGateway{accepted: make(map[string][]uint64)}
+	srv := httptest.NewTLSServer(g)
+	t.Cleanup(srv.Close)
+	url := "wss" + strings.TrimPrefix(srv.URL, "https") + "/"
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		wantOK bool
+	}{
+		{"trusted with -ca", []string{"-ca", caFile}, true},
+		{"unknown certificate", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseFlags(append([]string{"-url", url, "-broker", ""}, tt.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := dialDevice(context.Background(), dialOptions{url: url, subprotocol: "done", tls: cfg.tls}, "dev-tls", netipNone, 4)
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("dial over TLS: %v, want success %v", err, tt.wantOK)
+			}
+			if d != nil {
+				d.conn.Close()
+			}
+		})
+	}
+	if _, err := parseFlags([]string{"-ca", filepath.Join(t.TempDir(), "missing.pem")}, io.Discard); err == nil {
+		t.Error("-ca with a missing file accepted")
+	}
+}

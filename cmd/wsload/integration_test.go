@@ -235,7 +235,20 @@ func TestAgainstGateway(t *testing.T) {
 		}
 		got := fields(t, sum.String())
 		want(t, got, "sent", "400", "acked", "400", "nacked", "0", "received", "400", "lost", "0", "dup", "0")
-		positive(t, got, "p50_ms", "p99_ms", "max_ms")
+		positive(t, got, "p50_ms", "p99_ms", "max_ms", "ack_p50_ms", "ack_p99_ms")
+	})
+
+	t.Run("devices that do not wait for acks", func(t *testing.T) {
+		// A window as large as the run: the gateway's own window of unacked
+		// pubs (max_inflight 128) holds them back, with no nack.
+		sum, err := runMessages(ctx, gw.config(t, "-mode", "throughput", "-qos", "1", "-count", "2000", "-inflight", "2000",
+			"-pid", strconv.Itoa(gw.pid)), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := fields(t, sum.String())
+		want(t, got, "sent", "4000", "acked", "4000", "nacked", "0", "received", "4000", "lost", "0", "dup", "0")
+		positive(t, got, "ack_p50_ms", "rss_peak_kib")
 	})
 
 	t.Run("latency", func(t *testing.T) {

@@ -100,6 +100,7 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 	if sub != nil {
 		sub.warmupUntil.Store(start.Add(cfg.warmup).UnixNano())
 	}
+	peak := watchPeakRSS(ctx, cfg, stderr)
 	var wg sync.WaitGroup
 	active := 0
 	for _, p := range pubs {
@@ -137,6 +138,16 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 		fmt.Fprintf(stderr, "wsload: stopped by -duration %v\n", cfg.duration)
 	}
 	c = total(pubs)
+	peakKiB := peak()
+	ackRTT := newLatencies(maxSamples)
+	for _, p := range pubs {
+		if d, ok := p.(*device); ok {
+			d.mu.Lock()
+			ackRTT.merge(d.ackRTT)
+			d.mu.Unlock()
+		}
+	}
+	ackPs, _ := ackRTT.percentiles(0.5, 0.99)
 	var st subStats
 	var lost uint64
 	if sub != nil {
@@ -160,7 +171,8 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 		uint("sent", c.sent).uint("acked", c.acked).uint("nacked", c.nacked).uint("errors", c.errors).
 		uint("received", st.received).uint("lost", lost).uint("dup", st.dup).uint("reordered", st.reordered).
 		uint("invalid", st.invalid).int("dropped", int64(dropped)).float("msgs_per_s", perSecond, 0).
-		ms("p50_ms", st.p50).ms("p99_ms", st.p99).ms("max_ms", st.max).float("elapsed_s", elapsed.Seconds(), 2)
+		ms("p50_ms", st.p50).ms("p99_ms", st.p99).ms("max_ms", st.max).float("elapsed_s", elapsed.Seconds(), 2).
+		ms("ack_p50_ms", ackPs[0]).ms("ack_p99_ms", ackPs[1]).int("rss_peak_kib", peakKiB)
 	return sum, nil
 }
 
@@ -187,7 +199,7 @@ func total(pubs []publisher) countsTotal {
 // and the first error. onConnect, when not nil, gets the time each
 // successful dial, upgrade and hello took; it may be called concurrently.
 func connectDevices(ctx context.Context, cfg *config, small bool, stderr io.Writer, onConnect func(time.Duration)) ([]*device, int, error) {
-	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol, small: small}
+	opt := dialOptions{url: cfg.url, subprotocol: cfg.subprotocol, small: small, tls: cfg.tls}
 	devs := make([]*device, cfg.devices)
 	var next, connected, failed atomic.Int64
 	var firstErr error
@@ -290,3 +302,34 @@ var (
 	_ publisher = (*device)(nil)
 	_ publisher = (*directPublisher)(nil)
 )
+
+// watchPeakRSS samples the gateway's resident memory (-pid or -metrics)
+// every 100 ms until the returned function is called, which returns the
+// largest sample in KiB; 0 without -pid or -metrics.
+func watchPeakRSS(ctx context.Context, cfg *config, stderr io.Writer) func() int64 {
+	if cfg.pid <= 0 && cfg.metrics == "" {
+		return func() int64 { return 0 }
+	}
+	pr := newProbe(cfg, stderr)
+	ctx, cancel := context.WithCancel(ctx)
+	var peak int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, pr.read().rssKiB)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		cancel()
+		<-done
+		return peak
+	}
+}

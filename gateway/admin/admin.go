@@ -1,12 +1,15 @@
 // Package admin serves the gateway's operator endpoints on their own
 // listener: Prometheus metrics, health and readiness, the list of attached
-// devices, and the routes and metrics the protocols bring.
+// devices, the status page (gateway/statuspage), and the routes and
+// metrics the protocols bring.
 //
 // The endpoints change state (SHIP pairing), so every request is checked
 // before a route sees it: its Host must be a name of the endpoints (DNS
 // rebinding), a state-changing request must not come from another site in
 // the operator's browser (CSRF), and when a token is set, the request must
-// carry it (anyone else who can reach the address).
+// carry it (anyone else who can reach the address). The status page's
+// files are served without the token (they hold no data; the page sends
+// the token with its own requests), its data and actions are not.
 //
 // Metrics are read from the components' counters at scrape time, so the
 // hot paths carry no instrumentation of their own. It depends on the
@@ -33,7 +36,9 @@ import (
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
+	"github.com/wsgate/wsgate/gateway/statuspage"
 	"github.com/wsgate/wsgate/plugins"
+	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 )
 
@@ -41,12 +46,19 @@ import (
 type Sources struct {
 	Gateway interface{ Stats() gateway.Stats }
 	Bridge  interface{ Stats() mqttbridge.Stats }
-	Router  interface{ Devices() []router.Device }
-	Plugins interface{ Status() []plugins.Status }
+	Router  interface {
+		Devices() []router.Device
+		Traffic() []router.DeviceTraffic
+	}
+	Plugins   interface{ Status() []plugins.Status }
+	Protocols interface{ Entries() []protocols.Entry }
 	// Routes are what the protocols serve here (module.AdminRouter).
 	Routes []module.AdminRoute
 	// Collectors are the protocols' metrics (prometheus.Collector).
 	Collectors []prometheus.Collector
+	// Pairers are the protocols whose peers the status page lists
+	// (module.Pairer); their Routes decide them.
+	Pairers []module.Pairer
 }
 
 // Options configure the admin endpoints' protections.
@@ -63,15 +75,27 @@ type Options struct {
 	// Reload, when set, is served as POST /reload: it re-reads the
 	// configuration and returns the problems found (nil when applied).
 	Reload func() []string
+	// GatewayID, Version and Started are shown on the status page.
+	GatewayID, Version string
+	Started            time.Time
 }
 
 // Handler returns the admin endpoints behind their protections. It logs
-// the requests it refuses to slog.Default.
+// the requests it refuses to slog.Default. The status page's event streams
+// end when their clients go; Start's Server also ends them at Shutdown.
 func Handler(opts Options, src Sources) http.Handler {
-	return handler(opts, src, slog.Default())
+	h, _ := newHandler(opts, src, slog.Default())
+	return h
 }
 
 func handler(opts Options, src Sources, log *slog.Logger) http.Handler {
+	h, _ := newHandler(opts, src, log)
+	return h
+}
+
+// newHandler returns the endpoints and their status page, whose event
+// streams Close ends.
+func newHandler(opts Options, src Sources, log *slog.Logger) (http.Handler, *statuspage.Page) {
 	refused := newRefusals(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -117,7 +141,11 @@ func handler(opts Options, src Sources, log *slog.Logger) http.Handler {
 			writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 		})
 	}
-	return newGuard(opts, mux, refused)
+	page := statuspage.New(statuspage.Options{GatewayID: opts.GatewayID, Version: opts.Version, Started: opts.Started},
+		statuspage.Sources{Gateway: src.Gateway, Bridge: src.Bridge, Devices: src.Router, Protocols: src.Protocols,
+			Plugins: src.Plugins, Pairers: src.Pairers}, log)
+	page.Register(mux)
+	return newGuard(opts, mux, refused), page
 }
 
 // writeJSON answers with v as JSON.
@@ -130,6 +158,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Server is the admin HTTP listener.
 type Server struct {
 	http *http.Server
+	page *statuspage.Page
 	ln   net.Listener
 	done chan struct{}
 }
@@ -140,9 +169,11 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
+	h, page := newHandler(opts, src, log)
 	s := &Server{
+		page: page,
 		http: &http.Server{
-			Handler:           handler(opts, src, log),
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			// No route takes a body, so a whole request never needs long.
 			ReadTimeout: 15 * time.Second,
@@ -163,7 +194,7 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 			log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	paths := []string{"/metrics", "/healthz", "/readyz", "/devices"}
+	paths := []string{"/", "/status", "/events", "/metrics", "/healthz", "/readyz", "/devices"}
 	if opts.Reload != nil {
 		paths = append(paths, "/reload")
 	}
@@ -184,8 +215,10 @@ func Start(opts Options, src Sources, log *slog.Logger) (*Server, error) {
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Shutdown stops the listener.
+// Shutdown stops the listener. The status page's event streams end
+// first: the server would wait for them.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.page.Close()
 	err := s.http.Shutdown(ctx)
 	<-s.done
 	return err

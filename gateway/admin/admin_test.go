@@ -37,6 +37,8 @@ type routerStub struct{}
 
 func (routerStub) Devices() []router.Device { return nil }
 
+func (routerStub) Traffic() []router.DeviceTraffic { return nil }
+
 // sources are components to report on, with two protocol routes in the
 // manner of SHIP's that count the requests reaching them.
 func sources(reached *atomic.Int32) Sources {
@@ -221,6 +223,20 @@ func TestProtections(t *testing.T) {
 			bearer(token, map[string]string{"Sec-Fetch-Site": "cross-site"})}, 403, false},
 		{"token, form", withToken, request{"POST", approve, "127.0.0.1:9180",
 			bearer(token, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})}, 403, false},
+
+		// The status page: its files hold no data and load without the
+		// token, which its script then sends; its data and the actions
+		// it calls want the token like the rest.
+		{"page without token", withToken, request{"GET", "/", "127.0.0.1:9180", nil}, 200, false},
+		{"page script without token", withToken, request{"GET", "/ui/app.js", "127.0.0.1:9180", nil}, 200, false},
+		{"missing page file without token", withToken, request{"GET", "/ui/secrets", "127.0.0.1:9180", nil}, 404, false},
+		{"page from a foreign host", withToken, request{"GET", "/", "evil.example", nil}, 403, false},
+		{"POST to the page", withToken, request{"POST", "/", "127.0.0.1:9180", same}, 401, false},
+		{"status without token", withToken, request{"GET", "/status", "127.0.0.1:9180", nil}, 401, false},
+		{"status with token", withToken, request{"GET", "/status", "127.0.0.1:9180", bearer(token, nil)}, 200, false},
+		{"events without token", withToken, request{"GET", "/events", "127.0.0.1:9180", nil}, 401, false},
+		{"status on loopback without a token set", onLoopback, request{"GET", "/status", "127.0.0.1:9180", nil}, 200, false},
+		{"status from a foreign host", onLoopback, request{"GET", "/status", "evil.example", nil}, 403, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -487,5 +503,38 @@ func TestStart(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log holds %q:\n%s", secret, logs.String())
 		}
+	}
+}
+
+// TestShutdownEndsEventStreams: an open status page does not hold the
+// admin server's shutdown up to its deadline.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int32
+	s, err := Start(Options{Address: "127.0.0.1:0", Token: token}, sources(&reached), discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("GET", "http://"+s.Addr().String()+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || line != "event: snapshot\n" {
+		t.Fatalf("the stream starts with %q, %v", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Errorf("the stream ended with %v, want its end", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/gateway/statuspage"
 )
 
 // guard refuses, before any route sees them, the requests a web page in
@@ -52,7 +54,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
-	if g.token != nil && !isProbe(r) && !g.authorized(r) {
+	if g.token != nil && !isProbe(r) && !statuspage.IsAsset(r) && !g.authorized(r) {
 		detail := "no bearer token"
 		if r.Header.Get("Authorization") != "" {
 			detail = "wrong bearer token"

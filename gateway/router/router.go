@@ -45,6 +45,27 @@ type Watcher interface {
 	Detached(Device)
 }
 
+// Metered is implemented by endpoints that count the messages they carry
+// (WebSocket connections, local devices), for the status page. Traffic is
+// called without the router's lock and must not block.
+type Metered interface {
+	Traffic() Traffic
+}
+
+// Traffic is what an endpoint has carried for its device.
+type Traffic struct {
+	Address string    // where the device connects from; "" for a local device
+	In, Out uint64    // messages from and to the device
+	Last    time.Time // the device's last message; zero before its first
+}
+
+// DeviceTraffic is an attached device with its endpoint's traffic, which
+// is zero when the endpoint does not count it.
+type DeviceTraffic struct {
+	Device
+	Traffic
+}
+
 // Device is the presence record of one attached device.
 type Device struct {
 	ID       string
@@ -70,7 +91,7 @@ type Router struct {
 type attachment struct {
 	device   Device
 	endpoint Endpoint
-	missed   *missedTargets // of this session's frames
+	missed   *missedTargets // of this session's frames; made by the first fan-out that needs it
 }
 
 // New returns a router that delivers every frame to sink.
@@ -89,9 +110,9 @@ func (r *Router) Attach(dev Device, ep Endpoint) error {
 	}
 	r.mu.Lock()
 	old, replaced := r.devices[dev.ID]
-	a := attachment{device: dev, endpoint: ep, missed: old.missed}
-	if !replaced || old.endpoint != ep {
-		a.missed = newMissedTargets() // seqs are per session
+	a := attachment{device: dev, endpoint: ep}
+	if replaced && old.endpoint == ep {
+		a.missed = old.missed // seqs are per session
 	}
 	r.devices[dev.ID] = a
 	for _, w := range r.watchers {
@@ -199,5 +220,25 @@ func (r *Router) Devices() []Device {
 	}
 	r.mu.Unlock()
 	slices.SortFunc(list, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return list
+}
+
+// Traffic lists the attached devices sorted by id, each with what its
+// endpoint has counted.
+func (r *Router) Traffic() []DeviceTraffic {
+	r.mu.Lock()
+	list := make([]DeviceTraffic, 0, len(r.devices))
+	endpoints := make([]Endpoint, 0, len(r.devices))
+	for _, a := range r.devices {
+		list = append(list, DeviceTraffic{Device: a.device})
+		endpoints = append(endpoints, a.endpoint)
+	}
+	r.mu.Unlock()
+	for i, ep := range endpoints {
+		if m, ok := ep.(Metered); ok {
+			list[i].Traffic = m.Traffic()
+		}
+	}
+	slices.SortFunc(list, func(a, b DeviceTraffic) int { return strings.Compare(a.ID, b.ID) })
 	return list
 }

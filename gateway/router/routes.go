@@ -161,7 +161,13 @@ func (r *Router) route(routes []compiledRoute, f protocols.Frame) (ok bool, err 
 	retry := false
 	if len(targets) > 1 && f.HasSeq && f.Ack != nil {
 		r.mu.Lock()
-		missed = r.devices[f.Device].missed
+		if a, ok := r.devices[f.Device]; ok {
+			if a.missed == nil {
+				a.missed = newMissedTargets()
+				r.devices[f.Device] = a
+			}
+			missed = a.missed
+		}
 		r.mu.Unlock()
 		var left []string
 		if left, retry = missed.take(f.Seq); retry {

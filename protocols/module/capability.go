@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -67,6 +68,11 @@ type Host interface {
 	// connection exactly as on an accepted one, until the connection ends
 	// or ctx ends. It returns an error when no connection was opened.
 	Dial(ctx context.Context, opts DialOptions, p protocols.Protocol) error
+	// MDNS returns the gateway's mDNS responder, which runs from before
+	// Start until after Stop: a Runner announces its services on it (and
+	// withdraws them when it stops), and browses with its Options. It is
+	// nil when mDNS is off ([mdns] enabled = false).
+	MDNS() *mdns.Responder
 }
 
 // DialOptions say how a Runner's connection is opened.
@@ -92,6 +98,40 @@ type AdminRoute struct {
 	Pattern string
 	Handler http.Handler
 }
+
+// Pairer is implemented by protocols whose devices the user pairs before
+// they may connect (SHIP). The status page on the admin address lists
+// their peers with buttons to approve and reject them, which call the
+// protocol's admin routes POST /<name>/peers/{id}/approve and
+// POST /<name>/peers/{id}/reject (an AdminRouter must serve them).
+type Pairer interface {
+	Name() string // the protocol's
+	// PairingPeers lists the peers the protocol knows. It is called every
+	// second or so while a status page is open, and must not block.
+	PairingPeers() []Peer
+}
+
+// Peer is a device a Pairer knows.
+type Peer struct {
+	ID    string // how the admin routes name it (SHIP: the SKI)
+	Name  string // what the device calls itself (SHIP: its SHIP ID); may be empty
+	State PeerState
+	// Auto is set for a peer trusted without the user (SHIP's auto_accept).
+	Auto bool
+	// LastSeen is when the peer last tried to connect; zero for one the
+	// user paired in advance.
+	LastSeen time.Time
+}
+
+// PeerState is what the user decided about a peer, or that nobody has yet.
+type PeerState string
+
+// The states of a Peer.
+const (
+	PeerPending  PeerState = "pending"
+	PeerTrusted  PeerState = "trusted"
+	PeerRejected PeerState = "rejected"
+)
 
 // GatewayCommander is implemented by protocols that take commands
 // published to the gateway itself, {prefix}/$gateway/{id}/cmd/{name}

@@ -25,5 +25,6 @@
 // the protocol; the gateway, the config and the binary only walk the
 // registered modules.
 //
-// This package depends on the protocols contract only.
+// This package depends on the protocols contract, and on mdns for the
+// responder a Host hands its Runners.
 package module

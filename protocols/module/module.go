@@ -20,6 +20,10 @@ type Module struct {
 	// itself (SHIP pairs them by the key of their certificate): listeners
 	// that authenticate devices (auth = "token" or "mtls") do not serve it.
 	SelfAuthenticating bool
+	// TLSOnly is set for a protocol that serves clients over TLS only
+	// (SHIP): a plain ws:// listener does not list it among what it
+	// serves in its mDNS announcement.
+	TLSOnly bool
 	// DefaultOrder places the protocol in the default protocols.order,
 	// lower first; 0 leaves it disabled unless the configuration enables
 	// it.

@@ -62,6 +62,17 @@ func (p *Protocol) peerList() []trust.Entry {
 	return []trust.Entry{}
 }
 
+// PairingPeers implements module.Pairer: the trust store's entries for
+// the status page, whose buttons call the routes above.
+func (p *Protocol) PairingPeers() []module.Peer {
+	entries := p.Trust().List()
+	peers := make([]module.Peer, len(entries))
+	for i, e := range entries {
+		peers[i] = module.Peer{ID: e.SKI, Name: e.SHIPID, State: module.PeerState(e.State), Auto: e.AutoAccepted, LastSeen: e.LastSeen}
+	}
+	return peers
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

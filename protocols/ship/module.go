@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/module"
 	"github.com/wsgate/wsgate/protocols/ship/discovery"
@@ -29,7 +31,7 @@ var Sample string
 
 func init() {
 	module.Register(module.Module{
-		Name: Name, DefaultOrder: 10, Sample: Sample, SelfAuthenticating: true,
+		Name: Name, DefaultOrder: 10, Sample: Sample, SelfAuthenticating: true, TLSOnly: true,
 		NewConfig: func() module.Config { c := DefaultConfig(); return &c },
 	})
 }
@@ -91,8 +93,8 @@ type Service struct {
 }
 
 // Start implements module.Runner: it dials the SHIP peers (configured ones,
-// and trusted ones discovery finds) and announces the gateway over mDNS
-// until Stop.
+// and trusted ones discovery finds) and announces the gateway on the
+// host's mDNS responder until Stop.
 func (s *Service) Start(_ context.Context, host module.Host) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,12 +137,18 @@ func (s *Service) run(ctx context.Context, host module.Host) {
 	}
 	peers := s.NewPeers(dial, s.cfg.Timers.Delays())
 	var wg sync.WaitGroup
-	if s.cfg.Announce {
-		wg.Go(func() { s.announce(ctx) })
+	responder := host.MDNS()
+	if responder == nil && (s.cfg.Announce || s.cfg.Browse) {
+		s.log.Info("mDNS is off ([mdns] enabled = false): SHIP is neither announced nor browsed; list SHIP devices in [[protocols.ship.peers]] with their address")
 	}
-	if s.cfg.Browse {
+	if s.cfg.Announce && responder != nil {
+		wg.Go(func() { s.announce(ctx, responder) })
+	}
+	if s.cfg.Browse && responder != nil {
+		opts := responder.Options()
+		opts.Logger = s.log
 		wg.Go(func() {
-			err := discovery.Browse(ctx, discovery.BrowseOptions{OwnSKI: s.Identity().SKI, Options: discovery.Options{Logger: s.log}},
+			err := discovery.Browse(ctx, discovery.BrowseOptions{OwnSKI: s.Identity().SKI, Options: opts},
 				func(ev discovery.Event) {
 					if ev.Kind == discovery.Removed {
 						return // a dial loop keeps the last address it had
@@ -176,26 +184,36 @@ func dialURL(svc discovery.Service) string {
 }
 
 // announce announces the gateway as a _ship._tcp service (ship.md section
-// 8) until ctx ends.
-func (s *Service) announce(ctx context.Context) {
+// 8) on the gateway's responder until ctx ends.
+func (s *Service) announce(ctx context.Context, responder *mdns.Responder) {
 	c := s.cfg
 	host, portText, _ := net.SplitHostPort(c.Address)
 	port, _ := strconv.Atoi(portText)
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		s.log.Info("SHIP listener is on loopback; not announced over mDNS", "address", c.Address)
-		return
+	var addrs []netip.Addr // empty: the addresses of each interface
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		// Bound to one address: only that one is reachable. A loopback
+		// one is announced only where [mdns] names the interfaces (lo).
+		if ip.IsLoopback() && len(responder.Options().Interfaces) == 0 {
+			s.log.Info("SHIP listener is on loopback; not announced over mDNS", "address", c.Address)
+			return
+		}
+		addrs = []netip.Addr{ip.Unmap()}
 	}
 	id := s.Identity()
-	a, err := discovery.NewAnnouncer(discovery.Service{
-		Instance: id.SHIPID, Port: port, SHIPID: id.SHIPID, Path: c.Path, SKI: id.SKI, Register: c.AutoAccept,
+	svc, err := discovery.Service{
+		Port: port, Addrs: addrs, SHIPID: id.SHIPID, Path: c.Path, SKI: id.SKI, Register: c.AutoAccept,
 		Brand: c.Brand, Model: c.Model, Type: c.DeviceType, Serial: c.Serial, Categories: c.Categories,
-	}, discovery.Options{Logger: s.log})
+	}.MDNS()
+	var a *mdns.Announcement
 	if err == nil {
-		err = a.Run(ctx)
+		a, err = responder.Announce(svc)
 	}
 	if err != nil {
-		s.log.Warn("mDNS announcement not possible; give devices the gateway's address by hand", "err", err)
+		s.log.Warn("SHIP not announced over mDNS; give devices the gateway's address by hand", "err", err)
+		return
 	}
+	<-ctx.Done()
+	a.Withdraw()
 }
 
 // The capabilities the Service brings (package module).
@@ -206,6 +224,7 @@ var (
 	_ module.TLSProvider      = (*Service)(nil)
 	_ module.Runner           = (*Service)(nil)
 	_ module.AdminRouter      = (*Service)(nil)
+	_ module.Pairer           = (*Service)(nil)
 	_ module.GatewayCommander = (*Service)(nil)
 	_ protocols.Admitter      = (*Service)(nil)
 	_ prometheus.Collector    = (*Service)(nil)

@@ -7,9 +7,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
+	"github.com/wsgate/wsgate/mdns"
 	"github.com/wsgate/wsgate/protocols/ship/identity"
 )
 
@@ -17,10 +17,6 @@ import (
 const (
 	// ServiceType is the DNS-SD service type of SHIP.
 	ServiceType = "_ship._tcp"
-	// Domain is the only domain mDNS serves.
-	Domain = "local."
-	// TTL is the lifetime announced with every record (ship-go uses 120 s).
-	TTL = 120 * time.Second
 	// TXTVersion is the only txtvers a receiver may accept.
 	TXTVersion = "1"
 	// MaxPathLen is the longest WebSocket path accepted, in bytes.
@@ -28,8 +24,6 @@ const (
 	// MaxValueLen is the longest brand, model, type or serial; longer values
 	// are cut (at a UTF-8 boundary) as ship-go does.
 	MaxValueLen = 32
-	// MaxInstanceLen is the longest instance name: one DNS label.
-	MaxInstanceLen = 63
 )
 
 // TXT keys.
@@ -51,22 +45,19 @@ var (
 	// ErrInvalidTXT marks a TXT record a receiver must ignore, or a Service
 	// whose TXT record cannot be built.
 	ErrInvalidTXT = errors.New("discovery: invalid SHIP TXT record")
-	// ErrInvalidService marks a Service that cannot be announced.
-	ErrInvalidService = errors.New("discovery: invalid service")
-	// ErrNoMulticast marks a host where no mDNS socket could be opened (no
-	// multicast interface, a sandbox, port 5353 refused). Callers log it and
-	// run on without discovery.
-	ErrNoMulticast = errors.New("discovery: mDNS multicast unavailable")
+	// ErrNoMulticast is mdns.ErrNoMulticast: no mDNS socket could be
+	// opened. Callers log it and run on without discovery.
+	ErrNoMulticast = mdns.ErrNoMulticast
 )
 
 // Service is one SHIP node as DNS-SD describes it: the SRV and address
 // records (where) and the SHIP TXT record (who).
 //
-// For Announcer, Addrs may be left empty: each interface then announces its
+// To announce, Addrs may be left empty: each interface then announces its
 // own addresses. From Browse, Addrs holds IPv4 before IPv6, sorted, without
 // IPv6 link-local addresses, and is never empty.
 type Service struct {
-	Instance string       // instance label, e.g. "Demo-Wallbox-1234"
+	Instance string       // instance label, e.g. "Demo-Wallbox-1234"; empty announces the SHIP ID
 	Host     string       // SRV target without the trailing dot, e.g. "wallbox.local"
 	Port     int          // WebSocket (wss) port
 	Addrs    []netip.Addr // addresses of Host
@@ -105,6 +96,21 @@ func (s Service) URLs() []string {
 		urls = append(urls, "wss://"+net.JoinHostPort(a.String(), port)+s.Path)
 	}
 	return urls
+}
+
+// MDNS returns s as the mdns package announces it: type _ship._tcp, the
+// SHIP ID as the instance name unless one is given, and the SHIP TXT
+// record. It fails with ErrInvalidTXT when TXT does.
+func (s Service) MDNS() (mdns.Service, error) {
+	txt, err := s.TXT()
+	if err != nil {
+		return mdns.Service{}, err
+	}
+	instance := s.Instance
+	if instance == "" {
+		instance = s.SHIPID // eebus-go does the same
+	}
+	return mdns.Service{Instance: instance, Type: ServiceType, Host: s.Host, Port: s.Port, Addrs: s.Addrs, TXT: txt}, nil
 }
 
 // TXT returns the SHIP TXT record of s as key=value strings (not escaped for
@@ -160,17 +166,7 @@ func (s Service) TXT() ([]string, error) {
 // entries that are not numbers from 1 to 255 are skipped, since a bad
 // optional field is no reason to hide the node.
 func ParseTXT(txt []string) (Service, error) {
-	kv := make(map[string]string, len(txt))
-	for _, s := range txt {
-		k, v, _ := strings.Cut(s, "=")
-		k = strings.ToLower(k)
-		if k == "" {
-			continue // RFC 6763 6.4: a string starting with '=' is ignored
-		}
-		if _, dup := kv[k]; !dup {
-			kv[k] = v
-		}
-	}
+	kv := mdns.TXTMap(txt)
 	for _, k := range [...]string{keyTXTVers, keyID, keyPath, keySKI, keyRegister} {
 		if _, ok := kv[k]; !ok {
 			return Service{}, fmt.Errorf("%w: missing key %q", ErrInvalidTXT, k)

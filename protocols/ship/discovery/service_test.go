@@ -239,3 +239,24 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+func TestMDNS(t *testing.T) {
+	t.Parallel()
+	svc := Service{Port: 4711, SHIPID: "wsgate-fc93", Path: "/ship/", SKI: strings.ToUpper(testSKI)}
+	m, err := svc.MDNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"txtvers=1", "path=/ship/", "id=wsgate-fc93", "ski=" + testSKI, "register=false"}
+	if m.Instance != "wsgate-fc93" || m.Type != "_ship._tcp" || m.Port != 4711 || !reflect.DeepEqual(m.TXT, want) {
+		t.Errorf("MDNS() = %+v", m)
+	}
+	svc.Instance = "Energy manager"
+	if m, _ := svc.MDNS(); m.Instance != "Energy manager" {
+		t.Errorf("instance %q, want the one given", m.Instance)
+	}
+	svc.SKI = "short"
+	if _, err := svc.MDNS(); !errors.Is(err, ErrInvalidTXT) {
+		t.Errorf("MDNS() of a bad SKI: %v, want ErrInvalidTXT", err)
+	}
+}

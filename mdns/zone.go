@@ -1,45 +1,43 @@
-package discovery
+package mdns
 
 import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/miekg/dns"
 )
 
 // mDNS wire constants (RFC 6762) and the names this package answers for.
 const (
-	serviceName = ServiceType + "." + Domain         // _ship._tcp.local.
-	enumName    = "_services._dns-sd._udp." + Domain // RFC 6763 section 9
-	mdnsPort    = 5353
-	topBit      = 1 << 15 // rrclass: cache-flush (10.2); qclass: unicast response wanted (5.4)
-	legacyTTL   = 10      // TTL cap in replies to legacy unicast queries (6.7)
-	maxPacket   = 9000    // largest mDNS message (17)
+	enumName  = "_services._dns-sd._udp." + Domain // RFC 6763 section 9
+	mdnsPort  = 5353
+	topBit    = 1 << 15 // rrclass: cache-flush (10.2); qclass: unicast response wanted (5.4)
+	legacyTTL = 10      // TTL cap in replies to legacy unicast queries (6.7)
+	maxPacket = 9000    // largest mDNS message (17)
 )
 
 var ttlSeconds = uint32(TTL.Seconds())
 
 // zone is the validated record set of one announced Service. It is
-// immutable; Announcer.Update swaps in a new one.
+// immutable; Announcement.Update swaps in a new one.
 type zone struct {
-	svc      Service  // normalised copy: Instance, Host and SKI filled in
+	svc      Service  // normalised copy: Host filled in
+	service  string   // service FQDN in lower case, e.g. "_wsgate._tcp.local."
 	instance string   // instance FQDN in miekg/dns presentation form
 	host     string   // host FQDN, e.g. "gw.local."
 	txt      []string // TXT strings escaped for miekg/dns
 }
 
-// newZone checks s and derives its names. An empty Instance becomes the
-// SHIP ID (eebus-go does the same); an empty Host becomes the system host
-// name under local.
+// newZone checks s and derives its names. An empty Host becomes the system
+// host name under local.
 func newZone(s Service) (*zone, error) {
-	if s.Instance == "" {
-		s.Instance = s.SHIPID
+	if err := ValidateInstance(s.Instance); err != nil {
+		return nil, err
 	}
-	if err := validateInstance(s.Instance); err != nil {
+	if err := validType(s.Type); err != nil {
 		return nil, err
 	}
 	if s.Port < 1 || s.Port > 65535 {
@@ -58,33 +56,25 @@ func newZone(s Service) (*zone, error) {
 		addrs = append(addrs, a.Unmap().WithZone(""))
 	}
 	s.Addrs = addrs
-	txt, err := s.TXT()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidService, err)
+	if err := validTXT(s.TXT); err != nil {
+		return nil, err
 	}
-	s.SKI = strings.TrimPrefix(txt[3], keySKI+"=") // TXT normalised it
-	esc := make([]string, len(txt))
-	for i, t := range txt {
+	s.TXT = slices.Clone(s.TXT)
+	esc := make([]string, len(s.TXT))
+	for i, t := range s.TXT {
 		esc[i] = strings.ReplaceAll(t, `\`, `\\`) // miekg/dns reads '\' as an escape
 	}
+	if len(esc) == 0 {
+		esc = []string{""} // RFC 6763 6.1: a TXT record holds at least one string
+	}
+	service := strings.ToLower(s.Type) + "." + Domain
 	return &zone{
 		svc:      s,
-		instance: presentation(escapeLabel(s.Instance) + "." + serviceName),
+		service:  service,
+		instance: presentation(escapeLabel(s.Instance) + "." + service),
 		host:     host,
 		txt:      esc,
 	}, nil
-}
-
-func validateInstance(name string) error {
-	if name == "" || len(name) > MaxInstanceLen || !utf8.ValidString(name) {
-		return fmt.Errorf("%w: instance name %q must be 1-%d bytes of UTF-8", ErrInvalidService, name, MaxInstanceLen)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: instance name %q contains %q", ErrInvalidService, name, r)
-		}
-	}
-	return nil
 }
 
 // hostFQDN turns a configured host into a name under local.; "" means the
@@ -192,13 +182,14 @@ func isDigits(s string) bool {
 }
 
 // splitInstance returns the unescaped instance label of an instance FQDN
-// and whether name is one (<label>._ship._tcp.local.).
-func splitInstance(name string) (string, bool) {
+// of the service type service (lower case, e.g. "_ship._tcp.local.") and
+// whether name is one (<label>.<service>).
+func splitInstance(name, service string) (string, bool) {
 	lower := strings.ToLower(name)
-	if !strings.HasSuffix(lower, "."+serviceName) {
+	if !strings.HasSuffix(lower, "."+service) {
 		return "", false
 	}
-	label := name[:len(name)-len(serviceName)-1]
+	label := name[:len(name)-len(service)-1]
 	// The label must be a single one: every '.' in it escaped.
 	for i := 0; i < len(label); i++ {
 		switch label[i] {
@@ -226,11 +217,11 @@ func header(name string, t uint16, ttl uint32, unique bool) dns.RR_Header {
 // rest are unique to us and carry the cache-flush bit (RFC 6762 10.2).
 
 func (z *zone) enumPTR(ttl uint32) dns.RR {
-	return &dns.PTR{Hdr: header(enumName, dns.TypePTR, ttl, false), Ptr: serviceName}
+	return &dns.PTR{Hdr: header(enumName, dns.TypePTR, ttl, false), Ptr: z.service}
 }
 
 func (z *zone) ptr(ttl uint32) dns.RR {
-	return &dns.PTR{Hdr: header(serviceName, dns.TypePTR, ttl, false), Ptr: z.instance}
+	return &dns.PTR{Hdr: header(z.service, dns.TypePTR, ttl, false), Ptr: z.instance}
 }
 
 func (z *zone) srv(ttl uint32) dns.RR {
@@ -255,42 +246,44 @@ func (z *zone) addrRRs(addrs []netip.Addr, ttl uint32, v4, v6 bool) []dns.RR {
 	return rrs
 }
 
-// addrs returns the configured addresses, or else ifAddrs (those of the
-// interface the message goes out on).
-func (z *zone) addrs(ifAddrs []netip.Addr) []netip.Addr {
-	if len(z.svc.Addrs) > 0 {
+// addrs returns the addresses to announce on l: the configured ones (a
+// loopback address only on a loopback interface), or else l's own.
+func (z *zone) addrs(l link) []netip.Addr {
+	if len(z.svc.Addrs) == 0 {
+		return l.addrs
+	}
+	if l.loopback {
 		return z.svc.Addrs
 	}
-	return ifAddrs
+	return slices.DeleteFunc(slices.Clone(z.svc.Addrs), netip.Addr.IsLoopback)
 }
 
 // announcement is the unsolicited response of RFC 6762 8.3: every record,
 // all in the answer section. With ttl 0 it is the goodbye of 10.1, which
-// leaves out the addresses: the host name may be shared with avahi, whose
-// address records must not be withdrawn.
-func (z *zone) announcement(ifAddrs []netip.Addr, ttl uint32) *dns.Msg {
+// leaves out the addresses: the host name may be shared with avahi and
+// with the other services, whose address records must not be withdrawn.
+func (z *zone) announcement(l link, ttl uint32) *dns.Msg {
 	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}, Compress: true}
 	m.Answer = []dns.RR{z.ptr(ttl), z.srv(ttl), z.txtRR(ttl)}
 	if ttl > 0 {
-		m.Answer = append(m.Answer, z.addrRRs(z.addrs(ifAddrs), ttl, true, true)...)
+		m.Answer = append(m.Answer, z.addrRRs(z.addrs(l), ttl, true, true)...)
 	}
 	return m
 }
 
 // answer returns the records one question asks for (answer section) and
 // those RFC 6763 section 12 says to add (additional section).
-func (z *zone) answer(q dns.Question, ifAddrs []netip.Addr) (ans, extra []dns.RR) {
+func (z *zone) answer(q dns.Question, addrs []netip.Addr) (ans, extra []dns.RR) {
 	if c := q.Qclass &^ topBit; c != dns.ClassINET && c != dns.ClassANY {
 		return nil, nil
 	}
 	all := q.Qtype == dns.TypeANY
-	addrs := z.addrs(ifAddrs)
 	switch name := strings.ToLower(q.Name); {
 	case name == enumName:
 		if all || q.Qtype == dns.TypePTR {
 			ans = append(ans, z.enumPTR(ttlSeconds))
 		}
-	case name == serviceName:
+	case name == z.service:
 		if all || q.Qtype == dns.TypePTR {
 			ans = append(ans, z.ptr(ttlSeconds))
 			extra = append(extra, z.srv(ttlSeconds), z.txtRR(ttlSeconds))
@@ -314,11 +307,12 @@ func (z *zone) answer(q dns.Question, ifAddrs []netip.Addr) (ans, extra []dns.RR
 	return ans, extra
 }
 
-// respond builds the reply to one received message, or nil when there is
-// nothing to say. srcPort tells a legacy unicast querier (any port but
-// 5353, RFC 6762 6.7) from a full mDNS one; unicast reports whether the
-// reply goes to the querier's address instead of the group.
-func (z *zone) respond(q *dns.Msg, srcPort int, ifAddrs []netip.Addr) (reply *dns.Msg, unicast bool) {
+// respond builds the reply of the zones to one message received on l, or
+// nil when there is nothing to say. A zone with no address on l does not
+// answer there. srcPort tells a legacy unicast querier (any port but 5353,
+// RFC 6762 6.7) from a full mDNS one; unicast reports whether the reply goes
+// to the querier's address instead of the group.
+func respond(zones []*zone, q *dns.Msg, srcPort int, l link) (reply *dns.Msg, unicast bool) {
 	// RFC 6762 18: only standard queries; responses (ours included, looped
 	// back) are not questions.
 	if q.Response || q.Opcode != dns.OpcodeQuery || q.Rcode != dns.RcodeSuccess {
@@ -330,9 +324,15 @@ func (z *zone) respond(q *dns.Msg, srcPort int, ifAddrs []netip.Addr) (reply *dn
 		if question.Qclass&topBit != 0 {
 			unicast = true
 		}
-		a, e := z.answer(question, ifAddrs)
-		ans = append(ans, a...)
-		extra = append(extra, e...)
+		for _, z := range zones {
+			addrs := z.addrs(l)
+			if len(addrs) == 0 {
+				continue
+			}
+			a, e := z.answer(question, addrs)
+			ans = append(ans, a...)
+			extra = append(extra, e...)
+		}
 	}
 	ans = dedupe(knownAnswerSuppress(ans, q.Answer), nil)
 	if len(ans) == 0 {

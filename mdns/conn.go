@@ -1,4 +1,4 @@
-package discovery
+package mdns
 
 import (
 	"errors"
@@ -24,7 +24,9 @@ var (
 // Options selects where mDNS runs. The zero value uses every interface that
 // is up, not loopback and has the MULTICAST flag, over IPv4 and IPv6.
 type Options struct {
-	// Interfaces limits mDNS to these interface names.
+	// Interfaces limits mDNS to these interface names. A loopback
+	// interface may be named: Linux delivers multicast on lo although it
+	// lacks the MULTICAST flag, so mDNS then stays on the machine.
 	Interfaces []string
 	// DisableIPv6 keeps mDNS off ff02::fb.
 	DisableIPv6 bool
@@ -62,7 +64,7 @@ func selectInterfaces(names []string) ([]net.Interface, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: interface %q: %w", ErrNoMulticast, n, err)
 			}
-			if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 {
+			if ifi.Flags&net.FlagUp == 0 || ifi.Flags&(net.FlagMulticast|net.FlagLoopback) == 0 {
 				return nil, fmt.Errorf("%w: interface %q is down or has no MULTICAST flag", ErrNoMulticast, n)
 			}
 			ifis = append(ifis, *ifi)
@@ -128,7 +130,8 @@ func hasFamily(ifi net.Interface, v6 bool) bool {
 
 // listen binds port 5353 and joins the group on every interface of ifis
 // that has an address of the family. net.ListenMulticastUDP sets
-// SO_REUSEADDR, so avahi, ship-go and our own browser can share the port.
+// SO_REUSEADDR, so avahi, other responders and our own browser can share
+// the port.
 func listen(v6 bool, ifis []net.Interface) (*conn, error) {
 	network, group, fam := "udp4", group4, "IPv4"
 	if v6 {
@@ -221,7 +224,7 @@ func (c *conn) read(buf []byte) (n, ifindex int, src *net.UDPAddr, err error) {
 	}
 	src, _ = from.(*net.UDPAddr)
 	if err == nil && src == nil {
-		err = fmt.Errorf("discovery: packet from %v", from)
+		err = fmt.Errorf("mdns: packet from %v", from)
 	}
 	return n, ifindex, src, err
 }
@@ -298,14 +301,33 @@ func readLoop(c *conn, log *slog.Logger, handle func(m *dns.Msg, src *net.UDPAdd
 	}
 }
 
-// interfaceAddrs returns the addresses worth announcing on ifi: IPv4 and
-// IPv6 except loopback and IPv6 link-local (SHIP browsers drop those,
-// ship.md section 8). A nil ifi means every interface in ifis.
-func interfaceAddrs(ifi *net.Interface, ifis []net.Interface) []netip.Addr {
+// link is where a message goes out: the addresses worth announcing there,
+// and whether it is a loopback interface.
+type link struct {
+	addrs    []netip.Addr
+	loopback bool
+}
+
+// linkOf describes ifi, or all of ifis together when ifi is nil (a packet
+// whose interface the platform did not say).
+func linkOf(ifi *net.Interface, ifis []net.Interface) link {
 	list := ifis
 	if ifi != nil {
 		list = []net.Interface{*ifi}
 	}
+	l := link{addrs: interfaceAddrs(list)}
+	for _, i := range list {
+		if i.Flags&net.FlagLoopback != 0 {
+			l.loopback = true
+		}
+	}
+	return l
+}
+
+// interfaceAddrs returns the addresses worth announcing on the interfaces:
+// IPv4 and IPv6 except IPv6 link-local (browsers such as SHIP's drop
+// them), and loopback addresses only on a loopback interface.
+func interfaceAddrs(list []net.Interface) []netip.Addr {
 	var out []netip.Addr
 	for _, i := range list {
 		addrs, err := i.Addrs()
@@ -322,7 +344,7 @@ func interfaceAddrs(ifi *net.Interface, ifis []net.Interface) []netip.Addr {
 				continue
 			}
 			ip = ip.Unmap()
-			if usable(ip) && !ip.IsLoopback() && !slices.Contains(out, ip) {
+			if usable(ip) && (!ip.IsLoopback() || i.Flags&net.FlagLoopback != 0) && !slices.Contains(out, ip) {
 				out = append(out, ip)
 			}
 		}
@@ -331,7 +353,8 @@ func interfaceAddrs(ifi *net.Interface, ifis []net.Interface) []netip.Addr {
 }
 
 // usable is the address filter of both sides: no IPv6 link-local (it would
-// need a zone and ship-go drops it), nothing that cannot be dialled.
+// need a zone, and SHIP's ship-go drops it), nothing that cannot be
+// dialled.
 func usable(a netip.Addr) bool {
 	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !(a.Is6() && a.IsLinkLocalUnicast())
 }

@@ -40,14 +40,26 @@ func retainedStatus(t *testing.T, b *testBroker, device string) statusJSON {
 // and only the newest session gets commands. Its statuses say an earlier
 // time than those it supersedes: an order by timestamps would have kept
 // the older session.
+//
+// On a three-node NATS cluster each gateway is attached to its own node.
 func TestClockSkewedGatewayTakesOver(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, "mosquitto")
+	for _, kind := range []string{"mosquitto", "nats"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			testClockSkewedGatewayTakesOver(t, startBroker(t, kind))
+		})
+	}
+}
+
+func testClockSkewedGatewayTakesOver(t *testing.T, b *testBroker) {
 	statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/skew-1/status")
 	results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
 	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
-	ga := startGateway(t, gatewayOptions{url: b.URL, id: "gw-a", clock: behind})
-	gb := startGateway(t, gatewayOptions{url: b.URL, id: "gw-b"})
+	urlA, fallbackA := b.node(1)
+	urlB, fallbackB := b.node(2)
+	ga := startGateway(t, gatewayOptions{url: urlA, fallbacks: fallbackA, id: "gw-a", clock: behind})
+	gb := startGateway(t, gatewayOptions{url: urlB, fallbacks: fallbackB, id: "gw-b"})
 	ga.waitConnected(t, true)
 	gb.waitConnected(t, true)
 

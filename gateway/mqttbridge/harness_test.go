@@ -77,6 +77,19 @@ type testBroker struct {
 	URL, ClientURL string
 	mosquitto      *brokertest.Mosquitto
 	proxy          *cutProxy
+	// nats is a three-node cluster: URL and ClientURL name its first node,
+	// and node(i) gives each gateway its own.
+	nats *brokertest.NATSCluster
+}
+
+// node returns the URLs a gateway of a clustered broker is given: node i
+// first, the others as fallbacks. Other brokers have one URL.
+func (b *testBroker) node(i int) (string, []string) {
+	if b.nats == nil {
+		return b.URL, nil
+	}
+	urls := b.nats.URLs(i)
+	return urls[0], urls[1:]
 }
 
 // startBroker starts a broker of kind. Mosquitto runs with persistence and
@@ -89,6 +102,9 @@ func startBroker(t *testing.T, kind string) *testBroker {
 	case "mosquitto":
 		m := brokertest.StartMosquitto(t)
 		return &testBroker{kind: kind, URL: m.URL, ClientURL: m.URL, mosquitto: m}
+	case "nats":
+		c := brokertest.StartNATSCluster(t, 3)
+		return &testBroker{kind: kind, URL: c.Nodes[0].URL, ClientURL: c.Nodes[0].URL, nats: c}
 	case "embedded":
 		url := brokertest.StartEmbedded(t)
 		p := startCutProxy(t, strings.TrimPrefix(url, "tcp://"))
@@ -218,6 +234,7 @@ func (p *cutProxy) restore() {
 type gatewayOptions struct {
 	id             string
 	url            string
+	fallbacks      []string    // other nodes of a broker cluster
 	tls            *tls.Config // for ssl:// URLs
 	spoolDir       string      // default: a fresh temp dir
 	limits         spool.Limits
@@ -314,7 +331,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		t.Fatal(err)
 	}
 	b := New(Config{
-		URL: o.url, TLS: o.tls, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
+		URL: o.url, FallbackURLs: o.fallbacks, TLS: o.tls, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,

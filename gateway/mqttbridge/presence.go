@@ -183,10 +183,11 @@ func (b *Bridge) onConnect(ctx context.Context) {
 
 // awaitSync sends the gateway a marker behind its subscriptions and waits
 // for it to come back: the broker sends a new subscription's retained
-// messages before anything published after it, so by then the bridge knows
-// every device's retained claim and its own claims supersede them. A
-// broker that does not bring the marker back within the publish timeout
-// is not waited for any longer.
+// messages, and every status published before the marker, ahead of it, so
+// by then the bridge knows every claim made before it asked and its own
+// claims supersede them. It runs after each connect and before each batch
+// of new claims. A broker that does not bring the marker back within the
+// publish timeout is not waited for any longer.
 func (b *Bridge) awaitSync(ctx context.Context) {
 	nonce := b.syncNonce.Add(1)
 	t := b.client.Publish(b.topics.Sync(), 1, false, strconv.AppendUint(nil, nonce, 10))
@@ -242,6 +243,12 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		claim     ownership.Claim // Online: the state to announce
 		subscribe bool            // true: subscribe commands; false: unsubscribe if held
 		held      bool
+	}
+	if b.claimsWanted() {
+		// Learn every claim the broker passed on before this moment: a
+		// device that connected here after its session elsewhere was
+		// announced gets a stamp above that session's.
+		b.awaitSync(ctx)
 	}
 	var changes []change
 	b.presence.mu.Lock()
@@ -315,6 +322,18 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		}
 		b.presence.mu.Unlock()
 	}
+}
+
+// claimsWanted reports whether a session here has no claim yet.
+func (b *Bridge) claimsWanted() bool {
+	b.presence.mu.Lock()
+	defer b.presence.mu.Unlock()
+	for _, e := range b.presence.devices {
+		if e.online && e.dirty && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+			return true
+		}
+	}
+	return false
 }
 
 // takeOver closes a session of ours whose claim a later one superseded.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -632,12 +633,37 @@ func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
 	defer timer.Stop()
 	select {
 	case <-t.Done():
-		return t.Error()
+		if err := t.Error(); err != nil {
+			return err
+		}
+		return refused(t)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
 		return errors.New("broker did not answer in time")
 	}
+}
+
+// refused reports the filters of a subscription the broker answered with
+// the failure code 0x80, which paho does not count as an error: an ACL,
+// or a clustered broker that could not set the subscription up (NATS while
+// JetStream elects a new leader).
+func refused(t mqtt.Token) error {
+	st, ok := t.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var filters []string
+	for filter, code := range st.Result() {
+		if code >= 0x80 {
+			filters = append(filters, filter)
+		}
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	slices.Sort(filters)
+	return fmt.Errorf("the broker refused the subscription to %s", strings.Join(filters, ", "))
 }
 
 // sinceFormat is RFC 3339 with milliseconds, for people and tools that

@@ -136,16 +136,25 @@ func (b *Bridge) Detached(dev router.Device) {
 
 // controlLoop publishes presence changes and renews subscriptions after
 // every (re)connect.
+//
+// A pass that failed while the broker stays connected (it refused a
+// subscription) is tried again after a while.
 func (b *Bridge) controlLoop(ctx context.Context) {
+	retry := time.NewTimer(0)
+	<-retry.C
 	for {
 		select {
 		case <-ctx.Done():
+			retry.Stop()
 			return
 		case <-b.connected:
 			b.onConnect(ctx)
 		case <-b.controlWake:
+		case <-retry.C:
 		}
-		b.reconcile(ctx, true)
+		if !b.reconcile(ctx, true) && b.client.IsConnectionOpen() {
+			retry.Reset(max(b.cfg.ReconnectMin, time.Second))
+		}
 		b.sweep(ctx)
 	}
 }
@@ -234,9 +243,11 @@ func (b *Bridge) onSync(payload []byte) {
 // after its command subscription is in place; a session that ended is
 // announced offline unless a later claim has superseded it. keep=false (at
 // shutdown) ends every session.
-func (b *Bridge) reconcile(ctx context.Context, keep bool) {
+//
+// It reports whether every change went through.
+func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 	if !b.client.IsConnectionOpen() || !b.synced.Load() {
-		return
+		return false
 	}
 	type change struct {
 		id        string
@@ -278,6 +289,7 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 	}
 	b.presence.mu.Unlock()
 
+	ok := true
 	for _, c := range changes {
 		online := c.claim
 		online.Online = true
@@ -301,7 +313,8 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 			b.takeOver(c.id, c.claim.Session)
 		}
 		if err != nil {
-			b.log.Warn("cannot update device presence; retrying on reconnect", "device", c.id, "err", err)
+			b.log.Warn("cannot update device presence; retrying", "device", c.id, "err", err)
+			ok = false
 			continue
 		}
 		b.presence.mu.Lock()
@@ -322,6 +335,7 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		}
 		b.presence.mu.Unlock()
 	}
+	return ok
 }
 
 // claimsWanted reports whether a session here has no claim yet.

@@ -295,6 +295,9 @@ func subscribe(t testing.TB, url, filter, clientID string, clean bool) *Subscrib
 	return s
 }
 
+// Close disconnects the subscriber before the test ends.
+func (s *Subscriber) Close() { s.client.Disconnect(100) }
+
 // Next waits for the next message on topic, skipping others.
 func (s *Subscriber) Next(t testing.TB, topic string, timeout time.Duration) Message {
 	t.Helper()

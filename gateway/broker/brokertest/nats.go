@@ -78,8 +78,13 @@ cluster {
 }
 mqtt {
   listen: 127.0.0.1:%d
+  # Sessions, retained and QoS 1 messages on every node: without it the
+  # streams get as many replicas as nodes had joined when the first
+  # client came, possibly one, and a killed node takes acknowledged
+  # messages along.
+  stream_replicas: %d
 }
-`, node.Name, FreePort(t), node.monitor, filepath.Join(dir, node.Name), clusterPorts[i], strings.Join(routes, ", "), node.mqtt)
+`, node.Name, FreePort(t), node.monitor, filepath.Join(dir, node.Name), clusterPorts[i], strings.Join(routes, ", "), node.mqtt, min(n, 3))
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -123,6 +128,9 @@ func (c *NATSCluster) start(node *NATSNode) {
 		node.log = &syncBuffer{}
 	}
 	cmd := exec.Command(c.bin, "-c", node.conf)
+	// Killed with the test binary, should it die without cleaning up (a
+	// test timeout panics).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = node.log, node.log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start nats-server %s: %v", node.Name, err)

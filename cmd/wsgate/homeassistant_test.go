@@ -200,6 +200,12 @@ interval = "200ms"
 		!strings.Contains(body, `"device":"kitchen-sensor"`) || !strings.Contains(body, `"device":"pi-cpu","local":true`) {
 		t.Errorf("GET /homeassistant/devices: %d %s", code, body)
 	}
+	var out bytes.Buffer
+	if code := run(t.Context(), []string{"homeassistant", "devices", "-admin", ts.adminAddr}, &out, &out); code != 0 ||
+		!regexp.MustCompile(`(?m)^pi-cpu +true +temperature \(sensor\)$`).MatchString(out.String()) ||
+		!strings.Contains(out.String(), "relay (switch)") {
+		t.Errorf("wsgate homeassistant devices: %d\n%s", code, out.String())
+	}
 	for _, id := range []string{"kitchen-sensor", "pi-cpu"} {
 		if code, body := admin("DELETE", "/homeassistant/devices/"+id); code != http.StatusConflict {
 			t.Errorf("DELETE %s: %d %s, want 409", id, code, body)
@@ -207,8 +213,10 @@ interval = "200ms"
 	}
 	ws.Close()
 	waitStatus(t, states, "wsgate/kitchen-sensor/status", "offline")
-	if code, body := admin("DELETE", "/homeassistant/devices/kitchen-sensor"); code != http.StatusOK || !strings.Contains(body, kitchenTopic) {
-		t.Errorf("DELETE kitchen-sensor once gone: %d %s", code, body)
+	out.Reset()
+	if code := run(t.Context(), []string{"homeassistant", "remove", "kitchen-sensor", "-admin", ts.adminAddr}, &out, &out); code != 0 ||
+		out.String() != "cleared "+kitchenTopic+"\n" {
+		t.Errorf("wsgate homeassistant remove kitchen-sensor once gone: %d\n%s", code, out.String())
 	}
 	if m := sub.Next(t, kitchenTopic, mqttTestWait); len(m.Payload) != 0 || m.Retained {
 		t.Errorf("after the removal %s got %q, want an empty payload", kitchenTopic, m.Payload)

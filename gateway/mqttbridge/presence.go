@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -134,8 +135,12 @@ func (b *Bridge) onConnect(ctx context.Context) {
 	if b.cfg.GatewayCommands != nil {
 		filters[b.topics.GatewayCommands()] = 1
 	}
+	maps.Copy(filters, b.extra)
 	if err := b.wait(ctx, b.client.SubscribeMultiple(filters, nil)); err != nil {
 		b.log.Warn("cannot subscribe to statuses", "err", err)
+	}
+	for _, f := range b.connectHooks {
+		f()
 	}
 	b.presence.mu.Lock()
 	b.presence.resync = true

@@ -41,6 +41,7 @@ type Config struct {
 	ProtocolTables map[string]toml.Primitive `toml:"protocols"`
 	Protocols      Protocols                 `toml:"-"`
 	MQTT           MQTT                      `toml:"mqtt"`
+	HomeAssistant  HomeAssistant             `toml:"homeassistant"`
 	Spool          Spool                     `toml:"spool"`
 	Admin          Admin                     `toml:"admin"`
 	MDNS           MDNS                      `toml:"mdns"`
@@ -265,11 +266,12 @@ func Default() Config {
 			// could otherwise command the devices (docs/SECURITY.md).
 			Embedded: Embedded{Address: "127.0.0.1:1883"},
 		},
-		Spool:      Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
-		Admin:      Admin{Address: "127.0.0.1:9180"},
-		MDNS:       MDNS{Enabled: true},
-		Auth:       defaultAuth(),
-		PluginHost: PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
+		HomeAssistant: defaultHomeAssistant(),
+		Spool:         Spool{MaxFrames: 100000, MaxBytes: 64 << 20, FullPolicy: "reject"},
+		Admin:         Admin{Address: "127.0.0.1:9180"},
+		MDNS:          MDNS{Enabled: true},
+		Auth:          defaultAuth(),
+		PluginHost:    PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
 
@@ -724,6 +726,7 @@ func (c *Config) validate() []fault {
 	fs = append(fs, c.validateModules()...)
 
 	fs = append(fs, c.MQTT.validate()...)
+	fs = append(fs, c.validateHomeAssistant()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
 	fs = append(fs, c.MDNS.validate()...)

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -18,9 +21,72 @@ import (
 type Device struct {
 	ID     string `toml:"id"`
 	Driver string `toml:"driver"`
+	// Entities say what the device measures and controls, for Home
+	// Assistant discovery: its [[devices.entities]] tables. Left out, the
+	// driver's own (devices.Describer) are used; `entities = []` means
+	// none.
+	Entities *[]Entity `toml:"entities"`
 	// Options are decoded from the same table by the driver; nil when the
 	// driver is unknown.
 	Options devices.Config `toml:"-"`
+}
+
+// Entity is one [[devices.entities]] table (protocols.Entity).
+type Entity struct {
+	Key         string   `toml:"key"`
+	Name        string   `toml:"name"`
+	Component   string   `toml:"component"`
+	Channel     string   `toml:"channel"`
+	Field       string   `toml:"field"`
+	Command     string   `toml:"command"`
+	Unit        string   `toml:"unit"`
+	DeviceClass string   `toml:"device_class"`
+	StateClass  string   `toml:"state_class"`
+	Category    string   `toml:"category"`
+	On          any      `toml:"on"`
+	Off         any      `toml:"off"`
+	Min         *float64 `toml:"min"`
+	Max         *float64 `toml:"max"`
+	Step        *float64 `toml:"step"`
+}
+
+// Entity converts the table. On and Off, TOML values, become JSON ones.
+func (e Entity) Entity() protocols.Entity {
+	value := func(v any) json.RawMessage {
+		if v == nil {
+			return nil
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return json.RawMessage("{}") // refused by Validate as not a scalar
+		}
+		return b
+	}
+	return protocols.Entity{
+		Key: e.Key, Name: e.Name, Component: e.Component, Channel: e.Channel, Field: e.Field, Command: e.Command,
+		Unit: e.Unit, DeviceClass: e.DeviceClass, StateClass: e.StateClass, Category: e.Category,
+		On: value(e.On), Off: value(e.Off), Min: e.Min, Max: e.Max, Step: e.Step,
+	}
+}
+
+// Description is what the device is announced with: its entities, or
+// its driver's when the entry lists none; nil when it has none.
+func (d Device) Description() *protocols.Description {
+	var entities []protocols.Entity
+	switch {
+	case d.Entities != nil:
+		for _, e := range *d.Entities {
+			entities = append(entities, e.Entity())
+		}
+	default:
+		if ds, ok := d.Options.(devices.Describer); ok {
+			entities = ds.Entities()
+		}
+	}
+	if len(entities) == 0 {
+		return nil
+	}
+	return &protocols.Description{Model: d.Driver, Entities: entities}
 }
 
 // Route is one [[routes]] entry (see router.Route and docs/DEVICES.md).
@@ -65,6 +131,19 @@ func (c *Config) validateDevices() []fault {
 			add(at("id"), "%q is also the id of devices[%d]", d.ID, j)
 		}
 		ids[d.ID] = i
+		if d.Entities != nil {
+			desc := protocols.Description{}
+			for _, e := range *d.Entities {
+				desc.Entities = append(desc.Entities, e.Entity())
+			}
+			for _, err := range unjoin(desc.Validate()) {
+				var fe *protocols.FieldError
+				if errors.As(err, &fe) {
+					// "entities[2].unit" is "entities.2.unit" in a key path.
+					add(at(indexes.ReplaceAllString(fe.Field, ".$1")), "%s", fe.Problem)
+				}
+			}
+		}
 		if d.Options == nil {
 			continue // unknown driver, reported by Parse
 		}
@@ -118,6 +197,9 @@ func (c *Config) validateDevices() []fault {
 	}
 	return fs
 }
+
+// indexes matches the [N] of "entities[2].unit".
+var indexes = regexp.MustCompile(`\[(\d+)\]`)
 
 // validFilter checks an MQTT-style channel filter.
 func validFilter(f string) bool {

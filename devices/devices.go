@@ -60,6 +60,14 @@ type FrameTaker interface {
 	AcceptsFrames() bool
 }
 
+// Describer is implemented by the configs of drivers that know what their
+// devices are (a gpio input is a binary sensor, a thermal zone a
+// temperature): the entities announced to home automation software
+// (Home Assistant discovery) unless the [[devices]] entry lists its own.
+type Describer interface {
+	Entities() []protocols.Entity
+}
+
 // Outlet is what a running device can do.
 type Outlet interface {
 	// Publish hands a frame to the router; Device is set by the outlet.

@@ -575,7 +575,7 @@ func (c *conn) Attach(d protocols.Device) error {
 	}
 	c.device = device
 	c.mu.Unlock()
-	dev := router.Device{ID: device, Protocol: c.info.Subprotocol, Session: c.info.ID, Since: time.Now().UTC()}
+	dev := router.Device{ID: device, Protocol: c.info.Subprotocol, Session: c.info.ID, Since: time.Now().UTC(), Description: d.Description}
 	if err := c.srv.router.Attach(dev, c); err != nil {
 		c.mu.Lock()
 		c.device = ""

@@ -104,6 +104,9 @@ type Device struct {
 	// upgrade request's Authorization: Bearer token. It is never logged
 	// or published.
 	Token string
+	// Description, when the device gives one, says what it is and what it
+	// measures and controls; nil otherwise.
+	Description *Description
 }
 
 // SessionInfo describes the connection a session runs on.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,11 +22,13 @@ import (
 	"github.com/wsgate/wsgate/gateway"
 	"github.com/wsgate/wsgate/gateway/admin"
 	"github.com/wsgate/wsgate/gateway/broker"
+	"github.com/wsgate/wsgate/gateway/homeassistant"
 	"github.com/wsgate/wsgate/gateway/mqttbridge"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/plugins"
 	"github.com/wsgate/wsgate/protocols"
+	"github.com/wsgate/wsgate/protocols/module"
 )
 
 // gatewayRun is one run of the gateway: its configuration, and the parts
@@ -49,6 +52,7 @@ type gatewayRun struct {
 	// broker when it has users; nil otherwise.
 	brokerLogin *[2]string
 	bridge      *mqttbridge.Bridge
+	discovery   *homeassistant.Discovery // nil when [homeassistant] is off
 	router      *router.Router
 	locals      *devices.Manager
 	server      *gateway.Server
@@ -69,6 +73,13 @@ func (g *gatewayRun) components() []component {
 	}
 	cs = append(cs,
 		component{name: "MQTT bridge", start: g.startBridge, stop: func(ctx context.Context) error { return g.bridge.Close(ctx) }},
+	)
+	if g.cfg.HomeAssistant.Enabled {
+		cs = append(cs, component{name: "Home Assistant discovery",
+			start: func(context.Context) error { g.discovery.Start(); return nil },
+			stop:  func(context.Context) error { g.discovery.Close(); return nil }})
+	}
+	cs = append(cs,
 		// Local devices stop before the bridge: their last frames still reach it.
 		component{name: "local devices", start: g.startDevices, stop: func(context.Context) error { g.locals.Close(); return nil }},
 		component{name: "WebSocket server", start: g.startServer, stop: g.stopServer},
@@ -182,11 +193,37 @@ func (g *gatewayRun) startBridge(context.Context) error {
 	if commands := g.gatewayCommands(); len(commands) > 0 {
 		bcfg.GatewayCommands = commands
 	}
+	ha := g.cfg.HomeAssistant
+	if ha.Enabled {
+		if bcfg.Topics, err = bcfg.Topics.Reserve(ha.DiscoveryPrefix); err != nil {
+			return fmt.Errorf("homeassistant.discovery_prefix: %w", err)
+		}
+	}
 	g.bridge = mqttbridge.New(bcfg, g.spool, g.log)
 	g.router = router.New(g.bridge, g.log)
 	g.router.Watch(g.bridge)
+	if ha.Enabled {
+		// Before the bridge starts: discovery subscribes through it.
+		g.discovery = homeassistant.New(homeassistant.Options{
+			Prefix: ha.DiscoveryPrefix, StatusTopic: ha.StatusTopic, Mode: homeassistant.Mode(ha.Mode),
+			Namespace: g.cfg.MQTT.TopicPrefix, GatewayID: g.cfg.Gateway.ID, Version: versionString(),
+			Locals: localDescriptions(g.cfg.Devices), Log: g.log,
+		}, bcfg.Topics, g.bridge)
+		g.router.Watch(g.discovery)
+	}
 	g.bridge.Start(g.router)
 	return nil
+}
+
+// localDescriptions are what the local devices are announced with, by id.
+func localDescriptions(devices []config.Device) map[string]*protocols.Description {
+	descs := map[string]*protocols.Description{}
+	for _, d := range devices {
+		if desc := d.Description(); desc != nil {
+			descs[d.ID] = desc
+		}
+	}
+	return descs
 }
 
 func (g *gatewayRun) startDevices(context.Context) error {
@@ -233,6 +270,11 @@ func (g *gatewayRun) stopServer(ctx context.Context) error {
 func (g *gatewayRun) startAdmin(context.Context) (err error) {
 	src := admin.Sources{Gateway: g.server, Bridge: g.bridge, Router: g.router, Plugins: g.pluginHost, Protocols: g.registry}
 	src.Routes, src.Collectors, src.Pairers = g.adminExtras()
+	if g.discovery != nil {
+		src.Routes = append(src.Routes,
+			module.AdminRoute{Pattern: homeassistant.ListPattern, Handler: http.HandlerFunc(g.discovery.ServeList)},
+			module.AdminRoute{Pattern: homeassistant.RemovePattern, Handler: http.HandlerFunc(g.discovery.ServeRemove)})
+	}
 	a := g.cfg.Admin
 	g.admin, err = admin.Start(admin.Options{
 		Address: a.Address, Hosts: a.Hosts, Token: a.Token, Reload: g.reload,

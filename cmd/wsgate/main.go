@@ -7,6 +7,7 @@
 //	wsgate reload [-config FILE]     make the running gateway re-read its configuration
 //	wsgate token new|hash [FILE]     make a token, hash one for the configuration
 //	wsgate device [flags]            act as a done device (wsgate device -help)
+//	wsgate homeassistant devices|remove ID   Home Assistant discovery, through the admin API
 //	wsgate <protocol> <command> ...  a built-in protocol's commands (wsgate <protocol> help)
 //	wsgate version                   print the version
 //
@@ -53,6 +54,8 @@ commands:
   token new|hash [FILE]     make a device or admin token, hash one for [[auth.tokens]]
   device [-url URL] [-id ID] [-pub CH=JSON]...
                             act as a done device: publish readings, answer commands
+  homeassistant devices|remove ID
+                            the Home Assistant announcements of the running gateway
 `)
 	for _, name := range subcommandModules() {
 		fmt.Fprintf(&b, "  %-24s  the %s protocol's commands (wsgate %s help)\n", name+" <command>", name, name)
@@ -86,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return tokenCommand(args, os.Stdin, stdout, stderr)
 	case cmd == "device":
 		return deviceCommand(ctx, args, os.Stdin, stdout, stderr)
+	case cmd == "homeassistant":
+		return homeAssistantCommand(ctx, args, stdout, stderr)
 	case slices.Contains(subcommandModules(), cmd):
 		return protocolCommand(ctx, cmd, args, stdout, stderr)
 	default:

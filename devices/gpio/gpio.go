@@ -34,6 +34,7 @@ package gpio
 
 import (
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/protocols"
 )
 
 // Sample is a copy-paste [[devices]] example for a Raspberry Pi: a button
@@ -139,6 +141,19 @@ var chipName = regexp.MustCompile(`^gpiochip[0-9]+$`)
 // AcceptsFrames implements devices.FrameTaker: an output takes routed
 // values.
 func (c *Config) AcceptsFrames() bool { return c.Direction == DirectionOutput }
+
+// Entities implements devices.Describer: an input is a binary sensor, an
+// output a switch set with the set command; both are on at value 1.
+func (c *Config) Entities() []protocols.Entity {
+	e := protocols.Entity{Key: "state", Component: protocols.ComponentBinarySensor, Channel: c.Channel, Field: "value",
+		On: json.RawMessage("1"), Off: json.RawMessage("0")}
+	if c.Direction == DirectionOutput {
+		e.Component, e.Command = protocols.ComponentSwitch, "set"
+	}
+	return []protocols.Entity{e}
+}
+
+var _ devices.Describer = (*Config)(nil)
 
 // Validate reports every problem with the options, joined.
 func (c *Config) Validate() error {

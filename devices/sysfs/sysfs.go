@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/devices"
+	"github.com/wsgate/wsgate/protocols"
 )
 
 // Sample is a copy-paste [[devices]] example for a Raspberry Pi.
@@ -102,6 +103,21 @@ func NewConfig() *Config {
 		Scale:    1,
 	}
 }
+
+// Entities implements devices.Describer: the reading is a sensor; a
+// temperature in degrees Celsius with the thermal and w1_slave parsers.
+func (c *Config) Entities() []protocols.Entity {
+	e := protocols.Entity{Key: "value", Component: protocols.ComponentSensor, Channel: c.Channel}
+	switch c.Parser {
+	case ParserThermal, ParserW1Slave:
+		e.Key, e.Field, e.Unit, e.DeviceClass, e.StateClass = "temperature", "celsius", "°C", "temperature", "measurement"
+	case ParserNumber:
+		e.StateClass = "measurement"
+	}
+	return []protocols.Entity{e}
+}
+
+var _ devices.Describer = (*Config)(nil)
 
 // Validate reports every problem with the options, joined.
 func (c *Config) Validate() error {

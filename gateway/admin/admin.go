@@ -128,7 +128,7 @@ func newHandler(opts Options, src Sources, log *slog.Logger) (http.Handler, *sta
 		}
 		list := []device{}
 		for _, d := range src.Router.Devices() {
-			list = append(list, device(d))
+			list = append(list, device{ID: d.ID, Protocol: d.Protocol, Session: d.Session, Since: d.Since})
 		}
 		writeJSON(w, http.StatusOK, list)
 	})

@@ -11,7 +11,6 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // Options configure the embedded broker.
@@ -23,7 +22,7 @@ type Options struct {
 // Broker is a running embedded broker.
 type Broker struct {
 	server   *mochi.Server
-	listener *listeners.TCP
+	listener *tcpListener
 }
 
 // Start binds the address and serves in the background.
@@ -46,7 +45,8 @@ func Start(opts Options, log *slog.Logger) (*Broker, error) {
 	if err := server.AddHook(hook, hookConfig); err != nil {
 		return nil, fmt.Errorf("embedded broker auth: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Address})
+	tcp := newTCPListener("tcp", opts.Address)
+	tcp.server = server
 	if err := server.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("embedded broker: listen on %s: %w", opts.Address, err)
 	}

@@ -143,9 +143,14 @@ type Bridge struct {
 	connected   chan struct{} // signalled by the OnConnect handler
 
 	commander Commander
-	creds     atomic.Pointer[[2]string] // username, password
-	presence  presenceTable
-	owners    *ownership.Table
+	// extra are the subscriptions, and connectHooks the hooks, of other
+	// parts of the gateway (Home Assistant discovery); both are set
+	// before Start.
+	extra        map[string]byte
+	connectHooks []func()
+	creds        atomic.Pointer[[2]string] // username, password
+	presence     presenceTable
+	owners       *ownership.Table
 	// synced is set once the retained statuses of this connection are in
 	// (awaitSync): only then are devices claimed.
 	synced      atomic.Bool
@@ -323,6 +328,44 @@ func (b *Bridge) Close(ctx context.Context) error {
 	b.client.Disconnect(250)
 	return nil
 }
+
+// Subscribe makes the bridge subscribe to filter, at QoS 1, on every
+// connection to the broker, and hand each message on it to handle instead
+// of taking it as a command. handle runs on the MQTT client's goroutine
+// and must return promptly. The filter must not overlap the bridge's own
+// ({prefix}/...). Call it before Start.
+func (b *Bridge) Subscribe(filter string, handle func(topic string, payload []byte)) {
+	if b.extra == nil {
+		b.extra = map[string]byte{}
+	}
+	b.extra[filter] = 1
+	b.client.AddRoute(filter, func(_ mqtt.Client, m mqtt.Message) { handle(m.Topic(), m.Payload()) })
+}
+
+// OnConnect registers f to run after every connection to the broker, once
+// the subscriptions are renewed. f runs on the bridge's control goroutine
+// and must return promptly. Call it before Start.
+func (b *Bridge) OnConnect(f func()) { b.connectHooks = append(b.connectHooks, f) }
+
+// Publish publishes one message at QoS 1 and waits for the broker to take
+// it, within ctx and mqtt.publish_timeout. It is for state that its owner
+// publishes again after a reconnect (Home Assistant discovery): nothing is
+// spooled, and it fails at once while the broker is not connected.
+func (b *Bridge) Publish(ctx context.Context, topic string, payload []byte, retain bool) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	if !b.client.IsConnectionOpen() {
+		return fmt.Errorf("publish %s: %w", topic, mqtt.ErrNotConnected)
+	}
+	if err := b.wait(ctx, b.client.Publish(topic, 1, retain, payload)); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Connected reports whether the broker is connected.
+func (b *Bridge) Connected() bool { return b.client.IsConnectionOpen() }
 
 // Deliver implements router.Sink.
 func (b *Bridge) Deliver(f protocols.Frame) error { return b.deliver(f, b.cfg.QueueWait) }

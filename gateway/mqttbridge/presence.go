@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -179,10 +180,14 @@ func (b *Bridge) onConnect(ctx context.Context) {
 	if b.cfg.GatewayCommands != nil {
 		filters[b.topics.GatewayCommands()] = 1
 	}
+	maps.Copy(filters, b.extra)
 	if err := b.wait(ctx, b.client.SubscribeMultiple(filters, nil)); err != nil {
 		b.log.Warn("cannot subscribe to statuses and commands", "err", err)
 	}
 	b.awaitSync(ctx)
+	for _, f := range b.connectHooks {
+		f()
+	}
 	b.presence.mu.Lock()
 	b.presence.resync = true
 	b.presence.mu.Unlock()

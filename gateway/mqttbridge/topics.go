@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -13,6 +14,9 @@ type Topics struct {
 	prefix  string
 	gateway string
 	uplink  []string // template split into parts around {placeholders}
+	// reserved are roots no frame may be published under, each with its
+	// trailing "/" (Home Assistant's discovery prefix).
+	reserved []string
 }
 
 // Placeholders an uplink template may use.
@@ -102,7 +106,27 @@ func (t Topics) Uplink(device, channel string) (string, error) {
 	if _, ok := t.parse(topic); ok {
 		return "", fmt.Errorf("channel %q: %w", channel, errReserved)
 	}
+	for _, root := range t.reserved {
+		if strings.HasPrefix(topic, root) {
+			return "", fmt.Errorf("channel %q: %s is under %s: %w", channel, topic, root, errReservedRoot)
+		}
+	}
 	return topic, nil
+}
+
+// Reserve returns topics that refuse every frame whose topic would fall
+// under root (Home Assistant's discovery prefix): whatever the uplink
+// template, a device can never publish into another application's
+// namespace. root must not hold the gateway's own topics.
+func (t Topics) Reserve(root string) (Topics, error) {
+	if err := ValidateTopicLevels(root); err != nil {
+		return t, fmt.Errorf("reserved root %q: %w", root, err)
+	}
+	if root == t.prefix || strings.HasPrefix(t.prefix, root+"/") || strings.HasPrefix(root, t.prefix+"/") {
+		return t, fmt.Errorf("reserved root %q overlaps the topic prefix %q", root, t.prefix)
+	}
+	t.reserved = append(slices.Clip(t.reserved), root+"/")
+	return t, nil
 }
 
 func (t Topics) fill(device, channel string) string {
@@ -128,6 +152,9 @@ func (t Topics) fill(device, channel string) string {
 	}
 	return b.String()
 }
+
+// Command is the topic a device's command of that name arrives on.
+func (t Topics) Command(device, name string) string { return t.prefix + "/" + device + "/cmd/" + name }
 
 // Status is the retained status topic of a device.
 func (t Topics) Status(device string) string { return t.prefix + "/" + device + "/status" }
@@ -258,12 +285,13 @@ func splitLevels(topic string, dst []string) int {
 }
 
 var (
-	errEmptyLevel = errors.New("empty topic level")
-	errWildcard   = errors.New("wildcards + and # are not allowed")
-	errNUL        = errors.New("NUL is not allowed")
-	errSlash      = errors.New("a single level cannot contain /")
-	errDollar     = errors.New("levels starting with $ are reserved")
-	errReserved   = errors.New("status and command topics are reserved for the gateway")
+	errEmptyLevel   = errors.New("empty topic level")
+	errWildcard     = errors.New("wildcards + and # are not allowed")
+	errNUL          = errors.New("NUL is not allowed")
+	errSlash        = errors.New("a single level cannot contain /")
+	errDollar       = errors.New("levels starting with $ are reserved")
+	errReserved     = errors.New("status and command topics are reserved for the gateway")
+	errReservedRoot = errors.New("the topic is reserved for another application")
 )
 
 // ValidateTopicLevels checks a "/"-separated topic fragment.

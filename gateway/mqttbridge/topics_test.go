@@ -230,3 +230,41 @@ func TestValidateTopicLevels(t *testing.T) {
 		t.Errorf("deep topic: %v", err)
 	}
 }
+
+// TestReserve: with Home Assistant's discovery prefix reserved, no frame
+// lands under it, whatever the template lets a device id or channel spell;
+// the rest goes through.
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		template, device, channel string
+		refused                   bool
+	}{
+		{DefaultUplinkTemplate, "d1", "homeassistant/sensor/x/config", false}, // below wsgate/d1/
+		{"{device}/{channel}", "homeassistant", "sensor/x/config", true},
+		{"{device}/{channel}", "homeassistant", "status", true},
+		{"{device}/{channel}", "homeassistants", "x", false},
+		{"homeassistant/{device}/{channel}", "d1", "x", true},
+		{"{prefix}/{device}/{channel}", "homeassistant", "x", false},
+	} {
+		topics, err := mustTopics(t, "wsgate", "gw", tc.template).Reserve("homeassistant")
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic, err := topics.Uplink(tc.device, tc.channel)
+		if refused := errors.Is(err, errReservedRoot); refused != tc.refused {
+			t.Errorf("%s %s/%s: %q, %v; refused %v, want %v", tc.template, tc.device, tc.channel, topic, err, refused, tc.refused)
+		}
+	}
+	for _, root := range []string{"wsgate", "wsgate/ha", "", "a/#", "$ha"} {
+		if _, err := mustTopics(t, "wsgate", "gw", DefaultUplinkTemplate).Reserve(root); err == nil {
+			t.Errorf("Reserve(%q) accepted", root)
+		}
+	}
+	if _, err := mustTopics(t, "site/wsgate", "gw", DefaultUplinkTemplate).Reserve("site"); err == nil {
+		t.Error("Reserve of a root above the prefix accepted")
+	}
+	if got := mustTopics(t, "wsgate", "gw", DefaultUplinkTemplate).Command("d1", "set"); got != "wsgate/d1/cmd/set" {
+		t.Errorf("Command = %q", got)
+	}
+}

@@ -72,6 +72,9 @@ type Device struct {
 	Protocol string    // e.g. "done", or "driver:serial" for local drivers
 	Session  string    // the session or driver instance id
 	Since    time.Time // when it attached
+	// Description is what the device said about itself when it attached;
+	// nil when it said nothing. Shared: never modified.
+	Description *protocols.Description
 }
 
 // ErrInvalidDevice is returned for device ids that cannot be a topic level.

@@ -266,9 +266,10 @@ func (s *session) hello(msg *inbound) error {
 	if !ValidDeviceID(msg.ID) {
 		return s.refuse(CodeBadRequest, "hello: id must be 1-128 characters of A-Z a-z 0-9 . _ -")
 	}
+	desc, problems := description(msg, s.cfg.Envelope)
 	// The gateway checks the token, on listeners that authenticate
 	// devices (the same rules for every protocol).
-	if err := s.out.Attach(protocols.Device{ID: msg.ID, Token: msg.Token}); err != nil {
+	if err := s.out.Attach(protocols.Device{ID: msg.ID, Token: msg.Token, Description: desc}); err != nil {
 		if errors.Is(err, protocols.ErrUnauthorized) {
 			return s.refuse(CodeUnauthorized, "hello: unknown device or wrong token")
 		}
@@ -278,6 +279,9 @@ func (s *session) hello(msg *inbound) error {
 	s.device = msg.ID
 	heartbeat := int(s.heartbeat / time.Second)
 	s.send(appendWelcome(nil, s.id, heartbeat, s.maxMessage))
+	if len(problems) > 0 {
+		s.sendError(CodeBadRequest, describeProblems(problems))
+	}
 	return nil
 }
 

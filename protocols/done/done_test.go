@@ -18,8 +18,11 @@ import (
 func TestHello(t *testing.T) {
 	t.Parallel()
 	s, out := start(t, nil)
-	mustText(t, s, `{"op":"hello","id":"kitchen-sensor","model":"esp32-th","fw":"1.2","caps":["pub"],"extra":{"x":1}}`)
+	mustText(t, s, `{"op":"hello","id":"kitchen-sensor","model":"esp32-th","fw":"1.2","extra":{"x":1}}`)
 	wantSent(t, out, `{"op":"welcome","session":"7f3a","heartbeat":30,"max":65536}`)
+	if want := (&protocols.Description{Model: "esp32-th", Firmware: "1.2"}); len(out.descriptions) != 1 || !reflect.DeepEqual(out.descriptions[0], want) {
+		t.Errorf("attached with %+v, want %+v", out.descriptions, want)
+	}
 	if !slices.Equal(out.attached, []string{"kitchen-sensor"}) {
 		t.Errorf("attached %q, want [kitchen-sensor]", out.attached)
 	}

@@ -70,3 +70,37 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHello feeds arbitrary bytes as the first message of a session. The
+// session must not panic; it attaches with a description only what
+// validates, answers with gateway messages only, and closes only with the
+// codes the spec gives to bad input. The corpus is testdata/fuzz/FuzzHello.
+func FuzzHello(f *testing.F) {
+	f.Add([]byte(`{"op":"hello","id":"d1","model":"esp32","fw":"1.0","caps":[{"key":"t","ch":"telemetry","field":"t","component":"sensor","unit":"°C"}]}`))
+	f.Add([]byte(`{"op":"hello","id":"d1","caps":[{"key":"r","ch":"relay","component":"switch","cmd":"set","on":"on","off":"off"},{"key":"n","component":"number","cmd":"n","min":1,"max":0}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, out := start(t, nil)
+		err := s.OnMessage(protocols.Message{Type: protocols.Text, Data: data})
+		if err != nil {
+			var ce *protocols.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("OnMessage(%q) = %v, not a close error", data, err)
+			}
+			switch ce.Code {
+			case protocols.CloseInvalidPayload, protocols.ClosePolicyViolation:
+			default:
+				t.Fatalf("OnMessage(%q) closes with %d", data, ce.Code)
+			}
+		}
+		out.takeSent(t) // checks every message sent
+		for _, d := range out.descriptions {
+			if d == nil {
+				continue
+			}
+			if err := d.Validate(); err != nil {
+				t.Fatalf("OnMessage(%q) attached with a description that does not validate: %v", data, err)
+			}
+		}
+		s.Close(nil)
+	})
+}

@@ -23,7 +23,9 @@ type fakeOutlet struct {
 	frames   []protocols.Frame
 	attached []string
 	tokens   []string // the token of each Attach
-	closes   []closeCall
+	// descriptions holds the description of each Attach.
+	descriptions []*protocols.Description
+	closes       []closeCall
 
 	attachErr error
 	sendErr   error
@@ -45,6 +47,7 @@ func (o *fakeOutlet) Attach(d protocols.Device) error {
 	}
 	o.attached = append(o.attached, d.ID)
 	o.tokens = append(o.tokens, d.Token)
+	o.descriptions = append(o.descriptions, d.Description)
 	return nil
 }
 

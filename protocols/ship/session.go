@@ -299,7 +299,11 @@ func (s *session) attach(shipID string) {
 		device = s.peer.SKI
 	}
 	s.p.claim(s)
-	if err := s.out.Attach(protocols.Device{ID: device}); err != nil {
+	// wsgate carries SPINE without reading it, so the device's own
+	// description (its entities, brand and model) stays with the SPINE
+	// client; what the gateway knows is whether it is connected.
+	desc := &protocols.Description{Model: "EEBus SHIP device", Serial: s.peer.SKI, Entities: []protocols.Entity{protocols.Connectivity()}}
+	if err := s.out.Attach(protocols.Device{ID: device, Description: desc}); err != nil {
 		s.log.Error("cannot attach the SHIP peer as a device", "device", device, "err", err)
 		s.apply(s.m.Close(time.Now(), eebus.CloseUnspecific))
 		return

@@ -121,6 +121,9 @@ type MQTT struct {
 	QueueWait          time.Duration `toml:"queue_wait"`
 	MaxInflight        int           `toml:"max_inflight"`
 	OfflineResults     bool          `toml:"offline_results"`
+	// CommandQoS is the QoS of the subscriptions to the commands of the
+	// devices an instance holds (without share_group).
+	CommandQoS int `toml:"command_qos"`
 	// ShareGroup: the instances of a fleet take commands through the
 	// shared subscription $share/<group>/...; empty: per device.
 	ShareGroup string   `toml:"share_group"`
@@ -262,6 +265,7 @@ func Default() Config {
 			Queue:          4096,
 			QueueWait:      time.Second,
 			MaxInflight:    1024,
+			CommandQoS:     1,
 			// Loopback only, as Mosquitto 2 does: anyone on the network
 			// could otherwise command the devices (docs/SECURITY.md).
 			Embedded: Embedded{Address: "127.0.0.1:1883"},

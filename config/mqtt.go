@@ -83,6 +83,9 @@ func (m *MQTT) validate() []fault {
 	if m.QueueWait < 0 {
 		add("queue_wait", "must not be negative (0 refuses at once when the queue is full)")
 	}
+	if m.CommandQoS != 0 && m.CommandQoS != 1 {
+		add("command_qos", "%d is not 0 or 1", m.CommandQoS)
+	}
 	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
 		add("max_inflight", "%d is outside 1 to 65535 (MQTT packet ids)", m.MaxInflight)
 	}

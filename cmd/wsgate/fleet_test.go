@@ -38,21 +38,25 @@ type fleetBroker struct {
 	// never killed.
 	clientURL  string
 	shareGroup string
-	// killNode, when set, kills the broker node of instance 1.
+	commandQoS int
+	// unordered: the broker does not order the messages of different
+	// subscriptions (a NATS cluster); the suites that need it run only
+	// with WSGATE_NATS_FLEET=1.
+	unordered bool
+	// killNode, when set, kills the broker node of instance 1 (with
+	// WSGATE_NATS_FLEET=1).
 	killNode func()
 }
 
-// It does not pass on nats-server 2.9.10 (Debian 12), so it runs only with
-// WSGATE_NATS_FLEET=1: after an instance is killed, NATS refuses (SUBACK
-// 0x80) the QoS 1 subscriptions the survivor makes for the commands of the
-// devices that moved to it, again and again, so they are never announced
-// online there; and with a node killed, a QoS 1 subscriber on another node
-// misses frames NATS acknowledged (docs/DEPLOY.md).
+// NATS gives messages of different subscriptions no common order, and the
+// takeover race and the commands sent while devices move rely on one: on
+// nats-server 2.9.10 the newest session sometimes lost the race, and about
+// one command in a hundred was lost or delivered twice around a move. And
+// in about one run in four with a node killed, a QoS 1 subscriber on
+// another node missed the rest of one device's frames (docs/DEPLOY.md).
+// Those three run only with WSGATE_NATS_FLEET=1.
 func TestFleetOnNATS(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("WSGATE_NATS_FLEET") == "" {
-		t.Skip("nats-server 2.9.10 refuses subscriptions and loses acknowledged messages in this suite; WSGATE_NATS_FLEET=1 runs it")
-	}
 	c := brokertest.StartNATSCluster(t, 3)
 	runFleet(t, fleetBroker{
 		node: func(i int) (string, []string) {
@@ -60,7 +64,10 @@ func TestFleetOnNATS(t *testing.T) {
 			return urls[0], urls[1:]
 		},
 		clientURL: c.Nodes[0].URL,
-		killNode:  func() { c.Kill(2) },
+		// A QoS 1 subscription is a JetStream consumer on NATS.
+		commandQoS: 0,
+		unordered:  true,
+		killNode:   func() { c.Kill(2) },
 	})
 }
 
@@ -71,6 +78,7 @@ func TestFleetOnMosquitto(t *testing.T) {
 		node:       func(int) (string, []string) { return m.URL, nil },
 		clientURL:  m.URL,
 		shareGroup: "fleet",
+		commandQoS: 1,
 	})
 }
 
@@ -98,7 +106,7 @@ func runFleet(t *testing.T, b fleetBroker) {
 			quoted[j] = strconv.Quote(u)
 		}
 		cfg.logLevel = os.Getenv("WSGATE_FLEET_LOG")
-		cfg.mqtt = fmt.Sprintf("fallback_urls = [%s]\nshare_group = %q\n", strings.Join(quoted, ", "), b.shareGroup)
+		cfg.mqtt = fmt.Sprintf("fallback_urls = [%s]\nshare_group = %q\ncommand_qos = %d\n", strings.Join(quoted, ", "), b.shareGroup, b.commandQoS)
 		f.cfgs[i] = cfg
 		f.procs[i] = startWsgate(t, cfg)
 	}
@@ -114,9 +122,11 @@ func runFleet(t *testing.T, b fleetBroker) {
 	// gw-a comes back on its spool.
 	f.procs[0] = startWsgate(t, f.cfgs[0])
 	f.procs[0].waitReady(t)
-	t.Run("takeover race", func(t *testing.T) { testTakeoverRace(t, b, &f) })
-	t.Run("commands while devices move", func(t *testing.T) { testCommandsWhileMoving(t, b, &f) })
-	if b.killNode != nil {
+	if !b.unordered || os.Getenv("WSGATE_NATS_FLEET") != "" {
+		t.Run("takeover race", func(t *testing.T) { testTakeoverRace(t, b, &f) })
+		t.Run("commands while devices move", func(t *testing.T) { testCommandsWhileMoving(t, b, &f) })
+	}
+	if b.killNode != nil && os.Getenv("WSGATE_NATS_FLEET") != "" {
 		t.Run("broker node killed", func(t *testing.T) { testNodeKilled(t, b, &f) })
 	}
 }
@@ -195,12 +205,7 @@ func testInstanceKilled(t *testing.T, b fleetBroker, f *fleet) {
 		return n
 	}
 	waitFor(t, "a quarter of the pubs acked", func() bool { return acked() >= devices*perDevice/4 })
-	onA := 0
-	for _, d := range devs {
-		if st, ok := statuses.latest(d.id); ok && st.Gateway == "gw-a" && st.State == "online" {
-			onA++
-		}
-	}
+	onA := len(f.procs[0].devices(t))
 	if onA == 0 {
 		t.Fatalf("nginx gave gw-a no device")
 	}
@@ -438,11 +443,13 @@ func testCommandsWhileMoving(t *testing.T, b fleetBroker, f *fleet) {
 			t.Errorf("%d %s, e.g. %v", len(s.ids), s.what, s.ids[:min(5, len(s.ids))])
 		}
 	}
-	// Each device ends with one session, at the instance its status names.
+	// Each device ends with one open connection, held by the instance its
+	// status names. (That it is the newest is the takeover race's test:
+	// here a move may start before the previous one is announced.)
 	for _, d := range devs {
 		waitFor(t, d.id+" settled", func() bool {
 			st, ok := statuses.latest(d.id)
-			return ok && st.State == "online" && st.Session == d.lastSession() &&
+			return ok && st.State == "online" && d.openConns() == 1 &&
 				f.procs[f.index(st.Gateway)].holds(t, d.id) && !f.procs[1-f.index(st.Gateway)].holds(t, d.id)
 		})
 	}
@@ -457,14 +464,13 @@ type fleetDevice struct {
 	id    string
 	total int
 
-	mu       sync.Mutex
-	next     int // the next new seq
-	unacked  map[int]bool
-	acked    map[int]bool
-	cmds     map[string]int
-	conns    map[*websocket.Conn]bool
-	sessions []string
-	wake     chan struct{}
+	mu      sync.Mutex
+	next    int // the next new seq
+	unacked map[int]bool
+	acked   map[int]bool
+	cmds    map[string]int
+	conns   map[*websocket.Conn]bool
+	wake    chan struct{}
 }
 
 func newFleetDevice(id string, total int) *fleetDevice {
@@ -484,10 +490,11 @@ func (d *fleetDevice) delivered(id string) int {
 	return d.cmds[id]
 }
 
-func (d *fleetDevice) lastSession() string {
+// openConns is how many connections the device holds.
+func (d *fleetDevice) openConns() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.sessions[len(d.sessions)-1]
+	return len(d.conns)
 }
 
 // stay keeps the device connected through url until ctx ends.
@@ -523,7 +530,7 @@ func (d *fleetDevice) closeAll() {
 
 // connect opens a session; done is closed when it has ended.
 func (d *fleetDevice) connect(ctx context.Context, url string) (chan struct{}, error) {
-	ws, session, err := helloSession(url, d.id)
+	ws, _, err := helloSession(url, d.id)
 	if err != nil {
 		return nil, err
 	}
@@ -536,7 +543,6 @@ func (d *fleetDevice) connect(ctx context.Context, url string) (chan struct{}, e
 	}
 	d.mu.Lock()
 	d.conns[ws] = true
-	d.sessions = append(d.sessions, session)
 	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
@@ -602,6 +608,9 @@ func (d *fleetDevice) stream(ctx context.Context, write func(any) error, done ch
 			if write(map[string]any{"op": "pub", "ch": "zl", "seq": seq, "data": map[string]int{"seq": seq}}) != nil {
 				return
 			}
+			// A pace, so that a run lasts long enough for an instance or
+			// a broker node to be killed in its middle.
+			time.Sleep(5 * time.Millisecond)
 			continue
 		}
 		select {
@@ -809,6 +818,12 @@ func nextMessage(ch <-chan brokertest.Message, d time.Duration) (brokertest.Mess
 // holds reports whether the instance lists device among its sessions.
 func (p *wsgateProc) holds(t *testing.T, device string) bool {
 	t.Helper()
+	return p.devices(t)[device]
+}
+
+// devices lists the devices the instance holds.
+func (p *wsgateProc) devices(t *testing.T) map[string]bool {
+	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/devices", p.cfg.adminPort))
 	if err != nil {
 		t.Fatalf("%s /devices: %v", p.cfg.id, err)
@@ -818,12 +833,11 @@ func (p *wsgateProc) holds(t *testing.T, device string) bool {
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		t.Fatalf("%s /devices: %v", p.cfg.id, err)
 	}
+	held := map[string]bool{}
 	for _, d := range list {
-		if d.ID == device {
-			return true
-		}
+		held[d.ID] = true
 	}
-	return false
+	return held
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -47,6 +47,10 @@ type Config struct {
 	QueueWait      time.Duration
 	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
 	OfflineResults bool // answer commands to absent devices with "offline"
+	// CommandQoS is the QoS of the per-device command subscriptions (and
+	// of the one to all commands, for OfflineResults): 1, or 0 for brokers
+	// where a QoS 1 subscription is costly (NATS: a JetStream consumer).
+	CommandQoS byte
 	// ShareGroup, when set, takes the commands of all devices through the
 	// shared subscription $share/{ShareGroup}/{prefix}/+/cmd/#, each to one
 	// gateway of the fleet, which forwards it to the gateway holding the
@@ -157,6 +161,7 @@ type Bridge struct {
 	syncNonce   atomic.Uint64
 	syncCh      chan uint64
 	sweepWanted atomic.Bool
+	stopping    atomic.Bool     // Close has begun: the offline status is ours
 	recent      *recentCommands // used on paho's goroutine only
 	cmdSeq      atomic.Uint64
 	runTag      string
@@ -306,6 +311,7 @@ func (b *Bridge) Close(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
+	b.stopping.Store(true)
 	close(b.in)
 	b.inMu.Unlock()
 	b.drain.Wait() // publisher and acker have settled every frame

@@ -241,6 +241,7 @@ type gatewayOptions struct {
 	policy         spool.Policy // default reject
 	offlineResults bool
 	shareGroup     string
+	commandQoS0    bool // subscribe to commands at QoS 0, as on NATS
 	clock          func() time.Time
 	queue          int
 	maxInflight    int
@@ -335,7 +336,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,
-		OfflineResults: o.offlineResults, ShareGroup: o.shareGroup, Clock: o.clock, Version: "test",
+		OfflineResults: o.offlineResults, ShareGroup: o.shareGroup, CommandQoS: commandQoS(o), Clock: o.clock, Version: "test",
 		GatewayCommands: o.gatewayCmds,
 	}, sp, log)
 	rt := router.New(b, log)
@@ -600,4 +601,11 @@ func nextStatus(t testing.TB, sub *brokertest.Subscriber, topic, state string) (
 			return st, m
 		}
 	}
+}
+
+func commandQoS(o gatewayOptions) byte {
+	if o.commandQoS0 {
+		return 0
+	}
+	return 1
 }

@@ -175,7 +175,7 @@ func (b *Bridge) onConnect(ctx context.Context) {
 		filters[b.topics.SharedCommands(b.cfg.ShareGroup)] = 1
 		filters[b.topics.Forward(b.cfg.GatewayID)] = 1
 	case b.cfg.OfflineResults:
-		filters[b.topics.AllCommands()] = 1
+		filters[b.topics.AllCommands()] = b.cfg.CommandQoS
 	}
 	if b.cfg.GatewayCommands != nil {
 		filters[b.topics.GatewayCommands()] = 1
@@ -306,13 +306,16 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 		var err error
 		switch {
 		case subscribe && b.perDeviceCommands():
-			err = b.wait(ctx, b.client.Subscribe(b.topics.Commands(c.id), 1, nil))
+			err = b.wait(ctx, b.client.Subscribe(b.topics.Commands(c.id), b.cfg.CommandQoS, nil))
 		case !subscribe && c.held:
 			err = b.wait(ctx, b.client.Unsubscribe(b.topics.Commands(c.id)))
 		}
 		if err == nil && c.claim.Stamp != 0 && !superseded {
 			payload, _ := json.Marshal(b.statusOf(c.claim))
 			err = b.wait(ctx, b.client.Publish(b.topics.Status(c.id), 1, true, payload))
+			if err == nil && c.claim.Online {
+				b.owners.Adopt(c.id, c.claim)
+			}
 		}
 		if superseded && c.subscribe {
 			b.takeOver(c.id, c.claim.Session)
@@ -429,6 +432,15 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 		mine = e.claim
 	}
 	switch {
+	case mine.Stamp != 0 && c.Same(mine) && !c.Online && !e.dirty:
+		// Our live session announced offline by someone else (the fleet's
+		// leader took this gateway for dead): claim the device anew, above
+		// that, so that every gateway sees it online again.
+		e.claim = ownership.Claim{}
+		e.markDirty()
+		b.presence.mu.Unlock()
+		signal(b.controlWake)
+		return
 	case mine.Stamp == 0 || c.Same(mine):
 	case latest && c.After(mine):
 		b.presence.mu.Unlock()
@@ -455,6 +467,14 @@ func (b *Bridge) onGatewayStatus(id string, payload []byte) {
 		return
 	}
 	alive := st.State == "online"
+	if id == b.cfg.GatewayID && !alive && b.client.IsConnectionOpen() && !b.stopping.Load() {
+		// A Last Will of an earlier connection of ours, or a stale
+		// retained status: this gateway is alive, and says so again.
+		payload, _ := json.Marshal(gatewayStatus{State: "online", Gateway: b.cfg.GatewayID, Since: b.now(),
+			Version: b.cfg.Version, ShareGroup: b.cfg.ShareGroup})
+		b.client.Publish(b.topics.GatewayStatus(), 1, true, payload) // on paho's goroutine: do not wait
+		return
+	}
 	if !b.owners.SetGateway(id, alive) {
 		return
 	}

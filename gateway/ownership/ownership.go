@@ -112,6 +112,24 @@ func (t *Table) Observe(device string, c Claim) bool {
 	return true
 }
 
+// Adopt takes this gateway's own claim, which the broker has accepted, for
+// the device's latest before it comes back through the subscription, but
+// only while nobody holds the device as far as the table knows: then no
+// other gateway delivers its commands meanwhile, and a command that
+// arrives before the claim's echo is not left to nobody. It reports
+// whether it did.
+func (t *Table) Adopt(device string, c Claim) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.record(device)
+	if c.Gateway != t.self || !c.Online || r.seen && (!c.After(r.latest) ||
+		r.latest.Online && t.aliveLocked(r.latest.Gateway) && !c.Same(r.latest)) {
+		return false
+	}
+	r.latest, r.seen = c, true
+	return true
+}
+
 // maxNames bounds the interned gateway ids: a fleet has a handful, and
 // statuses naming thousands would come from somewhere else.
 const maxNames = 1024

@@ -225,3 +225,46 @@ func TestGatewaysOrphansAndLeader(t *testing.T) {
 		t.Errorf("orphans %v, want %v", got, want)
 	}
 }
+
+// A gateway takes its own accepted claim for the latest at once only while
+// nobody else holds the device.
+func TestAdopt(t *testing.T) {
+	t.Parallel()
+	mine := func(stamp uint64) Claim { return Claim{Gateway: "gw-a", Session: "s-a", Stamp: stamp, Online: true} }
+	for _, tc := range []struct {
+		name   string
+		before []Claim // observed first
+		dead   string  // a gateway whose Last Will came
+		claim  Claim
+		adopt  bool
+	}{
+		{"a device nobody held", nil, "", mine(1), true},
+		{"after an ended session", []Claim{{Gateway: "gw-b", Session: "s-b", Stamp: 4}}, "", mine(5), true},
+		{"a device online at another gateway", []Claim{{Gateway: "gw-b", Session: "s-b", Stamp: 4, Online: true}}, "", mine(5), false},
+		{"a device online at a dead gateway", []Claim{{Gateway: "gw-b", Session: "s-b", Stamp: 4, Online: true}}, "gw-b", mine(5), true},
+		{"a later claim is known", []Claim{{Gateway: "gw-b", Session: "s-b", Stamp: 9}}, "", mine(5), false},
+		{"another gateway's claim", nil, "", Claim{Gateway: "gw-b", Session: "s-b", Stamp: 1, Online: true}, false},
+		{"an ended session", nil, "", Claim{Gateway: "gw-a", Session: "s-a", Stamp: 1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New("gw-a", nil)
+			for _, c := range tc.before {
+				tb.Observe("d1", c)
+			}
+			if tc.dead != "" {
+				tb.SetGateway(tc.dead, false)
+			}
+			if got := tb.Adopt("d1", tc.claim); got != tc.adopt {
+				t.Fatalf("Adopt = %v, want %v", got, tc.adopt)
+			}
+			owner, held := tb.Owner("d1")
+			if tc.adopt && (!held || !owner.Same(tc.claim)) {
+				t.Errorf("owner %+v %v after adopting %+v", owner, held, tc.claim)
+			}
+			// The claim's echo changes nothing.
+			if tc.adopt && !tb.Observe("d1", tc.claim) {
+				t.Errorf("the echo of the adopted claim is not the latest")
+			}
+		})
+	}
+}

@@ -46,6 +46,7 @@ type Config struct {
 	Admin          Admin                     `toml:"admin"`
 	MDNS           MDNS                      `toml:"mdns"`
 	Auth           Auth                      `toml:"auth"`
+	Runtime        Runtime                   `toml:"runtime"`
 	// DeviceTables are the [[devices]] entries as decoded by the file;
 	// Devices are the same, each with its driver's options.
 	DeviceTables []toml.Primitive `toml:"devices"`
@@ -275,6 +276,7 @@ func Default() Config {
 		Admin:         Admin{Address: "127.0.0.1:9180"},
 		MDNS:          MDNS{Enabled: true},
 		Auth:          defaultAuth(),
+		Runtime:       defaultRuntime(),
 		PluginHost:    PluginHost{RestartMin: time.Second, RestartMax: 30 * time.Second, MaxFailures: 5, StallTimeout: 10 * time.Second},
 	}
 }
@@ -731,6 +733,7 @@ func (c *Config) validate() []fault {
 
 	fs = append(fs, c.MQTT.validate()...)
 	fs = append(fs, c.validateHomeAssistant()...)
+	fs = append(fs, c.validateRuntime()...)
 	fs = append(fs, c.Spool.validate()...)
 	fs = append(fs, c.Admin.validate()...)
 	fs = append(fs, c.MDNS.validate()...)

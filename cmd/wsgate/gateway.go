@@ -63,7 +63,9 @@ type gatewayRun struct {
 // components is the composition root: what runs, in the order it starts.
 // Each part may use those before it; they stop in reverse order.
 func (g *gatewayRun) components() []component {
+	returner := newMemoryReturner(g.log)
 	cs := []component{
+		{name: "memory returner", start: returner.start, stop: returner.stop},
 		{name: "protocols", start: g.startProtocols},
 		{name: "plugins", start: g.startPlugins, stop: func(context.Context) error { g.pluginHost.Close(); return nil }},
 		{name: "spool", start: g.openSpool, stop: func(context.Context) error { return g.spool.Close() }},
@@ -113,6 +115,7 @@ func runGateway(ctx context.Context, cfg config.Config, o runOptions) error {
 	grace := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), cfg.Gateway.ShutdownGrace)
 	}
+	applyRuntime(cfg.Runtime, os.Getenv, os.DirFS("/"), log)
 	l := &lifecycle{log: log}
 	if err := l.start(ctx, grace, g.components()); err != nil {
 		return err

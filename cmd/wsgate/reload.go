@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -60,6 +61,10 @@ func (g *gatewayRun) reload() (problems []string) {
 		g.level.Set(logLevel(cfg.Log.Level))
 		applied = append(applied, "log.level")
 	}
+	if cfg.Runtime != old.Runtime {
+		applyRuntime(cfg.Runtime, os.Getenv, os.DirFS("/"), log)
+		applied = append(applied, "runtime")
+	}
 	if limits(cfg.WebSocket) != limits(old.WebSocket) {
 		g.server.SetLimits(limits(cfg.WebSocket))
 		applied = append(applied, "websocket limits")
@@ -95,6 +100,7 @@ func (g *gatewayRun) reload() (problems []string) {
 	setLimits(&next.WebSocket, cfg.WebSocket)
 	next.MQTT.Username, next.MQTT.Password = cfg.MQTT.Username, cfg.MQTT.Password
 	next.Auth = cfg.Auth
+	next.Runtime = cfg.Runtime
 	g.cfg = next
 	log.Info("configuration reloaded", "file", g.path, "applied", applied)
 	return problems
@@ -111,6 +117,7 @@ func setLimits(to *config.WebSocket, from config.WebSocket) {
 func needsRestart(a, b config.Config) []string {
 	frozen := func(c config.Config) config.Config {
 		c.Log.Level, c.Routes, c.Warnings, c.DeviceTables = "", nil, nil, nil
+		c.Runtime = config.Runtime{}
 		setLimits(&c.WebSocket, config.WebSocket{})
 		c.MQTT.Username, c.MQTT.Password = "", ""
 		c.Auth = config.Auth{ThrottleAfter: c.Auth.ThrottleAfter, ThrottleBase: c.Auth.ThrottleBase, ThrottleMax: c.Auth.ThrottleMax}

@@ -50,8 +50,8 @@ type fleetBroker struct {
 
 // NATS gives messages of different subscriptions no common order, and the
 // takeover race and the commands sent while devices move rely on one: on
-// nats-server 2.9.10 the newest session sometimes lost the race, and about
-// one command in a hundred was lost or delivered twice around a move. And
+// nats-server 2.9.10 the newest session sometimes lost the race, and one to
+// ten commands in a thousand were lost or delivered twice around moves. And
 // in about one run in four with a node killed, a QoS 1 subscriber on
 // another node missed the rest of one device's frames (docs/DEPLOY.md).
 // Those three run only with WSGATE_NATS_FLEET=1.

@@ -192,11 +192,16 @@ func (b *Bridge) publishResult(cmd protocols.Command, reason string) {
 }
 
 // nextCommandID names a command that came without an id: "m" and a
-// counter, then this run's tag, so that ids stay unique across the
-// gateways of a fleet and across restarts (a forwarded command is
-// recognised by its id).
+// counter. With a share group, commands are forwarded between gateways
+// and remembered by id where they are delivered, so the id carries this
+// run's tag too and stays unique across the fleet; without one, a gateway
+// delivers only ids it made itself, and a hub's ids stay short.
 func (b *Bridge) nextCommandID() string {
-	return "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10) + "-" + b.runTag
+	id := "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10)
+	if b.cfg.ShareGroup != "" {
+		id += "-" + b.runTag
+	}
+	return id
 }
 
 // newRunTag returns 32 random bits in base 36.

@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,6 +117,7 @@ func runFleet(t *testing.T, b fleetBroker) {
 	}
 	f.lbURL = startNginx(t, f.cfgs[0].wsPort, f.cfgs[1].wsPort)
 
+	t.Run("HAProxy checks /readyz", func(t *testing.T) { testHAProxy(t, &f) })
 	t.Run("instance killed behind nginx", func(t *testing.T) { testInstanceKilled(t, b, &f) })
 	if t.Failed() {
 		return
@@ -709,8 +712,9 @@ func waitRetained(t *testing.T, url string, devices []string, ok func(device str
 				break
 			}
 			var st statusJSONMsg
-			if json.Unmarshal(m.Payload, &st) == nil {
-				got[strings.TrimSuffix(strings.TrimPrefix(m.Topic, "wsgate/"), "/status")] = st
+			device := strings.TrimSuffix(strings.TrimPrefix(m.Topic, "wsgate/"), "/status")
+			if slices.Contains(devices, device) && json.Unmarshal(m.Payload, &st) == nil {
+				got[device] = st
 			}
 		}
 		sub.Close()
@@ -995,4 +999,91 @@ func TestDeployHAProxyConfig(t *testing.T) {
 	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
+}
+
+// HAProxy, run with DEPLOY.md's configuration in front of the two
+// instances and a third server whose admin address answers nothing: its
+// /readyz checks mark the instances up and the third down, and a device
+// connects through it.
+func testHAProxy(t *testing.T, f *fleet) {
+	bin := brokertest.Require(t, "haproxy")
+	dir := t.TempDir()
+	port, dead := brokertest.FreePort(t), brokertest.FreePort(t)
+	cfg := deployBlock(t, "haproxy")
+	for i, addr := range exampleInstances {
+		cfg = strings.ReplaceAll(cfg, addr, fmt.Sprintf("127.0.0.1:%d check port %d", f.cfgs[i].wsPort, f.cfgs[i].adminPort))
+	}
+	cfg = strings.ReplaceAll(cfg, "bind :80", fmt.Sprintf("bind 127.0.0.1:%d", port))
+	cfg += fmt.Sprintf("    server gw-dead 127.0.0.1:%d check port %d\n", f.cfgs[0].wsPort, dead)
+	sock := filepath.Join(dir, "haproxy.sock")
+	path := filepath.Join(dir, "haproxy.cfg")
+	global := fmt.Sprintf("global\n    stats socket %s mode 600 level admin\n\n", sock)
+	if err := os.WriteFile(path, []byte(global+cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out := &procLog{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", out)
+		}
+	})
+	want := map[string]string{"gw-1": "2", "gw-2": "2", "gw-dead": "0"} // srv_op_state: 2 running, 0 stopped
+	var state map[string]string
+	waitFor(t, "HAProxy's checks", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("haproxy exited:\n%s", out)
+		default:
+		}
+		state = haproxyServers(sock)
+		for name, op := range want {
+			if state[name] != op {
+				return false
+			}
+		}
+		return true
+	})
+	ws, _, err := helloSession(fmt.Sprintf("ws://127.0.0.1:%d/", port), "haproxy-1")
+	if err != nil {
+		t.Fatalf("a device through HAProxy: %v (servers %v)", err, state)
+	}
+	ws.Close()
+}
+
+// haproxyServers reads the operational state of each server of the
+// backend wsgate from HAProxy's stats socket; nil if it does not answer.
+func haproxyServers(sock string) map[string]string {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("show servers state wsgate\n")); err != nil {
+		return nil
+	}
+	reply, _ := io.ReadAll(c)
+	state := map[string]string{}
+	for _, line := range strings.Split(string(reply), "\n") {
+		// be_id be_name srv_id srv_name srv_addr srv_op_state ...
+		if fields := strings.Fields(line); len(fields) > 5 && !strings.HasPrefix(line, "#") {
+			state[fields[3]] = fields[5]
+		}
+	}
+	return state
 }

@@ -1,6 +1,7 @@
 package mqttbridge
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -186,23 +187,42 @@ func (c *coalescingConn) Close() error {
 // coalescing, and keeps the newest for publishAtMostOnce; other schemes
 // (ws://, wss://) are left to paho's defaults.
 func (b *Bridge) openConn(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
-	d := &net.Dialer{Timeout: opts.ConnectTimeout}
-	var c net.Conn
-	var err error
+	var secure bool
 	switch uri.Scheme {
 	case "tcp", "mqtt":
-		c, err = d.Dial("tcp", uri.Host)
 	case "ssl", "tls", "mqtts", "tcps":
-		cfg := opts.TLSConfig
-		if cfg == nil {
-			cfg = &tls.Config{}
-		}
-		c, err = tls.DialWithDialer(d, "tcp", uri.Host, cfg)
+		secure = true
 	default:
 		return nil, errors.New("unsupported scheme " + uri.Scheme)
 	}
+	d := &net.Dialer{Timeout: opts.ConnectTimeout}
+	tcp, err := d.Dial("tcp", uri.Host)
 	if err != nil {
 		return nil, err
+	}
+	c := withQuickAck(tcp)
+	if secure {
+		cfg := opts.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{}
+		} else {
+			cfg = cfg.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = uri.Hostname()
+		}
+		tc := tls.Client(c, cfg)
+		ctx, cancel := context.WithCancel(context.Background())
+		if opts.ConnectTimeout > 0 {
+			ctx, cancel = context.WithTimeout(context.Background(), opts.ConnectTimeout)
+		}
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			tcp.Close()
+			return nil, err
+		}
+		c = tc
 	}
 	cc := newCoalescingConn(c, opts.WriteTimeout)
 	b.conn.Store(cc)

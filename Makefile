@@ -16,9 +16,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the integration tests run: a real broker and its clients,
 # a non-Go WebSocket client, socat for serial-port pairs, openssl for
 # certificates made independently of our code, systemd for
-# systemd-analyze, which checks the packaged unit, and chromium for the
+# systemd-analyze, which checks the packaged unit, nats-server, nginx and
+# haproxy for a fleet (docs/DEPLOY.md), and chromium for the
 # status page's browser test.
-TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd chromium
+TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd chromium nats-server nginx haproxy
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 # Debian architecture = binary of `make cross`. armhf takes the ARMv6 build:
 # Raspberry Pi OS's armhf runs on ARMv6 (Pi 1, Zero) as well as ARMv7.
@@ -57,6 +58,9 @@ test-deps:
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing="$$missing python3-websockets"; \
 	if [ -n "$$missing" ]; then \

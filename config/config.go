@@ -97,10 +97,13 @@ type Admin struct {
 // MQTT is the [mqtt] section: the broker the bridge talks to.
 type MQTT struct {
 	// URL of an external broker; empty runs the embedded one.
-	URL      string `toml:"url"`
-	ClientID string `toml:"client_id"`
-	Username string `toml:"username"`
-	Password string `toml:"password"`
+	URL string `toml:"url"`
+	// FallbackURLs are other nodes of the same broker cluster, tried in
+	// order when URL cannot be reached.
+	FallbackURLs []string `toml:"fallback_urls"`
+	ClientID     string   `toml:"client_id"`
+	Username     string   `toml:"username"`
+	Password     string   `toml:"password"`
 	// PasswordFile holds the password instead (its first line); the
 	// environment variable WSGATE_MQTT_PASSWORD wins over both.
 	PasswordFile       string        `toml:"password_file"`
@@ -119,7 +122,13 @@ type MQTT struct {
 	QueueWait          time.Duration `toml:"queue_wait"`
 	MaxInflight        int           `toml:"max_inflight"`
 	OfflineResults     bool          `toml:"offline_results"`
-	Embedded           Embedded      `toml:"embedded"`
+	// CommandQoS is the QoS of the subscriptions to the commands of the
+	// devices an instance holds (without share_group).
+	CommandQoS int `toml:"command_qos"`
+	// ShareGroup: the instances of a fleet take commands through the
+	// shared subscription $share/<group>/...; empty: per device.
+	ShareGroup string   `toml:"share_group"`
+	Embedded   Embedded `toml:"embedded"`
 }
 
 // Embedded is [mqtt.embedded], used when mqtt.url is empty.
@@ -257,6 +266,7 @@ func Default() Config {
 			Queue:          4096,
 			QueueWait:      time.Second,
 			MaxInflight:    1024,
+			CommandQoS:     1,
 			// Loopback only, as Mosquitto 2 does: anyone on the network
 			// could otherwise command the devices (docs/SECURITY.md).
 			Embedded: Embedded{Address: "127.0.0.1:1883"},

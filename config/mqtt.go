@@ -28,6 +28,22 @@ func (m *MQTT) validate() []fault {
 	} else if !slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme) {
 		add("url", "scheme %q is not tcp, ssl, ws or wss", u.Scheme)
 	}
+	if m.URL == "" && len(m.FallbackURLs) > 0 {
+		add("fallback_urls", "other nodes of the broker cluster url names; url is empty (the embedded broker)")
+	} else {
+		for i, fb := range m.FallbackURLs {
+			if u, err := url.Parse(fb); err != nil || u.Host == "" {
+				add("fallback_urls", "fallback_urls[%d] %q is not a broker URL such as tcp://broker-2:1883", i, fb)
+			} else if !sameSchemeFamily(u.Scheme, m.URL) {
+				add("fallback_urls", "fallback_urls[%d] %q: the nodes of one cluster are reached like url (%s)", i, fb, m.URL)
+			}
+		}
+	}
+	if m.ShareGroup != "" {
+		if err := mqttbridge.ValidateTopicLevels(m.ShareGroup); err != nil || strings.Contains(m.ShareGroup, "/") {
+			add("share_group", "%q must be one topic level: no /, +, # or leading $", m.ShareGroup)
+		}
+	}
 	if m.ClientID != "" && len(m.ClientID) > 64 {
 		add("client_id", "longer than 64 characters")
 	}
@@ -67,6 +83,9 @@ func (m *MQTT) validate() []fault {
 	if m.QueueWait < 0 {
 		add("queue_wait", "must not be negative (0 refuses at once when the queue is full)")
 	}
+	if m.CommandQoS != 0 && m.CommandQoS != 1 {
+		add("command_qos", "%d is not 0 or 1", m.CommandQoS)
+	}
 	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
 		add("max_inflight", "%d is outside 1 to 65535 (MQTT packet ids)", m.MaxInflight)
 	}
@@ -80,6 +99,22 @@ func (m *MQTT) validate() []fault {
 			"the embedded broker on %s is reachable from the network and takes anonymous clients: anyone there can read and command the devices; list users in [mqtt.embedded.users], or listen on 127.0.0.1", m.Embedded.Address)})
 	}
 	return fs
+}
+
+// sameSchemeFamily reports whether scheme connects the way the scheme of
+// base does: plain or TLS over TCP, or over WebSocket.
+func sameSchemeFamily(scheme, base string) bool {
+	family := func(s string) string {
+		switch s {
+		case "ws", "wss":
+			return "ws"
+		default:
+			return "tcp"
+		}
+	}
+	u, err := url.Parse(base)
+	return err == nil && family(scheme) == family(u.Scheme) &&
+		slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, scheme)
 }
 
 // isLoopback reports whether a listen host accepts only connections from

@@ -739,7 +739,7 @@ func (c *conn) Traffic() router.Traffic {
 
 // Evict implements router.Endpoint.
 func (c *conn) Evict(reason string) {
-	c.Close(protocols.CloseNormal, reason)
+	c.Close(protocols.CloseReplaced, reason)
 }
 
 // writeLoop drains the queue and exits when it is empty.

@@ -745,7 +745,7 @@ func TestEvict(t *testing.T) {
 	readText(t, ws2, "attached heatpump-7")
 
 	ce := readUntilClose(t, ws1)
-	wantCloseCode(t, ce, protocols.CloseNormal)
+	wantCloseCode(t, ce, protocols.CloseReplaced)
 	if !strings.Contains(ce.Text, "replaced") {
 		t.Errorf("close reason %q", ce.Text)
 	}

@@ -140,7 +140,8 @@ func (e *CloseError) Error() string {
 	return fmt.Sprintf("close %d: %s", e.Code, e.Reason)
 }
 
-// Close codes of RFC 6455 section 7.4.1 used across the gateway.
+// Close codes used across the gateway: RFC 6455 section 7.4.1's, and one
+// of its own.
 const (
 	CloseNormal          = 1000
 	CloseGoingAway       = 1001
@@ -150,6 +151,11 @@ const (
 	ClosePolicyViolation = 1008
 	CloseMessageTooBig   = 1009
 	CloseInternalError   = 1011
+	// CloseReplaced (private use, RFC 6455 section 7.4.2) closes a session
+	// because a newer session of the same device took over, through this
+	// gateway or another one of the fleet. A device that gets it while it
+	// still wants to be connected has a second connection somewhere.
+	CloseReplaced = 4000
 )
 
 // Errors that callers distinguish.

@@ -301,11 +301,12 @@ func bridgeConfig(cfg config.Config, url string) (mqttbridge.Config, error) {
 		clientID = "wsgate-" + cfg.Gateway.ID
 	}
 	return mqttbridge.Config{
-		URL: url, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: tlsConfig,
+		URL: url, FallbackURLs: m.FallbackURLs, ClientID: clientID, Username: m.Username, Password: m.Password, TLS: tlsConfig,
 		KeepAlive: m.KeepAlive, ConnectTimeout: m.ConnectTimeout, ReconnectMin: m.ReconnectMin,
 		ReconnectMax: m.ReconnectMax, PublishTimeout: m.PublishTimeout, GatewayID: cfg.Gateway.ID,
 		Topics: topics, Queue: m.Queue, QueueWait: m.QueueWait, MaxInflight: m.MaxInflight, OfflineResults: m.OfflineResults,
-		Version: versionString(),
+		CommandQoS: byte(m.CommandQoS),
+		ShareGroup: m.ShareGroup, Version: versionString(),
 	}, nil
 }
 

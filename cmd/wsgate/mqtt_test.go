@@ -81,6 +81,7 @@ type procConfig struct {
 	done      string // the [protocols.done] table's keys; default max_inflight = 512
 	mqtt      string // more keys of the [mqtt] table
 	extra     string // appended to the file
+	logLevel  string // default info
 }
 
 func newProcConfig(t *testing.T, id, mqttURL string) procConfig {
@@ -103,12 +104,16 @@ func (c procConfig) write(t *testing.T) string {
 	if done == "" {
 		done = "max_inflight = 512"
 	}
+	logLevel := c.logLevel
+	if logLevel == "" {
+		logLevel = "info"
+	}
 	doc := fmt.Sprintf(`[gateway]
 id = %q
 shutdown_grace = "10s"
 
 [log]
-level = "info"
+level = %q
 
 [websocket]
 send_queue = 1024
@@ -136,7 +141,7 @@ address = "127.0.0.1:%d"
 
 [protocols]
 order = ["done"]
-%s`, c.id, done, c.wsPort, c.mqttURL, c.keepAlive, c.mqtt, embedded, c.spoolDir, c.adminPort, c.extra)
+%s`, c.id, logLevel, done, c.wsPort, c.mqttURL, c.keepAlive, c.mqtt, embedded, c.spoolDir, c.adminPort, c.extra)
 	path := filepath.Join(t.TempDir(), "wsgate.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -247,6 +247,9 @@ var (
 	descSpoolBytes  = prometheus.NewDesc("wsgate_spool_bytes", "Bytes of frames in the spool.", nil, nil)
 	descCommands    = prometheus.NewDesc("wsgate_commands_total", "Commands handed to devices.", nil, nil)
 	descCmdFailed   = prometheus.NewDesc("wsgate_commands_failed_total", "Commands that could not be handed to their device.", nil, nil)
+	descForwarded   = prometheus.NewDesc("wsgate_commands_forwarded_total", "Commands forwarded to the gateway that holds their device (mqtt.share_group).", nil, nil)
+	descDuplicates  = prometheus.NewDesc("wsgate_commands_duplicate_total", "Commands not delivered because one with the same id was delivered before.", nil, nil)
+	descTakeovers   = prometheus.NewDesc("wsgate_sessions_taken_over_total", "Sessions closed because their device connected again through another gateway.", nil, nil)
 	descPluginUp    = prometheus.NewDesc("wsgate_plugin_up", "1 while the plugin process runs.", []string{"plugin"}, nil)
 	descPluginDis   = prometheus.NewDesc("wsgate_plugin_disabled", "1 when the plugin failed too often and was disabled.", []string{"plugin"}, nil)
 	descRestarts    = prometheus.NewDesc("wsgate_plugin_restarts_total", "Restarts of the plugin after a crash, exit or stall.", []string{"plugin"}, nil)
@@ -262,7 +265,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
-		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descPluginUp, descPluginDis, descRestarts, descAdminRefused,
+		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descForwarded, descDuplicates, descTakeovers, descPluginUp, descPluginDis, descRestarts, descAdminRefused,
 		descRateLimited, descAuthFailed, descThrottled, descThrottling, descForbidden} {
 		ch <- d
 	}
@@ -305,6 +308,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSpoolBytes, float64(b.SpoolBytes))
 	counter(descCommands, b.Commands)
 	counter(descCmdFailed, b.CommandsFailed)
+	counter(descForwarded, b.Forwarded)
+	counter(descDuplicates, b.Duplicates)
+	counter(descTakeovers, b.Takeovers)
 	for why := range reasons {
 		counter(descAdminRefused, c.refused.count[why].Load(), why.String())
 	}

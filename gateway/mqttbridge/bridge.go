@@ -10,7 +10,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/wsgate/wsgate/gateway/ownership"
 	"github.com/wsgate/wsgate/gateway/router"
 	"github.com/wsgate/wsgate/gateway/spool"
 	"github.com/wsgate/wsgate/protocols"
@@ -25,7 +26,10 @@ import (
 
 // Config configures the bridge.
 type Config struct {
-	URL            string // tcp://, ssl://, ws://, wss://
+	URL string // tcp://, ssl://, ws://, wss://
+	// FallbackURLs are other nodes of the same broker cluster, tried in
+	// order when URL cannot be reached.
+	FallbackURLs   []string
 	ClientID       string
 	Username       string
 	Password       string
@@ -43,7 +47,19 @@ type Config struct {
 	QueueWait      time.Duration
 	MaxInflight    int  // QoS 1+ publishes awaiting their PUBACK
 	OfflineResults bool // answer commands to absent devices with "offline"
-	Version        string
+	// CommandQoS is the QoS of the per-device command subscriptions (and
+	// of the one to all commands, for OfflineResults): 1, or 0 for brokers
+	// where a QoS 1 subscription is costly (NATS: a JetStream consumer).
+	CommandQoS byte
+	// ShareGroup, when set, takes the commands of all devices through the
+	// shared subscription $share/{ShareGroup}/{prefix}/+/cmd/#, each to one
+	// gateway of the fleet, which forwards it to the gateway holding the
+	// device. Empty: each gateway subscribes to its own devices' commands.
+	ShareGroup string
+	Version    string
+	// Clock dates statuses; nil means time.Now. Which session of a device
+	// wins never depends on it.
+	Clock func() time.Time
 	// GatewayCommands, when set, takes the commands published to
 	// {prefix}/$gateway/{id}/cmd/{name} (a protocol's pairing commands,
 	// for one).
@@ -60,7 +76,9 @@ type GatewayCommander interface {
 // Commander delivers commands to attached devices; the router is one.
 type Commander interface {
 	Command(protocols.Command) error
-	Evict(device, reason string)
+	// Evict closes the device's session if it is still the one named,
+	// and reports whether it was.
+	Evict(device, session, reason string) bool
 	Attached(device string) (router.Device, bool)
 }
 
@@ -77,6 +95,9 @@ type Stats struct {
 	Busy           uint64 // frames refused because the queue was full
 	Commands       uint64 // commands handed to devices
 	CommandsFailed uint64
+	Forwarded      uint64 // commands forwarded to the gateway holding the device
+	Duplicates     uint64 // commands not delivered again (an id seen before)
+	Takeovers      uint64 // sessions closed because the device connected through another gateway
 	Connected      bool
 }
 
@@ -103,6 +124,9 @@ type Bridge struct {
 	// conn is the broker connection paho opened last, for QoS 0 frames;
 	// nil for the schemes paho opens itself.
 	conn atomic.Pointer[coalescingConn]
+	// dialed is the broker URL openConn dialled last (of URL and
+	// FallbackURLs); nil for the schemes paho opens itself.
+	dialed atomic.Value
 
 	inMu   sync.RWMutex
 	in     chan queued
@@ -130,10 +154,20 @@ type Bridge struct {
 	connectHooks []func()
 	creds        atomic.Pointer[[2]string] // username, password
 	presence     presenceTable
-	remote       remoteStatuses
-	cmdSeq       atomic.Uint64
+	owners       *ownership.Table
+	// synced is set once the retained statuses of this connection are in
+	// (awaitSync): only then are devices claimed.
+	synced      atomic.Bool
+	syncNonce   atomic.Uint64
+	syncCh      chan uint64
+	sweepWanted atomic.Bool
+	stopping    atomic.Bool     // Close has begun: the offline status is ours
+	recent      *recentCommands // used on paho's goroutine only
+	cmdSeq      atomic.Uint64
+	runTag      string
 
 	published, spooled, replayed, rejected, qos0Dropped, busy, commands, commandsFailed atomic.Uint64
+	forwarded, duplicates, takeovers                                                    atomic.Uint64
 
 	cancel  context.CancelFunc
 	workers sync.WaitGroup // connect, replay, control loops
@@ -175,7 +209,10 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 		lost:        make(chan struct{}, 1),
 		connected:   make(chan struct{}, 1),
 		presence:    presenceTable{devices: make(map[string]*presenceEntry)},
-		remote:      remoteStatuses{devices: make(map[string]deviceStatus)},
+		owners:      ownership.New(cfg.GatewayID, cfg.Clock),
+		syncCh:      make(chan uint64, 1),
+		recent:      newRecentCommands(),
+		runTag:      newRunTag(),
 	}
 	b.spooling = sp.Len() > 0
 	b.SetCredentials(cfg.Username, cfg.Password)
@@ -203,8 +240,11 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 	if u, err := url.Parse(c.URL); err == nil && slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "tcps"}, u.Scheme) {
 		opts.SetCustomOpenConnectionFn(b.openConn)
 	}
+	// paho tries the brokers in this order at every connection attempt.
+	for _, u := range append([]string{c.URL}, c.FallbackURLs...) {
+		opts.AddBroker(u)
+	}
 	return opts.
-		AddBroker(c.URL).
 		SetClientID(c.ClientID).
 		// Read at every connect, so that SetCredentials (a reload) takes
 		// effect at the next connection without dropping this one.
@@ -230,6 +270,7 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 		SetDefaultPublishHandler(b.onMessage).
 		SetOnConnectHandler(func(mqtt.Client) { signal(b.connected) }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.synced.Store(false)
 			b.log.Warn("broker connection lost", "err", err)
 			signal(b.lost)
 		})
@@ -270,13 +311,14 @@ func (b *Bridge) Close(ctx context.Context) error {
 		return nil
 	}
 	b.closed = true
+	b.stopping.Store(true)
 	close(b.in)
 	b.inMu.Unlock()
 	b.drain.Wait() // publisher and acker have settled every frame
 
 	if b.client.IsConnectionOpen() {
 		b.reconcile(ctx, false)
-		payload, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: b.cfg.GatewayID, Since: now()})
+		payload, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: b.cfg.GatewayID, Since: b.now()})
 		b.wait(ctx, b.client.Publish(b.topics.GatewayStatus(), 1, true, payload))
 	}
 	b.cancel()
@@ -589,6 +631,7 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 		case <-b.lost: // drop a stale signal
 		default:
 		}
+		b.synced.Store(false)
 		token := b.client.Connect()
 		select {
 		case <-token.Done():
@@ -608,7 +651,11 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 			continue
 		}
 		delay = b.cfg.ReconnectMin
-		b.log.Info("connected to the broker", "url", b.cfg.URL)
+		url := b.cfg.URL
+		if d, ok := b.dialed.Load().(string); ok {
+			url = d
+		}
+		b.log.Info("connected to the broker", "url", url)
 		select {
 		case <-b.lost:
 		case <-ctx.Done():
@@ -624,7 +671,8 @@ func (b *Bridge) Stats() Stats {
 		Published: b.published.Load(), Spooled: b.spooled.Load(), Replayed: b.replayed.Load(),
 		SpoolRejected: b.rejected.Load(), SpoolDropped: dropped, SpoolRecords: records, SpoolBytes: bytes,
 		QoS0Dropped: b.qos0Dropped.Load(), Busy: b.busy.Load(), Commands: b.commands.Load(),
-		CommandsFailed: b.commandsFailed.Load(), Connected: b.client.IsConnectionOpen(),
+		CommandsFailed: b.commandsFailed.Load(), Forwarded: b.forwarded.Load(), Duplicates: b.duplicates.Load(),
+		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(),
 	}
 }
 
@@ -634,7 +682,10 @@ func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
 	defer timer.Stop()
 	select {
 	case <-t.Done():
-		return t.Error()
+		if err := t.Error(); err != nil {
+			return err
+		}
+		return refused(t)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
@@ -642,13 +693,30 @@ func (b *Bridge) wait(ctx context.Context, t mqtt.Token) error {
 	}
 }
 
-// sinceFormat is RFC 3339 with milliseconds: statuses are compared to find
-// the newest session of a device, and a device that reconnects through
-// another gateway usually does so within the same second.
+// refused reports the filters of a subscription the broker answered with
+// the failure code 0x80, which paho does not count as an error: an ACL,
+// or a clustered broker that could not set the subscription up (NATS while
+// JetStream elects a new leader).
+func refused(t mqtt.Token) error {
+	st, ok := t.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var filters []string
+	for filter, code := range st.Result() {
+		if code >= 0x80 {
+			filters = append(filters, filter)
+		}
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	slices.Sort(filters)
+	return fmt.Errorf("the broker refused the subscription to %s", strings.Join(filters, ", "))
+}
+
+// sinceFormat is RFC 3339 with milliseconds, for people and tools that
+// read statuses; which session is the newest is told by the stamp.
 const sinceFormat = "2006-01-02T15:04:05.000Z07:00"
 
-func now() string { return time.Now().UTC().Format(sinceFormat) }
-
-func (b *Bridge) nextCommandID() string {
-	return "m" + strconv.FormatUint(b.cmdSeq.Add(1), 10)
-}
+func (b *Bridge) now() string { return b.owners.Now().UTC().Format(sinceFormat) }

@@ -226,5 +226,6 @@ func (b *Bridge) openConn(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, erro
 	}
 	cc := newCoalescingConn(c, opts.WriteTimeout)
 	b.conn.Store(cc)
+	b.dialed.Store(uri.String())
 	return cc, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,6 +77,19 @@ type testBroker struct {
 	URL, ClientURL string
 	mosquitto      *brokertest.Mosquitto
 	proxy          *cutProxy
+	// nats is a three-node cluster: URL and ClientURL name its first node,
+	// and node(i) gives each gateway its own.
+	nats *brokertest.NATSCluster
+}
+
+// node returns the URLs a gateway of a clustered broker is given: node i
+// first, the others as fallbacks. Other brokers have one URL.
+func (b *testBroker) node(i int) (string, []string) {
+	if b.nats == nil {
+		return b.URL, nil
+	}
+	urls := b.nats.URLs(i)
+	return urls[0], urls[1:]
 }
 
 // startBroker starts a broker of kind. Mosquitto runs with persistence and
@@ -88,6 +102,9 @@ func startBroker(t *testing.T, kind string) *testBroker {
 	case "mosquitto":
 		m := brokertest.StartMosquitto(t)
 		return &testBroker{kind: kind, URL: m.URL, ClientURL: m.URL, mosquitto: m}
+	case "nats":
+		c := brokertest.StartNATSCluster(t, 3)
+		return &testBroker{kind: kind, URL: c.Nodes[0].URL, ClientURL: c.Nodes[0].URL, nats: c}
 	case "embedded":
 		url := brokertest.StartEmbedded(t)
 		p := startCutProxy(t, strings.TrimPrefix(url, "tcp://"))
@@ -217,11 +234,15 @@ func (p *cutProxy) restore() {
 type gatewayOptions struct {
 	id             string
 	url            string
+	fallbacks      []string    // other nodes of a broker cluster
 	tls            *tls.Config // for ssl:// URLs
 	spoolDir       string      // default: a fresh temp dir
 	limits         spool.Limits
 	policy         spool.Policy // default reject
 	offlineResults bool
+	shareGroup     string
+	commandQoS0    bool // subscribe to commands at QoS 0, as on NATS
+	clock          func() time.Time
 	queue          int
 	maxInflight    int
 	publishTimeout time.Duration
@@ -311,11 +332,12 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		t.Fatal(err)
 	}
 	b := New(Config{
-		URL: o.url, TLS: o.tls, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
+		URL: o.url, FallbackURLs: o.fallbacks, TLS: o.tls, ClientID: "wsgate-" + o.id, GatewayID: o.id, Topics: topics,
 		KeepAlive: o.keepAlive, ConnectTimeout: o.connectTimeout,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,
-		OfflineResults: o.offlineResults, Version: "test", GatewayCommands: o.gatewayCmds,
+		OfflineResults: o.offlineResults, ShareGroup: o.shareGroup, CommandQoS: commandQoS(o), Clock: o.clock, Version: "test",
+		GatewayCommands: o.gatewayCmds,
 	}, sp, log)
 	rt := router.New(b, log)
 	rt.Watch(b)
@@ -392,6 +414,10 @@ type device struct {
 	in   chan inMsg // closed when the connection ends
 	wmu  sync.Mutex
 	done chan struct{}
+	// closeCode is the code of the gateway's close frame (0 if none);
+	// read once in has been closed.
+	closeCode int
+	session   string // from the welcome
 }
 
 // connectDevice dials the gateway, says hello as id and waits for the
@@ -411,9 +437,11 @@ func connectDevice(t testing.TB, addr, id string) *device {
 	go d.read()
 	t.Cleanup(d.close)
 	d.send(map[string]any{"op": "hello", "id": id})
-	if m := d.next("welcome"); m.Session == "" {
+	m := d.next("welcome")
+	if m.Session == "" {
 		t.Fatalf("welcome without a session: %s", m.raw)
 	}
+	d.session = m.Session
 	return d
 }
 
@@ -423,6 +451,10 @@ func (d *device) read() {
 	for {
 		_, data, err := d.ws.ReadMessage()
 		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				d.closeCode = ce.Code
+			}
 			return
 		}
 		var m inMsg
@@ -505,6 +537,23 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// waitClosed waits until the gateway has closed the connection and
+// returns the close code.
+func (d *device) waitClosed() int {
+	d.t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case _, open := <-d.in:
+			if !open {
+				return d.closeCode
+			}
+		case <-deadline:
+			d.t.Fatalf("device %s: the gateway did not close the connection", d.id)
+		}
+	}
+}
+
 // close says goodbye and waits for the gateway to close the connection.
 func (d *device) close() {
 	d.wmu.Lock()
@@ -524,6 +573,8 @@ type statusJSON struct {
 	State    string `json:"state"`
 	Protocol string `json:"protocol"`
 	Gateway  string `json:"gateway"`
+	Session  string `json:"session"`
+	Stamp    uint64 `json:"stamp"`
 	Since    string `json:"since"`
 	Version  string `json:"version"`
 }
@@ -550,4 +601,11 @@ func nextStatus(t testing.TB, sub *brokertest.Subscriber, topic, state string) (
 			return st, m
 		}
 	}
+}
+
+func commandQoS(o gatewayOptions) byte {
+	if o.commandQoS0 {
+		return 0
+	}
+	return 1
 }

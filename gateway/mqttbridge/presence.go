@@ -3,23 +3,44 @@ package mqttbridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"maps"
+	"strconv"
 	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/wsgate/wsgate/gateway/ownership"
 	"github.com/wsgate/wsgate/gateway/router"
-	"github.com/wsgate/wsgate/protocols"
 )
 
-// deviceStatus is the retained JSON on {prefix}/{device}/status.
+// deviceStatus is the retained JSON on {prefix}/{device}/status: the
+// device's latest claim (docs/MQTT.md). Statuses without a stamp (from
+// gateways before claims had one) count as stamp 0.
 type deviceStatus struct {
 	State    string `json:"state"` // "online" or "offline"
 	Protocol string `json:"protocol,omitempty"`
 	Gateway  string `json:"gateway"`
+	Session  string `json:"session,omitempty"`
+	Stamp    uint64 `json:"stamp,omitempty"`
 	Since    string `json:"since"`
+}
+
+func (st deviceStatus) claim() ownership.Claim {
+	since, _ := time.Parse(time.RFC3339, st.Since)
+	return ownership.Claim{Gateway: st.Gateway, Session: st.Session, Stamp: st.Stamp, Online: st.State == "online",
+		Protocol: st.Protocol, Since: since}
+}
+
+// statusOf is the status announcing c; an ended session's status is dated
+// now.
+func (b *Bridge) statusOf(c ownership.Claim) deviceStatus {
+	st := deviceStatus{State: "online", Protocol: c.Protocol, Gateway: c.Gateway, Session: c.Session, Stamp: c.Stamp,
+		Since: c.Since.UTC().Format(sinceFormat)}
+	if !c.Online {
+		st.State, st.Since = "offline", b.now()
+	}
+	return st
 }
 
 // gatewayStatus is the retained JSON on {prefix}/$gateway/{id}/status.
@@ -28,6 +49,9 @@ type gatewayStatus struct {
 	Gateway string `json:"gateway"`
 	Since   string `json:"since,omitempty"`
 	Version string `json:"version,omitempty"`
+	// ShareGroup is the shared subscription the gateway takes commands
+	// from; empty when it subscribes per device. A fleet must agree on it.
+	ShareGroup string `json:"share_group,omitempty"`
 }
 
 // presenceTable holds the presence each device should have at the broker.
@@ -47,6 +71,9 @@ type presenceEntry struct {
 	// settled is closed when the broker has seen the current state; nil
 	// while it has.
 	settled chan struct{}
+	// claim is the claim of the device's latest session here; Stamp 0
+	// until one is issued (after the broker's statuses are known).
+	claim ownership.Claim
 }
 
 func (e *presenceEntry) markDirty() {
@@ -78,10 +105,10 @@ func (b *Bridge) Attached(dev router.Device) {
 }
 
 // Settle implements router.Settler: it waits until the broker holds the
-// device's online status and its command subscription, so that nothing
-// the device publishes reaches MQTT before its status and no command sent
-// on seeing it online is lost. It waits only while the broker is
-// connected: statuses are state, published again on every reconnect.
+// device's online status (its claim) and its command subscription, so that
+// nothing the device publishes reaches MQTT before its status and no
+// command sent on seeing it online is lost. It waits only while the broker
+// is connected: statuses are state, published again on every reconnect.
 func (b *Bridge) Settle(ctx context.Context, device string) {
 	b.presence.mu.Lock()
 	e := b.presence.devices[device]
@@ -110,55 +137,134 @@ func (b *Bridge) Detached(dev router.Device) {
 
 // controlLoop publishes presence changes and renews subscriptions after
 // every (re)connect.
+//
+// A pass that failed while the broker stays connected (it refused a
+// subscription) is tried again after a while.
 func (b *Bridge) controlLoop(ctx context.Context) {
+	retry := time.NewTimer(0)
+	<-retry.C
 	for {
 		select {
 		case <-ctx.Done():
+			retry.Stop()
 			return
 		case <-b.connected:
 			b.onConnect(ctx)
 		case <-b.controlWake:
+		case <-retry.C:
 		}
-		b.reconcile(ctx, true)
+		if !b.reconcile(ctx, true) && b.client.IsConnectionOpen() {
+			retry.Reset(max(b.cfg.ReconnectMin, time.Second))
+		}
+		b.sweep(ctx)
 	}
 }
 
 func (b *Bridge) onConnect(ctx context.Context) {
-	payload, _ := json.Marshal(gatewayStatus{State: "online", Gateway: b.cfg.GatewayID, Since: now(), Version: b.cfg.Version})
+	b.synced.Store(false)
+	payload, _ := json.Marshal(gatewayStatus{State: "online", Gateway: b.cfg.GatewayID, Since: b.now(), Version: b.cfg.Version,
+		ShareGroup: b.cfg.ShareGroup})
 	if err := b.wait(ctx, b.client.Publish(b.topics.GatewayStatus(), 1, true, payload)); err != nil {
 		b.log.Warn("cannot publish the gateway status", "err", err)
 	}
-	filters := map[string]byte{b.topics.StatusFilter(): 1}
-	if b.cfg.OfflineResults {
-		filters[b.topics.AllCommands()] = 1
+	filters := map[string]byte{
+		b.topics.StatusFilter(): 1, b.topics.GatewayStatusFilter(): 1, b.topics.Sync(): 1,
+	}
+	switch {
+	case b.cfg.ShareGroup != "":
+		filters[b.topics.SharedCommands(b.cfg.ShareGroup)] = 1
+		filters[b.topics.Forward(b.cfg.GatewayID)] = 1
+	case b.cfg.OfflineResults:
+		filters[b.topics.AllCommands()] = b.cfg.CommandQoS
 	}
 	if b.cfg.GatewayCommands != nil {
 		filters[b.topics.GatewayCommands()] = 1
 	}
 	maps.Copy(filters, b.extra)
 	if err := b.wait(ctx, b.client.SubscribeMultiple(filters, nil)); err != nil {
-		b.log.Warn("cannot subscribe to statuses", "err", err)
+		b.log.Warn("cannot subscribe to statuses and commands", "err", err)
 	}
+	b.awaitSync(ctx)
 	for _, f := range b.connectHooks {
 		f()
 	}
 	b.presence.mu.Lock()
 	b.presence.resync = true
 	b.presence.mu.Unlock()
+	b.sweepWanted.Store(true)
 	signal(b.replayWake)
 }
 
-// reconcile brings the broker's view of presence up to date. keep=false
-// (at shutdown) publishes every device offline.
-func (b *Bridge) reconcile(ctx context.Context, keep bool) {
-	if !b.client.IsConnectionOpen() {
+// awaitSync sends the gateway a marker behind its subscriptions and waits
+// for it to come back: the broker sends a new subscription's retained
+// messages, and every status published before the marker, ahead of it, so
+// by then the bridge knows every claim made before it asked and its own
+// claims supersede them. It runs after each connect and before each batch
+// of new claims. A broker that does not bring the marker back within the
+// publish timeout is not waited for any longer.
+func (b *Bridge) awaitSync(ctx context.Context) {
+	nonce := b.syncNonce.Add(1)
+	t := b.client.Publish(b.topics.Sync(), 1, false, strconv.AppendUint(nil, nonce, 10))
+	timer := time.NewTimer(b.cfg.PublishTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case got := <-b.syncCh:
+			if got != nonce {
+				continue // the marker of an earlier connection
+			}
+		case <-timer.C:
+			b.log.Warn("the broker did not return the sync marker; claiming devices with what is known", "err", t.Error())
+		case <-ctx.Done():
+			return
+		}
+		b.synced.Store(true)
 		return
+	}
+}
+
+// onSync takes a sync marker on paho's goroutine.
+func (b *Bridge) onSync(payload []byte) {
+	nonce, err := strconv.ParseUint(string(payload), 10, 64)
+	if err != nil {
+		return
+	}
+	select {
+	case b.syncCh <- nonce:
+	default: // a stale marker is waiting: replace it
+		select {
+		case <-b.syncCh:
+		default:
+		}
+		select {
+		case b.syncCh <- nonce:
+		default:
+		}
+	}
+}
+
+// reconcile brings the broker's view of presence up to date: a session
+// that has no claim yet is given one, announced with its online status
+// after its command subscription is in place; a session that ended is
+// announced offline unless a later claim has superseded it. keep=false (at
+// shutdown) ends every session.
+//
+// It reports whether every change went through.
+func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
+	if !b.client.IsConnectionOpen() || !b.synced.Load() {
+		return false
 	}
 	type change struct {
 		id        string
-		status    deviceStatus
-		subscribe bool // true: subscribe commands; false: unsubscribe if held
+		claim     ownership.Claim // Online: the state to announce
+		subscribe bool            // true: subscribe commands; false: unsubscribe if held
 		held      bool
+	}
+	if b.claimsWanted() {
+		// Learn every claim the broker passed on before this moment: a
+		// device that connected here after its session elsewhere was
+		// announced gets a stamp above that session's.
+		b.awaitSync(ctx)
 	}
 	var changes []change
 	b.presence.mu.Lock()
@@ -178,40 +284,57 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		if !e.dirty {
 			continue
 		}
-		st := deviceStatus{State: "offline", Protocol: e.device.Protocol, Gateway: b.cfg.GatewayID, Since: now()}
-		if e.online {
-			st.State, st.Since = "online", e.device.Since.UTC().Format(sinceFormat)
+		if e.online && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+			e.claim = b.owners.Claim(id, e.device.Session)
+			e.claim.Protocol = e.device.Protocol
 		}
-		changes = append(changes, change{id: id, status: st, subscribe: e.online, held: e.subscribed})
+		c := e.claim
+		c.Online = e.online
+		changes = append(changes, change{id: id, claim: c, subscribe: e.online, held: e.subscribed})
 	}
 	b.presence.mu.Unlock()
 
+	ok := true
 	for _, c := range changes {
+		online := c.claim
+		online.Online = true
+		// A later claim came while this one waited (the device connected
+		// elsewhere meanwhile): the session has lost and is closed; it
+		// neither subscribes nor announces anything.
+		superseded := c.claim.Stamp != 0 && b.owners.Superseded(c.id, online)
+		subscribe := c.subscribe && !superseded
 		var err error
 		switch {
-		case c.subscribe && !b.cfg.OfflineResults:
-			err = b.wait(ctx, b.client.Subscribe(b.topics.Commands(c.id), 1, nil))
-		case !c.subscribe && c.held:
+		case subscribe && b.perDeviceCommands():
+			err = b.wait(ctx, b.client.Subscribe(b.topics.Commands(c.id), b.cfg.CommandQoS, nil))
+		case !subscribe && c.held:
 			err = b.wait(ctx, b.client.Unsubscribe(b.topics.Commands(c.id)))
 		}
-		if err == nil && !(c.status.State == "offline" && b.remote.onlineElsewhere(c.id, b.cfg.GatewayID)) {
-			payload, _ := json.Marshal(c.status)
+		if err == nil && c.claim.Stamp != 0 && !superseded {
+			payload, _ := json.Marshal(b.statusOf(c.claim))
 			err = b.wait(ctx, b.client.Publish(b.topics.Status(c.id), 1, true, payload))
+			if err == nil && c.claim.Online {
+				b.owners.Adopt(c.id, c.claim)
+			}
+		}
+		if superseded && c.subscribe {
+			b.takeOver(c.id, c.claim.Session)
 		}
 		if err != nil {
-			b.log.Warn("cannot update device presence; retrying on reconnect", "device", c.id, "err", err)
+			b.log.Warn("cannot update device presence; retrying", "device", c.id, "err", err)
+			ok = false
 			continue
 		}
 		b.presence.mu.Lock()
 		if e := b.presence.devices[c.id]; e != nil {
 			// What the broker holds now, even when the device has flapped
 			// meanwhile: the next pass must know to unsubscribe.
-			if c.subscribe {
-				e.subscribed = !b.cfg.OfflineResults
+			if subscribe {
+				e.subscribed = b.perDeviceCommands()
 			} else if c.held {
 				e.subscribed = false
 			}
-			if e.online == c.subscribe {
+			if e.online == c.subscribe && (!e.online || e.device.Session == c.claim.Session) {
 				e.markClean()
 				if !e.online {
 					delete(b.presence.devices, c.id)
@@ -220,30 +343,150 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) {
 		}
 		b.presence.mu.Unlock()
 	}
+	return ok
 }
 
-// remoteStatuses remembers devices that other gateways report online, so
-// that this gateway never marks them offline and yields to newer sessions.
-type remoteStatuses struct {
-	mu      sync.Mutex
-	devices map[string]deviceStatus
+// claimsWanted reports whether a session here has no claim yet.
+func (b *Bridge) claimsWanted() bool {
+	b.presence.mu.Lock()
+	defer b.presence.mu.Unlock()
+	for _, e := range b.presence.devices {
+		if e.online && e.dirty && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+			return true
+		}
+	}
+	return false
 }
 
-func (r *remoteStatuses) set(id string, st deviceStatus) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if st.State == "online" {
-		r.devices[id] = st
-	} else {
-		delete(r.devices, id)
+// takeOver closes a session of ours whose claim a later one superseded.
+func (b *Bridge) takeOver(device, session string) {
+	latest, _ := b.owners.Latest(device)
+	reason := "replaced by a newer session"
+	if latest.Gateway != b.cfg.GatewayID {
+		reason += " at gateway " + latest.Gateway
+	}
+	if b.commander.Evict(device, session, reason) {
+		b.takeovers.Add(1)
+		b.log.Info("device reconnected through another gateway; closing its session here", "device", device,
+			"gateway", latest.Gateway, "stamp", latest.Stamp)
 	}
 }
 
-func (r *remoteStatuses) onlineElsewhere(id, self string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, ok := r.devices[id]
-	return ok && st.Gateway != self
+// sweep marks offline the devices whose latest claim is online but held by
+// nobody: this gateway's own, left behind by a crash before a restart, and
+// (by the fleet's leader only) those of gateways whose Last Will says they
+// are gone.
+func (b *Bridge) sweep(ctx context.Context) {
+	if !b.client.IsConnectionOpen() || !b.synced.Load() || !b.sweepWanted.Swap(false) {
+		return
+	}
+	leader := b.owners.Leader() == b.cfg.GatewayID
+	for _, o := range b.owners.Orphans(b.holds) {
+		if o.Claim.Gateway != b.cfg.GatewayID && !leader {
+			continue
+		}
+		if o.Claim.Gateway == b.cfg.GatewayID {
+			b.log.Info("clearing a stale online status", "device", o.Device)
+		} else {
+			b.log.Info("marking offline a device of a gateway that is gone", "device", o.Device, "gateway", o.Claim.Gateway)
+		}
+		c := o.Claim
+		c.Online = false
+		payload, _ := json.Marshal(b.statusOf(c))
+		if err := b.wait(ctx, b.client.Publish(b.topics.Status(o.Device), 1, true, payload)); err != nil {
+			b.log.Warn("cannot clear a stale status; retrying on reconnect", "device", o.Device, "err", err)
+			return
+		}
+	}
+}
+
+// holds reports whether the device has a session here, or one on its way.
+func (b *Bridge) holds(device string) bool {
+	b.presence.mu.Lock()
+	_, known := b.presence.devices[device]
+	b.presence.mu.Unlock()
+	if known {
+		return true
+	}
+	_, attached := b.commander.Attached(device)
+	return attached
+}
+
+// onStatus follows the claims on devices (their retained statuses): a
+// later claim than the one of a session here closes that session; an
+// earlier claim than the one here, arriving after it (a stale offline from
+// a session that just ended elsewhere), is answered by announcing the claim
+// here again; online claims nobody holds are swept.
+func (b *Bridge) onStatus(device string, payload []byte) {
+	var st deviceStatus
+	if len(payload) == 0 || json.Unmarshal(payload, &st) != nil || st.Gateway == "" {
+		return
+	}
+	c := st.claim()
+	latest := b.owners.Observe(device, c)
+
+	b.presence.mu.Lock()
+	e := b.presence.devices[device]
+	var mine ownership.Claim
+	if e != nil && e.online && e.claim.Stamp != 0 && e.claim.Session == e.device.Session {
+		mine = e.claim
+	}
+	switch {
+	case mine.Stamp != 0 && c.Same(mine) && !c.Online && !e.dirty:
+		// Our live session announced offline by someone else (the fleet's
+		// leader took this gateway for dead): claim the device anew, above
+		// that, so that every gateway sees it online again.
+		e.claim = ownership.Claim{}
+		e.markDirty()
+		b.presence.mu.Unlock()
+		signal(b.controlWake)
+		return
+	case mine.Stamp == 0 || c.Same(mine):
+	case latest && c.After(mine):
+		b.presence.mu.Unlock()
+		b.takeOver(device, mine.Session)
+		return
+	case !latest && !e.dirty && !b.owners.Superseded(device, mine):
+		e.markDirty() // announce our claim again over the stale one
+		b.presence.mu.Unlock()
+		signal(b.controlWake)
+		return
+	}
+	b.presence.mu.Unlock()
+	if latest && c.Online && (c.Gateway == b.cfg.GatewayID || !b.owners.Alive(c.Gateway)) {
+		b.sweepWanted.Store(true)
+		signal(b.controlWake)
+	}
+}
+
+// onGatewayStatus follows which gateways are alive; a gateway's Last Will
+// orphans the devices it held.
+func (b *Bridge) onGatewayStatus(id string, payload []byte) {
+	var st gatewayStatus
+	if len(payload) == 0 || json.Unmarshal(payload, &st) != nil {
+		return
+	}
+	alive := st.State == "online"
+	if id == b.cfg.GatewayID && !alive && b.client.IsConnectionOpen() && !b.stopping.Load() {
+		// A Last Will of an earlier connection of ours, or a stale
+		// retained status: this gateway is alive, and says so again.
+		payload, _ := json.Marshal(gatewayStatus{State: "online", Gateway: b.cfg.GatewayID, Since: b.now(),
+			Version: b.cfg.Version, ShareGroup: b.cfg.ShareGroup})
+		b.client.Publish(b.topics.GatewayStatus(), 1, true, payload) // on paho's goroutine: do not wait
+		return
+	}
+	if !b.owners.SetGateway(id, alive) {
+		return
+	}
+	if alive && id != b.cfg.GatewayID && st.ShareGroup != b.cfg.ShareGroup {
+		b.log.Warn("another gateway takes commands differently: the fleet may deliver commands twice or not at all; give every instance the same mqtt.share_group",
+			"gateway", id, "its_share_group", st.ShareGroup, "share_group", b.cfg.ShareGroup)
+	}
+	if !alive {
+		b.log.Info("a gateway went offline", "gateway", id)
+		b.sweepWanted.Store(true)
+		signal(b.controlWake)
+	}
 }
 
 // onMessage handles every message of the bridge's subscriptions. It runs on
@@ -253,118 +496,18 @@ func (b *Bridge) onMessage(_ mqtt.Client, msg mqtt.Message) {
 	if !ok {
 		return
 	}
-	switch {
-	case in.status:
+	switch in.kind {
+	case kindStatus:
 		b.onStatus(in.device, msg.Payload())
-	case in.gateway:
+	case kindGatewayStatus:
+		b.onGatewayStatus(in.device, msg.Payload())
+	case kindSync:
+		b.onSync(msg.Payload())
+	case kindGatewayCommand:
 		b.onGatewayCommand(in.command, msg.Payload())
-	default:
+	case kindCommand:
 		b.onCommand(in, msg.Payload())
-	}
-}
-
-// onGatewayCommand runs a command to the gateway and publishes its result
-// on {prefix}/$gateway/{id}/cmd/{name}/result.
-func (b *Bridge) onGatewayCommand(name string, payload []byte) {
-	if b.cfg.GatewayCommands == nil {
-		return
-	}
-	res := protocols.Result{ID: b.nextCommandID()}
-	switch {
-	case len(payload) > 0 && !json.Valid(payload):
-		res.Error = "bad-request: the payload must be JSON"
-	default:
-		data, err := b.cfg.GatewayCommands.GatewayCommand(name, payload)
-		if err != nil {
-			res.Error = err.Error()
-			break
-		}
-		res.OK = true
-		if data != nil {
-			if res.Data, err = json.Marshal(data); err != nil {
-				res.OK, res.Error = false, "cannot encode the result: "+err.Error()
-			}
-		}
-	}
-	if !res.OK {
-		b.commandsFailed.Add(1)
-	} else {
-		b.commands.Add(1)
-	}
-	out, _ := json.Marshal(res)
-	b.client.Publish(b.topics.GatewayResult(name), 1, false, out) // on paho's goroutine: do not wait
-	b.log.Info("gateway command", "command", name, "ok", res.OK, "error", res.Error)
-}
-
-// onStatus follows other gateways' statuses and cleans up our stale ones.
-func (b *Bridge) onStatus(device string, payload []byte) {
-	var st deviceStatus
-	if len(payload) == 0 || json.Unmarshal(payload, &st) != nil {
-		return
-	}
-	if st.Gateway != b.cfg.GatewayID {
-		b.remote.set(device, st)
-		if st.State != "online" {
-			return
-		}
-		// The same device online at another gateway: the newest session wins.
-		local, ok := b.commander.Attached(device)
-		theirs, err := time.Parse(time.RFC3339, st.Since) // fractional seconds or not
-		if ok && err == nil && theirs.After(local.Since.Truncate(time.Millisecond)) {
-			b.log.Info("device reconnected through another gateway; closing here", "device", device, "gateway", st.Gateway)
-			b.commander.Evict(device, "the device connected through gateway "+st.Gateway)
-		}
-		return
-	}
-	b.remote.set(device, deviceStatus{})
-	if st.State != "online" {
-		return
-	}
-	// A retained "online" of ours for a device we do not have: left behind
-	// by a crash. Mark it offline.
-	b.presence.mu.Lock()
-	_, known := b.presence.devices[device]
-	b.presence.mu.Unlock()
-	if _, attached := b.commander.Attached(device); attached || known {
-		return
-	}
-	b.log.Info("clearing a stale online status", "device", device)
-	out, _ := json.Marshal(deviceStatus{State: "offline", Protocol: st.Protocol, Gateway: b.cfg.GatewayID, Since: now()})
-	b.client.Publish(b.topics.Status(device), 1, true, out)
-}
-
-// onCommand turns {prefix}/{device}/cmd/{name} into a Command.
-func (b *Bridge) onCommand(in incoming, payload []byte) {
-	cmd := protocols.Command{Device: in.device, ID: b.nextCommandID(), Name: in.command}
-	if len(payload) > 0 {
-		if !json.Valid(payload) {
-			b.commandsFailed.Add(1)
-			b.publishResult(cmd, "bad-request: the payload must be JSON")
-			return
-		}
-		cmd.Args = append(json.RawMessage(nil), payload...)
-	}
-	err := b.commander.Command(cmd)
-	switch {
-	case err == nil:
-		b.commands.Add(1)
-	case errors.Is(err, protocols.ErrDeviceOffline):
-		if b.cfg.OfflineResults && !b.remote.onlineElsewhere(in.device, b.cfg.GatewayID) {
-			b.publishResult(cmd, "offline")
-		}
-	default:
-		b.commandsFailed.Add(1)
-		b.publishResult(cmd, err.Error())
-	}
-}
-
-func (b *Bridge) publishResult(cmd protocols.Command, reason string) {
-	f, err := protocols.ResultFrame(cmd.Name, protocols.Result{ID: cmd.ID, OK: false, Error: reason})
-	if err != nil {
-		return
-	}
-	f.Device = cmd.Device
-	if err := b.deliver(f, 0); err != nil { // on paho's goroutine: never wait
-		b.log.Warn("cannot publish a command result", "device", cmd.Device, "command", cmd.Name, "err", err)
+	case kindForward:
+		b.onForward(msg.Payload())
 	}
 }

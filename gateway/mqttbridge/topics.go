@@ -165,8 +165,15 @@ func (t Topics) StatusFilter() string { return t.prefix + "/+/status" }
 // Commands is the filter a device's commands arrive on.
 func (t Topics) Commands(device string) string { return t.prefix + "/" + device + "/cmd/#" }
 
-// AllCommands matches the commands of every device.
-func (t Topics) AllCommands() string { return t.prefix + "/+/cmd/+" }
+// AllCommands matches the commands of every device (and their results,
+// which parse sets aside).
+func (t Topics) AllCommands() string { return t.prefix + "/+/cmd/#" }
+
+// SharedCommands is AllCommands as the shared subscription of group: the
+// broker hands each command to one gateway of the group.
+func (t Topics) SharedCommands(group string) string {
+	return "$share/" + group + "/" + t.AllCommands()
+}
 
 // Result is the topic of a command's result.
 func (t Topics) Result(device, command string) string {
@@ -176,6 +183,9 @@ func (t Topics) Result(device, command string) string {
 // GatewayStatus is this gateway's own retained status topic.
 func (t Topics) GatewayStatus() string { return t.prefix + "/$gateway/" + t.gateway + "/status" }
 
+// GatewayStatusFilter matches the statuses of every gateway.
+func (t Topics) GatewayStatusFilter() string { return t.prefix + "/$gateway/+/status" }
+
 // GatewayCommands matches the commands to this gateway itself.
 func (t Topics) GatewayCommands() string { return t.prefix + "/$gateway/" + t.gateway + "/cmd/+" }
 
@@ -184,13 +194,40 @@ func (t Topics) GatewayResult(command string) string {
 	return t.prefix + "/$gateway/" + t.gateway + "/cmd/" + command + "/result"
 }
 
+// Forward is the inbox of gateway: commands another gateway took for a
+// device this one holds.
+func (t Topics) Forward(gateway string) string { return t.prefix + "/$gateway/" + gateway + "/forward" }
+
+// Sync is the topic this gateway sends itself a marker on after it
+// subscribes: the marker comes back behind the retained statuses.
+func (t Topics) Sync() string { return t.prefix + "/$gateway/" + t.gateway + "/sync" }
+
+// topicKind is what a topic the bridge receives is for.
+type topicKind uint8
+
+const (
+	kindNone           topicKind = iota
+	kindStatus                   // {prefix}/{device}/status
+	kindCommand                  // {prefix}/{device}/cmd/{name}, or .../cmd/{name}/{id}
+	kindGatewayCommand           // {prefix}/$gateway/{self}/cmd/{name}
+	kindGatewayStatus            // {prefix}/$gateway/{id}/status: device holds the id
+	kindForward                  // {prefix}/$gateway/{self}/forward
+	kindSync                     // {prefix}/$gateway/{self}/sync
+)
+
 // incoming is a message topic split into what the bridge acts on.
 type incoming struct {
+	kind    topicKind
 	device  string
-	command string // set for {prefix}/{device}/cmd/{name}
-	status  bool   // {prefix}/{device}/status
-	gateway bool   // {prefix}/$gateway/{id}/cmd/{name}: command is set
+	command string
+	id      string // a command's id, when its sender gave one
 }
+
+// resultLevel ends the topic of a command's result; it cannot be an id.
+const resultLevel = "result"
+
+// maxCommandID bounds the ids senders give commands.
+const maxCommandID = 128
 
 // parse classifies a topic received on one of the bridge's subscriptions.
 // It does not allocate: Uplink runs it on every frame.
@@ -204,15 +241,29 @@ func (t Topics) parse(topic string) (incoming, bool) {
 	}
 	var levels [4]string
 	n := splitLevels(rest, levels[:])
+	if levels[0] == "$gateway" {
+		self := levels[1] == t.gateway
+		switch {
+		case n == 4 && self && levels[2] == "cmd" && levels[3] != "":
+			return incoming{kind: kindGatewayCommand, command: levels[3]}, true
+		case n == 3 && levels[2] == "status" && validateLevel(levels[1]) == nil:
+			return incoming{kind: kindGatewayStatus, device: levels[1]}, true
+		case n == 3 && self && levels[2] == "forward":
+			return incoming{kind: kindForward}, true
+		case n == 3 && self && levels[2] == "sync":
+			return incoming{kind: kindSync}, true
+		}
+		return incoming{}, false
+	}
 	switch {
-	case n == 4 && levels[0] == "$gateway" && levels[1] == t.gateway && levels[2] == "cmd" && levels[3] != "":
-		return incoming{gateway: true, command: levels[3]}, true
 	case strings.HasPrefix(rest, "$"):
 		return incoming{}, false
 	case n == 2 && levels[1] == "status":
-		return incoming{device: levels[0], status: true}, true
+		return incoming{kind: kindStatus, device: levels[0]}, true
 	case n == 3 && levels[1] == "cmd" && levels[2] != "":
-		return incoming{device: levels[0], command: levels[2]}, true
+		return incoming{kind: kindCommand, device: levels[0], command: levels[2]}, true
+	case n == 4 && levels[1] == "cmd" && levels[2] != "" && levels[3] != resultLevel && levels[3] != "":
+		return incoming{kind: kindCommand, device: levels[0], command: levels[2], id: levels[3]}, true
 	}
 	return incoming{}, false // results and deeper levels are not commands
 }

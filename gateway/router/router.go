@@ -31,7 +31,9 @@ type Sink interface {
 type Endpoint interface {
 	// Command hands a downlink command to the device.
 	Command(protocols.Command) error
-	// Evict tells the endpoint that a newer session took over its device.
+	// Evict tells the endpoint that a newer session took over its device,
+	// here or at another gateway; a connection closes with
+	// protocols.CloseReplaced.
 	Evict(reason string)
 }
 
@@ -197,15 +199,19 @@ func (r *Router) Attached(id string) (Device, bool) {
 	return a.device, ok
 }
 
-// Evict closes the session of an attached device, e.g. because the device
-// connected again through another gateway instance.
-func (r *Router) Evict(id, reason string) {
+// Evict closes the session of an attached device if it is still the
+// session named (a newer one may have attached meanwhile): the device
+// connected again through another gateway instance. It reports whether it
+// closed one.
+func (r *Router) Evict(id, session, reason string) bool {
 	r.mu.Lock()
 	a, ok := r.devices[id]
 	r.mu.Unlock()
-	if ok {
-		a.endpoint.Evict(reason)
+	if !ok || a.device.Session != session {
+		return false
 	}
+	a.endpoint.Evict(reason)
+	return true
 }
 
 // Devices lists the attached devices sorted by id.

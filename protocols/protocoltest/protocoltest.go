@@ -268,8 +268,8 @@ func testAttachPublish(t *testing.T, g *testGateway, s Setup) {
 func testReplace(t *testing.T, g *testGateway, s Setup) {
 	first := g.device(t, s, "dev-1")
 	second := g.device(t, s, "dev-1")
-	if ce := first.closed(t); ce.Code != protocols.CloseNormal {
-		t.Errorf("the replaced session closed with %d %q, want 1000", ce.Code, ce.Text)
+	if ce := first.closed(t); ce.Code != protocols.CloseReplaced {
+		t.Errorf("the replaced session closed with %d %q, want %d", ce.Code, ce.Text, protocols.CloseReplaced)
 	}
 	s.Driver.Publish(t, second, 1)
 }

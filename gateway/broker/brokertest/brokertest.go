@@ -295,6 +295,9 @@ func subscribe(t testing.TB, url, filter, clientID string, clean bool) *Subscrib
 	return s
 }
 
+// Close disconnects the subscriber before the test ends.
+func (s *Subscriber) Close() { s.client.Disconnect(100) }
+
 // Next waits for the next message on topic, skipping others.
 func (s *Subscriber) Next(t testing.TB, topic string, timeout time.Duration) Message {
 	t.Helper()
@@ -322,6 +325,32 @@ func Publish(t testing.TB, url, topic string, payload []byte, retain bool) {
 	}
 	defer c.Disconnect(100)
 	if tok := c.Publish(topic, 1, retain, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// Publisher is one client for many publishes.
+type Publisher struct {
+	client mqtt.Client
+}
+
+// NewPublisher connects a client to url; it disconnects when the test
+// ends. It reconnects by itself after a broker restart.
+func NewPublisher(t testing.TB, url string) *Publisher {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(ClientID("brokertest-pub")).
+		SetAutoReconnect(true).SetMaxReconnectInterval(500 * time.Millisecond))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher connect to %s: %v", url, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return &Publisher{client: c}
+}
+
+// Publish publishes at QoS 1 and waits for the PUBACK.
+func (p *Publisher) Publish(t testing.TB, topic string, payload []byte, retain bool) {
+	t.Helper()
+	if tok := p.client.Publish(topic, 1, retain, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }

@@ -1,0 +1,234 @@
+package brokertest
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// NATSCluster is a cluster of nats-server processes on loopback with
+// JetStream and the MQTT interface, owned by a test: the clustered broker
+// of a fleet.
+type NATSCluster struct {
+	t     testing.TB
+	bin   string
+	Nodes []*NATSNode
+}
+
+// NATSNode is one server of a NATSCluster.
+type NATSNode struct {
+	Name    string
+	URL     string // its MQTT listener, tcp://127.0.0.1:PORT
+	mqtt    int
+	monitor int
+	conf    string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *syncBuffer
+}
+
+// StartNATSCluster starts n nats-server processes that form one cluster
+// with JetStream (each with its own store) and an MQTT listener each, and
+// waits until MQTT clients can use every node. The cluster is stopped when
+// the test ends, and its logs are shown if the test failed.
+//
+// JetStream in a cluster needs a server name per node and a cluster name;
+// MQTT needs JetStream, whose streams (sessions, retained messages, QoS 1
+// messages) it replicates on up to three nodes, so a three-node cluster
+// keeps them through the loss of one.
+func StartNATSCluster(t testing.TB, n int) *NATSCluster {
+	t.Helper()
+	c := &NATSCluster{t: t, bin: Require(t, "nats-server")}
+	dir := t.TempDir()
+	routes := make([]string, n)
+	clusterPorts := make([]int, n)
+	for i := range n {
+		clusterPorts[i] = FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
+	}
+	for i := range n {
+		node := &NATSNode{Name: fmt.Sprintf("n%d", i+1), mqtt: FreePort(t), monitor: FreePort(t)}
+		node.URL = "tcp://127.0.0.1:" + strconv.Itoa(node.mqtt)
+		node.conf = filepath.Join(dir, node.Name+".conf")
+		conf := fmt.Sprintf(`server_name: %s
+listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
+jetstream {
+  store_dir: %q
+  max_memory_store: 64MB
+  max_file_store: 1GB
+}
+cluster {
+  name: wsgate-test
+  listen: 127.0.0.1:%d
+  routes: [%s]
+}
+mqtt {
+  listen: 127.0.0.1:%d
+  # Sessions, retained and QoS 1 messages on every node: without it the
+  # streams get as many replicas as nodes had joined when the first
+  # client came, possibly one, and a killed node takes acknowledged
+  # messages along.
+  stream_replicas: %d
+}
+`, node.Name, FreePort(t), node.monitor, filepath.Join(dir, node.Name), clusterPorts[i], strings.Join(routes, ", "), node.mqtt, min(n, 3))
+		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	t.Cleanup(func() {
+		for _, node := range c.Nodes {
+			node.signal(syscall.SIGTERM)
+			if t.Failed() {
+				t.Logf("log of nats-server %s:\n%s", node.Name, node.log)
+			}
+		}
+	})
+	for _, node := range c.Nodes {
+		c.start(node)
+	}
+	for _, node := range c.Nodes {
+		c.waitReady(node)
+	}
+	return c
+}
+
+// URLs returns the MQTT URLs of the nodes, starting with node first: a
+// client's url and fallback_urls.
+func (c *NATSCluster) URLs(first int) []string {
+	var urls []string
+	for i := range c.Nodes {
+		urls = append(urls, c.Nodes[(first+i)%len(c.Nodes)].URL)
+	}
+	return urls
+}
+
+func (c *NATSCluster) start(node *NATSNode) {
+	c.t.Helper()
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	if node.cmd != nil {
+		return
+	}
+	if node.log == nil {
+		node.log = &syncBuffer{}
+	}
+	cmd := exec.Command(c.bin, "-c", node.conf)
+	// Killed with the test binary, should it die without cleaning up (a
+	// test timeout panics).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = node.log, node.log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start nats-server %s: %v", node.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	node.cmd, node.exited = cmd, exited
+}
+
+// waitReady waits until the node's JetStream is healthy and an MQTT client
+// can publish through it (the first MQTT client of an account creates its
+// streams).
+func (c *NATSCluster) waitReady(node *NATSNode) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := node.probe()
+		if err == nil {
+			return
+		}
+		node.mu.Lock()
+		exited := node.exited
+		node.mu.Unlock()
+		select {
+		case <-exited:
+			c.t.Fatalf("nats-server %s exited at start:\n%s", node.Name, node.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("nats-server %s is not ready: %v\n%s", node.Name, err, node.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (node *NATSNode) probe() error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", node.monitor))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz: %s", resp.Status)
+	}
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(node.URL).SetClientID(ClientID("nats-probe")).
+		SetConnectTimeout(5 * time.Second))
+	tok := cl.Connect()
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("mqtt connect: %v", tok.Error())
+	}
+	defer cl.Disconnect(100)
+	if tok := cl.Publish("brokertest/probe", 1, false, []byte("1")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("mqtt publish: %v", tok.Error())
+	}
+	return nil
+}
+
+// Kill ends node i with SIGKILL.
+func (c *NATSCluster) Kill(i int) { c.Nodes[i].signal(syscall.SIGKILL) }
+
+// Start starts node i again on its ports and store, and waits until it is
+// ready.
+func (c *NATSCluster) Start(i int) {
+	c.t.Helper()
+	c.start(c.Nodes[i])
+	c.waitReady(c.Nodes[i])
+}
+
+func (node *NATSNode) signal(sig syscall.Signal) {
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	if node.cmd == nil {
+		return
+	}
+	_ = node.cmd.Process.Signal(sig)
+	select {
+	case <-node.exited:
+	case <-time.After(10 * time.Second):
+		_ = node.cmd.Process.Kill()
+		<-node.exited
+	}
+	node.cmd = nil
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

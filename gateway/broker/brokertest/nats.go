@@ -130,7 +130,7 @@ func (c *NATSCluster) start(node *NATSNode) {
 	cmd := exec.Command(c.bin, "-c", node.conf)
 	// Killed with the test binary, should it die without cleaning up (a
 	// test timeout panics).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = DieWithParent()
 	cmd.Stdout, cmd.Stderr = node.log, node.log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start nats-server %s: %v", node.Name, err)

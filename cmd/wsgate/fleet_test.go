@@ -936,28 +936,9 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", path, "-e", filepath.Join(dir, "error.log"))
-	// Killed with the test binary, should it die without cleaning up (a
-	// test timeout panics).
-	cmd.SysProcAttr = brokertest.DieWithParent()
-	out := &procLog{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx:\n%s%s", out, log)
-		}
+	out, exited := startHelperProcess(t, "nginx", cmd, func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return string(log)
 	})
 	deadline := time.Now().Add(mqttTestWait)
 	for {
@@ -1021,27 +1002,7 @@ func testHAProxy(t *testing.T, f *fleet) {
 	if err := os.WriteFile(path, []byte(global+cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-db", "-f", path)
-	cmd.SysProcAttr = brokertest.DieWithParent()
-	out := &procLog{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("haproxy:\n%s", out)
-		}
-	})
+	out, exited := startHelperProcess(t, "haproxy", exec.Command(bin, "-db", "-f", path), nil)
 	want := map[string]string{"gw-1": "2", "gw-2": "2", "gw-dead": "0"} // srv_op_state: 2 running, 0 stopped
 	var state map[string]string
 	waitFor(t, "HAProxy's checks", func() bool {
@@ -1086,4 +1047,37 @@ func haproxyServers(sock string) map[string]string {
 		}
 	}
 	return state
+}
+
+// startHelperProcess starts cmd (nginx, haproxy) for the test, killed with
+// the test binary should it die without cleaning up (a test timeout
+// panics), and stopped with SIGTERM when the test ends; a failed test logs
+// its output and what more returns. exited is closed when it exits.
+func startHelperProcess(t *testing.T, name string, cmd *exec.Cmd, more func() string) (out *brokertest.Output, exited <-chan struct{}) {
+	t.Helper()
+	cmd.SysProcAttr = brokertest.DieWithParent()
+	out = &brokertest.Output{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			extra := ""
+			if more != nil {
+				extra = more()
+			}
+			t.Logf("%s:\n%s%s", name, out, extra)
+		}
+	})
+	return out, done
 }

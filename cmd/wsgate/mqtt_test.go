@@ -6,7 +6,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -149,31 +148,13 @@ order = ["done"]
 	return path
 }
 
-// procLog collects a process's output.
-type procLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *procLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *procLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // wsgateProc is a running `wsgate run` process.
 type wsgateProc struct {
 	t      *testing.T
 	cfg    procConfig
 	path   string // the configuration file
 	cmd    *exec.Cmd
-	log    *procLog
+	log    *brokertest.Output
 	exited chan struct{}
 	status int
 }
@@ -183,7 +164,7 @@ type wsgateProc struct {
 // log is shown if the test failed.
 func startWsgate(t *testing.T, cfg procConfig) *wsgateProc {
 	t.Helper()
-	p := &wsgateProc{t: t, cfg: cfg, path: cfg.write(t), log: &procLog{}, exited: make(chan struct{})}
+	p := &wsgateProc{t: t, cfg: cfg, path: cfg.write(t), log: &brokertest.Output{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(wsgateBinary(t), "run", "-config", p.path)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

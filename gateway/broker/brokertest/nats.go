@@ -37,7 +37,7 @@ type NATSNode struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *syncBuffer
+	log    *Output
 }
 
 // StartNATSCluster starts n nats-server processes that form one cluster
@@ -125,7 +125,7 @@ func (c *NATSCluster) start(node *NATSNode) {
 		return
 	}
 	if node.log == nil {
-		node.log = &syncBuffer{}
+		node.log = &Output{}
 	}
 	cmd := exec.Command(c.bin, "-c", node.conf)
 	// Killed with the test binary, should it die without cleaning up (a
@@ -215,19 +215,19 @@ func (node *NATSNode) signal(sig syscall.Signal) {
 	node.cmd = nil
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
+// Output collects what a process writes while a test reads it.
+type Output struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *Output) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *Output) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -13,31 +13,16 @@ import (
 	"github.com/wsgate/wsgate/protocols/ship/identity"
 )
 
-// EventKind says what happened to a SHIP service.
-type EventKind int
+// EventKind says what happened to a SHIP service: mdns's kinds, where
+// Removed also covers a TXT record that stopped being a valid SHIP one.
+type EventKind = mdns.EventKind
 
 // Event kinds.
 const (
-	// Added: a complete service with a valid SHIP TXT record appeared.
-	Added EventKind = iota + 1
-	// Updated: a reported service changed (TXT, port, host or addresses).
-	Updated
-	// Removed: a reported service said goodbye, expired, or its TXT record
-	// stopped being valid; Service is the last value reported.
-	Removed
+	Added   = mdns.Added
+	Updated = mdns.Updated
+	Removed = mdns.Removed
 )
-
-func (k EventKind) String() string {
-	switch k {
-	case Added:
-		return "added"
-	case Updated:
-		return "updated"
-	case Removed:
-		return "removed"
-	}
-	return fmt.Sprintf("EventKind(%d)", int(k))
-}
 
 // Event reports a change of one discovered SHIP service.
 type Event struct {

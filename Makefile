@@ -20,6 +20,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # haproxy for a fleet (docs/DEPLOY.md), and chromium for the
 # status page's browser test.
 TEST_DEBS   := mosquitto mosquitto-clients python3-websockets socat openssl systemd chromium nats-server nginx haproxy
+# A current nats-server, built from the Go module proxy (Debian 12 has 2.9):
+# the fleet tests run on both (cmd/wsgate/fleet_test.go, docs/DEPLOY.md).
+NATS_SERVER_VERSION := v2.15.3
+NATS_SERVER := $(CURDIR)/.cache/nats-server-$(NATS_SERVER_VERSION)/nats-server
 CROSS       := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7
 # Debian architecture = binary of `make cross`. armhf takes the ARMv6 build:
 # Raspberry Pi OS's armhf runs on ARMv6 (Pi 1, Zero) as well as ARMv7.
@@ -44,7 +48,7 @@ run: build
 # The whole suite, race detector on, after the static checks; then the
 # binary's tests again as a build without SHIP (protocols/all's tags).
 test: test-deps lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	WSGATE_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -tags noship ./cmd/wsgate/
 
 # Unit and integration tests only, without installing anything.
@@ -69,6 +73,8 @@ test-deps:
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(TEST_DEBS); \
 	fi
+	@[ -x $(NATS_SERVER) ] || { echo "building nats-server $(NATS_SERVER_VERSION) for the fleet tests"; \
+		GOBIN=$(dir $(NATS_SERVER)) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION); }
 
 cover:
 	$(GO) test -count=1 -coverprofile=coverage.out ./...

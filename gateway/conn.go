@@ -685,6 +685,12 @@ func (c *conn) Command(cmd protocols.Command) (err error) {
 	if c.ended || c.session == nil { // nil: NewSession attached and has not returned yet
 		return protocols.ErrDeviceOffline
 	}
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing { // nothing more reaches the device (Send refuses)
+		return fmt.Errorf("command %q to %q: the session is closing: %w", cmd.Name, cmd.Device, protocols.ErrClosed)
+	}
 	if !c.srv.acl.Load().MayReceive(cmd.Device, cmd.Name) {
 		c.srv.forbiddenCommands.Add(1)
 		return fmt.Errorf("%w: %s may not receive %q", protocols.ErrForbidden, cmd.Device, cmd.Name)

@@ -41,36 +41,39 @@ type fleetBroker struct {
 	clientURL  string
 	shareGroup string
 	commandQoS int
-	// unordered: the broker does not order the messages of different
-	// subscriptions (a NATS cluster); the suites that need it run only
-	// with WSGATE_NATS_FLEET=1.
-	unordered bool
-	// killNode, when set, kills the broker node of instance 1 (with
-	// WSGATE_NATS_FLEET=1).
+	// crashOnly: run only the instance crash (see TestFleetOnNATS).
+	crashOnly bool
+	// killNode, when set, kills the broker node of instance 1.
 	killNode func()
 }
 
-// NATS gives messages of different subscriptions no common order, and the
-// takeover race and the commands sent while devices move rely on one: on
-// nats-server 2.9.10 the newest session sometimes lost the race, and one to
-// ten commands in a thousand were lost or delivered twice around moves. And
-// in about one run in four with a node killed, a QoS 1 subscriber on
-// another node missed the rest of one device's frames (docs/DEPLOY.md).
-// Those three run only with WSGATE_NATS_FLEET=1.
+// The suite runs on every nats-server at hand: Debian's package and the
+// release make test builds from the Go module proxy (WSGATE_NATS_SERVER).
+// On nats-server 2.9 (Debian 12) only the instance crash runs: under the
+// takeover race and the commands sent while devices move its JetStream
+// API requests (consumers made and deleted for the subscriptions that
+// follow the devices) time out after 4 s on this machine, and in some
+// runs a QoS 1 subscriber stopped receiving after a node was killed
+// (docs/DEPLOY.md).
 func TestFleetOnNATS(t *testing.T) {
 	t.Parallel()
-	c := brokertest.StartNATSCluster(t, 3)
-	runFleet(t, fleetBroker{
-		node: func(i int) (string, []string) {
-			urls := c.URLs(i + 1) // instance 0 on node 1, instance 1 on node 2
-			return urls[0], urls[1:]
-		},
-		clientURL: c.Nodes[0].URL,
-		// A QoS 1 subscription is a JetStream consumer on NATS.
-		commandQoS: 0,
-		unordered:  true,
-		killNode:   func() { c.Kill(2) },
-	})
+	for _, srv := range brokertest.NATSServers(t) {
+		t.Run("nats-"+srv.Version, func(t *testing.T) {
+			t.Parallel()
+			c := brokertest.StartNATSClusterOf(t, srv.Path, 3)
+			runFleet(t, fleetBroker{
+				node: func(i int) (string, []string) {
+					urls := c.URLs(i + 1) // instance 0 on node 1, instance 1 on node 2
+					return urls[0], urls[1:]
+				},
+				clientURL: c.Nodes[0].URL,
+				// A QoS 1 subscription is a JetStream consumer on NATS.
+				commandQoS: 0,
+				crashOnly:  !srv.AtLeast(2, 10),
+				killNode:   func() { c.Kill(2) },
+			})
+		})
+	}
 }
 
 func TestFleetOnMosquitto(t *testing.T) {
@@ -118,34 +121,42 @@ func runFleet(t *testing.T, b fleetBroker) {
 	f.lbURL = startNginx(t, f.cfgs[0].wsPort, f.cfgs[1].wsPort)
 
 	t.Run("HAProxy checks /readyz", func(t *testing.T) { testHAProxy(t, &f) })
-	t.Run("instance killed behind nginx", func(t *testing.T) { testInstanceKilled(t, b, &f) })
+	killed := false
+	t.Run("instance killed behind nginx", func(t *testing.T) { killed = true; testInstanceKilled(t, b, &f) })
 	if t.Failed() {
 		return
 	}
-	// gw-a comes back on its spool.
-	f.procs[0] = startWsgate(t, f.cfgs[0])
-	f.procs[0].waitReady(t)
-	if !b.unordered || os.Getenv("WSGATE_NATS_FLEET") != "" {
-		t.Run("takeover race", func(t *testing.T) { testTakeoverRace(t, b, &f) })
-		t.Run("commands while devices move", func(t *testing.T) { testCommandsWhileMoving(t, b, &f) })
+	if killed { // (-run may have left it out)
+		// gw-a comes back on its spool.
+		f.procs[0] = startWsgate(t, f.cfgs[0])
+		f.procs[0].waitReady(t)
 	}
-	if b.killNode != nil && os.Getenv("WSGATE_NATS_FLEET") != "" {
+	if b.crashOnly {
+		return
+	}
+	t.Run("takeover race", func(t *testing.T) { testTakeoverRace(t, b, &f) })
+	t.Run("commands while devices move", func(t *testing.T) { testCommandsWhileMoving(t, b, &f) })
+	if b.killNode != nil {
 		t.Run("broker node killed", func(t *testing.T) { testNodeKilled(t, b, &f) })
 	}
 }
 
-// Devices stream through nginx while the broker node gw-b is attached to
-// is killed: gw-b spools, reconnects to another node of its fallback_urls
-// and replays; every acked seq reaches a QoS 1 subscriber on a third node.
+// Devices stream to gw-b while the broker node it is attached to is
+// killed: gw-b spools, reconnects to another node of its fallback_urls and
+// replays; every pub is acked, every acked seq reaches the subscribers on a
+// third node, and every device takes a command afterwards.
 //
-// Commands are not checked here: NATS 2.9 (Debian 12) cannot place the
-// JetStream consumer of a new QoS 1 subscription while one node of three
-// is down, so the command subscriptions gw-b renews on the new node are
-// refused (and retried, logged) until the cluster is whole again
-// (docs/DEPLOY.md).
+// What reaches the subscribers is checked twice, at QoS 1 (on NATS a
+// JetStream consumer) and at QoS 0 (plain NATS interest): a seq that
+// reached neither was lost on the way to the broker, and fails the test.
+// A seq only the QoS 1 subscriber missed was published: its QoS 0 twin
+// has it. NATS, while it moves the consumers of a lost node, sometimes
+// leaves such a gap in a consumer; the test logs it (docs/DEPLOY.md).
 func testNodeKilled(t *testing.T, b fleetBroker, f *fleet) {
 	const devices, perDevice = 10, 300
 	seqs := collectFleetSeqs(t, brokertest.Subscribe(t, b.clientURL, "wsgate/+/zl"))
+	seqs0 := collectFleetSeqs(t, brokertest.SubscribeQoS0(t, b.clientURL, "wsgate/+/zl"))
+	results := brokertest.Subscribe(t, b.clientURL, "wsgate/+/cmd/+/result")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var devs []*fleetDevice
@@ -168,13 +179,71 @@ func testNodeKilled(t *testing.T, b fleetBroker, f *fleet) {
 	b.killNode()
 	t.Logf("a broker node killed, %d of %d pubs acked", acked(), devices*perDevice)
 	waitFor(t, "every pub acked", func() bool { return acked() == devices*perDevice })
-	for _, d := range devs {
-		if missing := seqs.missing(d.id, perDevice); len(missing) > 0 {
-			t.Errorf("%s: %d acked seqs never reached the subscriber, e.g. %v", d.id, len(missing), missing[:min(5, len(missing))])
+	// Give the subscribers a moment for the last acked seqs (not waiting
+	// for what may never come).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		all := true
+		for _, d := range devs {
+			all = all && len(seqs0.missing(d.id, perDevice)) == 0 && len(seqs.missing(d.id, perDevice)) == 0
+		}
+		if all {
+			break
 		}
 	}
+	for _, d := range devs {
+		missing, missing0 := seqs.missing(d.id, perDevice), seqs0.missing(d.id, perDevice)
+		var lost []int
+		for _, seq := range missing {
+			if slices.Contains(missing0, seq) {
+				lost = append(lost, seq)
+			}
+		}
+		if len(lost) > 0 {
+			t.Errorf("%s: %d acked seqs reached no subscriber, e.g. %v", d.id, len(lost), lost[:min(5, len(lost))])
+		} else if len(missing) > 0 {
+			t.Logf("%s: %d acked seqs reached the QoS 0 subscriber but not the QoS 1 one (a JetStream consumer), e.g. %v",
+				d.id, len(missing), missing[:min(5, len(missing))])
+		}
+	}
+	// Commands reach a device once its gateway has renewed its
+	// subscription on the new node (the broker keeps no commands for a
+	// clean session in between).
+	f.procs[1].waitReady(t)
+	waitFor(t, "gw-b's devices announced again", func() bool {
+		return f.procs[1].metrics(t)["wsgate_mqtt_presence_pending"] == 0
+	})
+	commandEach(t, b, results, devs, "after-node")
 	if m := f.procs[1].metrics(t); m["wsgate_spool_replayed_total"] == 0 {
 		t.Logf("gw-b replayed nothing: the node went down between two publishes")
+	}
+}
+
+// commandEach sends each device a ping with the given id; each must reach
+// its device once, and its result come back once.
+func commandEach(t *testing.T, b fleetBroker, results *brokertest.Subscriber, devs []*fleetDevice, id string) {
+	t.Helper()
+	pub := brokertest.NewPublisher(t, b.clientURL)
+	for _, d := range devs {
+		pub.Publish(t, "wsgate/"+d.id+"/cmd/ping/"+id, []byte(`{}`), false)
+	}
+	got := map[string]int{}
+	for deadline := time.Now().Add(mqttTestWait); len(got) < len(devs); {
+		m, ok := nextMessage(results.Messages, time.Until(deadline))
+		if !ok {
+			break
+		}
+		if r := parseFleetResult(t, m); r.ID != id || !r.OK {
+			t.Errorf("%s: result %+v", m.Topic, r)
+		}
+		got[strings.TrimSuffix(strings.TrimPrefix(m.Topic, "wsgate/"), "/cmd/ping/result")]++
+	}
+	if m, ok := nextMessage(results.Messages, time.Second); ok {
+		t.Errorf("another result: %s %s", m.Topic, m.Payload)
+	}
+	for _, d := range devs {
+		if n, k := d.delivered(id), got[d.id]; n != 1 || k != 1 {
+			t.Errorf("%s: the command was delivered %d times, its result published %d times", d.id, n, k)
+		}
 	}
 }
 
@@ -233,30 +302,7 @@ func testInstanceKilled(t *testing.T, b fleetBroker, f *fleet) {
 	waitRetained(t, b.clientURL, ids, func(_ string, st statusJSONMsg) bool {
 		return st.State == "online" && st.Gateway == "gw-b"
 	})
-	pub := brokertest.NewPublisher(t, b.clientURL)
-	for _, d := range devs {
-		pub.Publish(t, "wsgate/"+d.id+"/cmd/ping/after-crash", []byte(`{}`), false)
-	}
-	got := map[string]int{}
-	for deadline := time.Now().Add(mqttTestWait); len(got) < devices; {
-		m, ok := nextMessage(results.Messages, time.Until(deadline))
-		if !ok {
-			break
-		}
-		if r := parseFleetResult(t, m); r.ID != "after-crash" || !r.OK {
-			t.Errorf("%s: result %+v", m.Topic, r)
-		}
-		got[strings.TrimSuffix(strings.TrimPrefix(m.Topic, "wsgate/"), "/cmd/ping/result")]++
-	}
-	if m, ok := nextMessage(results.Messages, time.Second); ok {
-		t.Errorf("another result: %s %s", m.Topic, m.Payload)
-	}
-	for _, d := range devs {
-		if n, k := d.delivered("after-crash"), got[d.id]; n != 1 || k != 1 {
-			st, _ := statuses.latest(d.id)
-			t.Errorf("%s (%+v): the command was delivered %d times, its result published %d times", d.id, st, n, k)
-		}
-	}
+	commandEach(t, b, results, devs, "after-crash")
 	if t.Failed() {
 		t.Logf("gw-b: %v", f.procs[1].metrics(t))
 	}

@@ -242,7 +242,8 @@ func (p *wsgateProc) metrics(t *testing.T) map[string]float64 {
 	return out
 }
 
-// waitReady waits until the gateway reports itself connected to the broker.
+// waitReady waits until the gateway reports itself connected to the broker
+// with its subscriptions in place (/readyz).
 func (p *wsgateProc) waitReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(mqttTestWait)

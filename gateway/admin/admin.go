@@ -110,8 +110,12 @@ func newHandler(opts Options, src Sources, log *slog.Logger) (http.Handler, *sta
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !src.Bridge.Stats().Connected {
+		switch st := src.Bridge.Stats(); {
+		case !st.Connected:
 			http.Error(w, "not connected to the MQTT broker (frames are spooled)", http.StatusServiceUnavailable)
+			return
+		case !st.Synced:
+			http.Error(w, "connected to the MQTT broker; its subscriptions are not in place yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -236,6 +240,7 @@ var (
 	descRefused     = prometheus.NewDesc("wsgate_websocket_handshakes_refused_total", "WebSocket handshakes refused, by HTTP status.", []string{"status"}, nil)
 	descDevices     = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
 	descConnected   = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
+	descPending     = prometheus.NewDesc("wsgate_mqtt_presence_pending", "Devices whose status or command subscription the broker does not have yet.", nil, nil)
 	descPublished   = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
 	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped: the broker was unreachable, or its connection failed before they were written.", nil, nil)
 	descBusy        = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
@@ -263,7 +268,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected,
+	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected, descPending,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
 		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descForwarded, descDuplicates, descTakeovers, descPluginUp, descPluginDis, descRestarts, descAdminRefused,
 		descRateLimited, descAuthFailed, descThrottled, descThrottling, descForbidden} {
@@ -297,6 +302,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	gauge(descConnected, connected)
+	gauge(descPending, float64(b.PresencePending))
 	counter(descPublished, b.Published)
 	counter(descQoS0Dropped, b.QoS0Dropped)
 	counter(descBusy, b.Busy)

@@ -31,7 +31,7 @@ func (gatewayStub) Stats() gateway.Stats { return gateway.Stats{} }
 
 type bridgeStub struct{}
 
-func (bridgeStub) Stats() mqttbridge.Stats { return mqttbridge.Stats{Connected: true} }
+func (bridgeStub) Stats() mqttbridge.Stats { return mqttbridge.Stats{Connected: true, Synced: true} }
 
 type routerStub struct{}
 

@@ -99,6 +99,12 @@ type Stats struct {
 	Duplicates     uint64 // commands not delivered again (an id seen before)
 	Takeovers      uint64 // sessions closed because the device connected through another gateway
 	Connected      bool
+	// Synced: connected, subscribed, and the statuses other gateways
+	// published before are known; only then are devices claimed.
+	Synced bool
+	// PresencePending counts the devices whose status or command
+	// subscription the broker does not have yet.
+	PresencePending int
 }
 
 type queued struct {
@@ -157,14 +163,21 @@ type Bridge struct {
 	owners       *ownership.Table
 	// synced is set once the retained statuses of this connection are in
 	// (awaitSync): only then are devices claimed.
-	synced      atomic.Bool
-	syncNonce   atomic.Uint64
-	syncCh      chan uint64
-	sweepWanted atomic.Bool
-	stopping    atomic.Bool     // Close has begun: the offline status is ours
-	recent      *recentCommands // used on paho's goroutine only
-	cmdSeq      atomic.Uint64
-	runTag      string
+	synced atomic.Bool
+	// subscriptions are this connection's filters (statuses, commands,
+	// inbox, others' extras); subscribed is set once the broker took them.
+	subscriptions map[string]byte // control loop only
+	subscribed    atomic.Bool
+	syncNonce     atomic.Uint64
+	syncCh        chan uint64
+	sweepWanted   atomic.Bool
+	stopping      atomic.Bool // Close has begun: the offline status is ours
+	recent        *recentCommands
+	handoffs      handoffs
+	// commandQueues feed the command workers (deliverCommand).
+	commandQueues []chan pendingCommand
+	cmdSeq        atomic.Uint64
+	runTag        string
 
 	published, spooled, replayed, rejected, qos0Dropped, busy, commands, commandsFailed atomic.Uint64
 	forwarded, duplicates, takeovers                                                    atomic.Uint64
@@ -212,7 +225,11 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 		owners:      ownership.New(cfg.GatewayID, cfg.Clock),
 		syncCh:      make(chan uint64, 1),
 		recent:      newRecentCommands(),
+		handoffs:    newHandoffs(),
 		runTag:      newRunTag(),
+	}
+	for range commandWorkers {
+		b.commandQueues = append(b.commandQueues, make(chan pendingCommand, commandQueue))
 	}
 	b.spooling = sp.Len() > 0
 	b.SetCredentials(cfg.Username, cfg.Password)
@@ -289,7 +306,10 @@ func (b *Bridge) Start(commander Commander) {
 	b.commander = commander
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.workers.Add(3)
+	b.workers.Add(3 + len(b.commandQueues))
+	for _, q := range b.commandQueues {
+		go func() { defer b.workers.Done(); b.commandWorker(ctx, q) }()
+	}
 	go func() { defer b.workers.Done(); b.connectLoop(ctx) }()
 	go func() { defer b.workers.Done(); b.replayLoop(ctx) }()
 	go func() { defer b.workers.Done(); b.controlLoop(ctx) }()
@@ -673,7 +693,23 @@ func (b *Bridge) Stats() Stats {
 		QoS0Dropped: b.qos0Dropped.Load(), Busy: b.busy.Load(), Commands: b.commands.Load(),
 		CommandsFailed: b.commandsFailed.Load(), Forwarded: b.forwarded.Load(), Duplicates: b.duplicates.Load(),
 		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(),
+		Synced:          b.client.IsConnectionOpen() && b.subscribed.Load() && b.synced.Load(),
+		PresencePending: b.presencePending(),
 	}
+}
+
+// presencePending counts the devices whose presence the broker does not
+// hold yet.
+func (b *Bridge) presencePending() int {
+	b.presence.mu.Lock()
+	defer b.presence.mu.Unlock()
+	n := 0
+	for _, e := range b.presence.devices {
+		if e.dirty {
+			n++
+		}
+	}
+	return n
 }
 
 // wait waits for a control-plane token, bounded by ctx and PublishTimeout.

@@ -214,7 +214,7 @@ func TestUplinkRefusesReservedChannels(t *testing.T) {
 			switch {
 			case m.Topic == "wsgate/inj-1/ok":
 				return
-			case m.Topic != "wsgate/inj-1/status" && !strings.HasPrefix(m.Topic, "wsgate/$gateway/"):
+			case m.Topic != "wsgate/inj-1/status" && m.Topic != "wsgate/$sync/status" && !strings.HasPrefix(m.Topic, "wsgate/$gateway/"):
 				t.Errorf("a refused pub reached %q", m.Topic)
 			}
 		case <-deadline:
@@ -286,6 +286,33 @@ func commandRoundTrip(t *testing.T, b *testBroker, results *brokertest.Subscribe
 		t.Fatalf("result %+v, want ok for %s", r, cmd.ID)
 	}
 	return r
+}
+
+// A session that takes long to accept a command (busy with its device)
+// holds up neither the MQTT client nor the other devices: a device whose
+// commands go through another worker connects (its hello waits for the
+// broker's acknowledgements) and gets its commands meanwhile.
+func TestStuckCommandDoesNotStallTheClient(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, "embedded")
+	results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+	g := startGateway(t, gatewayOptions{url: b.URL})
+	g.waitConnected(t, true)
+	slow := connectDevice(t, g.addr, "slow-1")
+	stuck := make(chan struct{})
+	defer close(stuck)
+	g.commands.mu.Lock()
+	g.commands.stuck, g.commands.stuckDevice = stuck, slow.id
+	g.commands.mu.Unlock()
+	brokertest.Publish(t, b.ClientURL, "wsgate/slow-1/cmd/ping", []byte(`{}`), false)
+	eventually(t, "the command to slow-1 taken", func() bool { return len(g.commands.forDevice(slow.id)) == 1 })
+
+	other := "fast-1"
+	for i := 2; queueOf(other, commandWorkers) == queueOf(slow.id, commandWorkers); i++ {
+		other = fmt.Sprintf("fast-%d", i)
+	}
+	d := connectDevice(t, g.addr, other)
+	commandRoundTrip(t, b, results, d, "ping", `{}`)
 }
 
 // Commands published to wsgate/<device>/cmd/<name> reach the device; its

@@ -1,22 +1,23 @@
 package mqttbridge
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
+	"sync"
 
+	"github.com/wsgate/wsgate/gateway/ownership"
 	"github.com/wsgate/wsgate/protocols"
 )
 
 // Downlink: a command published on {prefix}/{device}/cmd/{name} (or
 // .../cmd/{name}/{id}, with the sender's id) is delivered by the gateway
-// whose claim on the device is the latest one (package ownership), and by
-// no other. Every gateway reads the claims in the broker's order, the same
-// order it reads the commands in, so the gateways agree on who delivers
-// each command, and the switch from one to the next falls between two
-// commands.
+// that holds the device's session with the latest claim (package
+// ownership), and by no other.
 //
 // With mqtt.share_group the gateways take the commands through one shared
 // subscription, so each command reaches one gateway; that one delivers it
@@ -24,19 +25,26 @@ import (
 // gateway that does ({prefix}/$gateway/{id}/forward), which does the same,
 // at most maxHops times. Without a share group (brokers without shared
 // subscriptions) every gateway subscribes to the commands of the devices it
-// holds, and, during a move, only the latest claim's gateway delivers.
+// holds, and a device that moves is handed over between the two gateways
+// (handoff.go), so that each command is delivered by one of them.
 //
 // The gateway that delivers a command remembers its id (recentCommands),
 // so a command sent again with the same id is not delivered twice.
 
-// forwarded is a command on its way to the gateway that holds its device.
+// forwarded is what a gateway's inbox receives from another gateway: a
+// command on its way to the gateway that holds its device, or the release
+// of a device the receiver took from the sender.
 type forwarded struct {
-	Device string          `json:"device"`
-	Name   string          `json:"name"`
-	ID     string          `json:"id"`
-	Args   json.RawMessage `json:"args,omitempty"`
-	Hops   int             `json:"hops"`
-	From   string          `json:"from"`
+	Device  string          `json:"device"`
+	Name    string          `json:"name,omitempty"`
+	ID      string          `json:"id,omitempty"`
+	Args    json.RawMessage `json:"args,omitempty"`
+	Hops    int             `json:"hops,omitempty"`
+	From    string          `json:"from"`
+	Release *release        `json:"release,omitempty"`
+	// Undelivered: a command the sender listed in a release but could not
+	// deliver after all.
+	Undelivered bool `json:"undelivered,omitempty"`
 }
 
 // maxHops bounds how often a command follows a device that keeps moving.
@@ -65,28 +73,42 @@ func (b *Bridge) onCommand(in incoming, payload []byte) {
 	if len(payload) > 0 {
 		cmd.Args = append(json.RawMessage(nil), payload...)
 	}
-	b.route(cmd, 0)
+	b.route(cmd, 0, in.id != "")
 }
 
 // onForward takes a command another gateway forwarded to this one.
 func (b *Bridge) onForward(payload []byte) {
 	var f forwarded
-	if json.Unmarshal(payload, &f) != nil || !protocols.ValidDeviceID(f.Device) || validateLevel(f.Name) != nil ||
-		f.ID == "" || len(f.ID) > maxCommandID || f.Hops < 1 || f.Hops > maxHops {
-		b.log.Warn("malformed forwarded command ignored", "payload_bytes", len(payload))
+	switch {
+	case json.Unmarshal(payload, &f) != nil || !protocols.ValidDeviceID(f.Device):
+	case f.Release != nil && f.From != "":
+		b.onRelease(f.Device, f.From, f.Release)
+		return
+	case validateLevel(f.Name) == nil && f.ID != "" && len(f.ID) <= maxCommandID && f.Hops >= 1 && f.Hops <= maxHops:
+		// Its id came from its sender, or (with a share group, id-less)
+		// was made unique by the gateway that took it.
+		if f.Undelivered {
+			b.recent.forget(f.Device, f.ID)
+		}
+		b.route(protocols.Command{Device: f.Device, ID: f.ID, Name: f.Name, Args: f.Args}, f.Hops, true)
 		return
 	}
-	b.route(protocols.Command{Device: f.Device, ID: f.ID, Name: f.Name, Args: f.Args}, f.Hops)
+	b.log.Warn("malformed message from another gateway ignored", "payload_bytes", len(payload))
 }
 
 // route delivers cmd, forwards it, or leaves it to the gateway that holds
-// its device. It runs on paho's goroutine and never waits.
-func (b *Bridge) route(cmd protocols.Command, hops int) {
+// its device. named: the id came with the command. It runs on paho's
+// goroutine and never waits.
+func (b *Bridge) route(cmd protocols.Command, hops int, named bool) {
+	if b.cfg.ShareGroup == "" {
+		b.routeUnshared(cmd, hops, named)
+		return
+	}
 	owner, held := b.owners.Owner(cmd.Device)
 	switch {
 	case held && owner.Gateway == b.cfg.GatewayID:
-		b.deliverCommand(cmd)
-	case held && b.cfg.ShareGroup != "":
+		b.deliverCommand(cmd, hops, true) // ids are unique in the fleet: named, or made with the run's tag
+	case held:
 		if len(cmd.Args) > 0 && !json.Valid(cmd.Args) {
 			b.commandsFailed.Add(1)
 			b.publishResult(cmd, "bad-request: the payload must be JSON")
@@ -98,31 +120,143 @@ func (b *Bridge) route(cmd protocols.Command, hops int) {
 			return
 		}
 		b.forward(owner.Gateway, cmd, hops+1)
-	case held:
-		// Its gateway takes the command from its own subscription.
-	case b.cfg.OfflineResults && (b.cfg.ShareGroup != "" || b.owners.Leader() == b.cfg.GatewayID):
-		// Nobody holds the device. With a share group this gateway is the
-		// only one that got the command; without, the leader answers.
+	case b.cfg.OfflineResults:
+		// Nobody holds the device, and this gateway is the only one that
+		// got the command.
 		b.publishResult(cmd, "offline")
 	}
 }
 
-// deliverCommand hands cmd to the device's session here.
-func (b *Bridge) deliverCommand(cmd protocols.Command) {
+// routeUnshared routes a command without a share group: every gateway that
+// holds the device, or took it or gave it away a moment ago, has it.
+func (b *Bridge) routeUnshared(cmd protocols.Command, hops int, named bool) {
+	if b.claims(cmd.Device) {
+		if !b.heldBack(cmd, named) {
+			b.deliverCommand(cmd, hops, named)
+		}
+		return
+	}
+	owner, held := b.owners.Owner(cmd.Device)
+	switch {
+	case held && named && b.perDeviceCommands() && b.handoffs.isLeaving(cmd.Device, b.owners.Now()):
+		// Given away a moment ago: the new gateway may not have it.
+		if hops >= maxHops {
+			b.commandsFailed.Add(1)
+			b.publishResult(cmd, resultMoved)
+			return
+		}
+		b.forward(owner.Gateway, cmd, hops+1)
+	case held:
+		// Its gateway takes the command from its own subscription.
+	case b.cfg.OfflineResults && b.owners.Leader() == b.cfg.GatewayID:
+		// Nobody holds the device: the fleet's leader answers.
+		b.publishResult(cmd, "offline")
+	}
+}
+
+// claims reports whether this gateway delivers the commands of device: the
+// latest claim it knows is its own, or it holds a session whose claim
+// nobody has superseded (the claim may not have come back yet).
+func (b *Bridge) claims(device string) bool {
+	if owner, held := b.owners.Owner(device); held && owner.Gateway == b.cfg.GatewayID {
+		return true
+	}
+	b.presence.mu.Lock()
+	e := b.presence.devices[device]
+	var mine ownership.Claim
+	if e != nil && e.online && e.claim.Stamp != 0 && e.claim.Session == e.device.Session {
+		mine = e.claim
+	}
+	b.presence.mu.Unlock()
+	return mine.Stamp != 0 && !b.owners.Superseded(device, mine)
+}
+
+// deliverCommand hands cmd to the device's session here, through the
+// command workers. remember: its id means the same command to every
+// gateway (not one this gateway made up), so it is kept to recognise the
+// command if it comes again. It never waits: a session busy with its
+// device (a hello waiting for its claim to settle, a device slow to take
+// frames) must not hold up the MQTT client, which brings the very
+// acknowledgements the session waits for.
+func (b *Bridge) deliverCommand(cmd protocols.Command, hops int, remember bool) {
 	if len(cmd.Args) > 0 && !json.Valid(cmd.Args) {
 		b.commandsFailed.Add(1)
 		b.publishResult(cmd, "bad-request: the payload must be JSON")
 		return
 	}
-	if b.recent.has(cmd.Device, cmd.ID) {
+	if remember && !b.recent.reserve(cmd.Device, cmd.ID) {
 		b.duplicates.Add(1)
 		b.log.Debug("command delivered before; not again", "device", cmd.Device, "command", cmd.Name, "id", cmd.ID)
 		return
 	}
+	select {
+	case b.commandQueues[queueOf(cmd.Device, len(b.commandQueues))] <- pendingCommand{cmd, hops, remember}:
+	default:
+		if remember {
+			b.recent.forget(cmd.Device, cmd.ID)
+		}
+		b.commandsFailed.Add(1)
+		b.publishResult(cmd, "busy: too many commands waiting for their devices")
+	}
+}
+
+// pendingCommand is a command on its way to its device's session.
+type pendingCommand struct {
+	cmd      protocols.Command
+	hops     int // how often it was forwarded to get here
+	remember bool
+}
+
+const (
+	// commandWorkers hand commands to sessions; a device's commands all go
+	// through one, in order, and a session slow to take one holds up only
+	// the devices that share its worker.
+	commandWorkers = 4
+	// commandQueue bounds the commands waiting for each worker; more are
+	// answered busy.
+	commandQueue = 256
+)
+
+// queueOf spreads devices over n queues (FNV-1a).
+func queueOf(device string, n int) int {
+	h := uint32(2166136261)
+	for i := range len(device) {
+		h = (h ^ uint32(device[i])) * 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// commandWorker delivers the commands of one queue until ctx ends.
+func (b *Bridge) commandWorker(ctx context.Context, queue <-chan pendingCommand) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-queue:
+			b.runCommand(p)
+		}
+	}
+}
+
+func (b *Bridge) runCommand(p pendingCommand) {
+	cmd := p.cmd
 	err := b.commander.Command(cmd)
+	if err != nil && p.remember {
+		b.recent.forget(cmd.Device, cmd.ID) // not delivered: the same id may come again
+	}
+	gone := errors.Is(err, protocols.ErrDeviceOffline) || errors.Is(err, protocols.ErrClosed)
+	if owner, held := b.owners.Owner(cmd.Device); gone && held && owner.Gateway != b.cfg.GatewayID && p.remember &&
+		p.hops < maxHops {
+		// The session here ended (or is closing) because the device moved
+		// while the command waited for it: the command follows the device
+		// (if its id is known to the other gateway: without a share group
+		// the other gateway may have it too, and it may be in the release
+		// that went ahead of it).
+		b.send(owner.Gateway, cmd, p.hops+1, true)
+		return
+	}
 	switch {
 	case err == nil:
-		b.recent.add(cmd.Device, cmd.ID)
 		b.commands.Add(1)
 	case errors.Is(err, protocols.ErrDeviceOffline):
 		// Its session here has ended; the offline status is on its way.
@@ -137,7 +271,16 @@ func (b *Bridge) deliverCommand(cmd protocols.Command) {
 
 // forward sends cmd to the inbox of the gateway that holds its device.
 func (b *Bridge) forward(to string, cmd protocols.Command, hops int) {
-	payload, err := json.Marshal(forwarded{Device: cmd.Device, Name: cmd.Name, ID: cmd.ID, Args: cmd.Args, Hops: hops, From: b.cfg.GatewayID})
+	b.send(to, cmd, hops, false)
+}
+
+// send forwards cmd; undelivered: this gateway took the command for the
+// device and listed it in the device's release, but its session here ended
+// before it could be delivered, so the receiver must deliver it although
+// it was listed.
+func (b *Bridge) send(to string, cmd protocols.Command, hops int, undelivered bool) {
+	payload, err := json.Marshal(forwarded{Device: cmd.Device, Name: cmd.Name, ID: cmd.ID, Args: cmd.Args, Hops: hops,
+		From: b.cfg.GatewayID, Undelivered: undelivered})
 	if err != nil { // route checked the arguments
 		b.log.Error("cannot encode a command to forward", "device", cmd.Device, "err", err)
 		return
@@ -213,9 +356,11 @@ func newRunTag() string {
 
 // recentCommands remembers the ids of the last commands this gateway
 // delivered, per device, so that a command that comes again (its sender
-// published it twice, or a forward was repeated) is delivered once. It is
-// bounded by count rather than time: the last recentSize commands.
+// published it twice, a forward was repeated, or the device's previous
+// gateway delivered it) is delivered once. It is bounded by count rather
+// than time: the last recentSize commands. It is safe for concurrent use.
 type recentCommands struct {
+	mu    sync.Mutex
 	keys  map[string]struct{}
 	order []string // a ring of the keys, oldest at next
 	next  int
@@ -229,16 +374,16 @@ func newRecentCommands() *recentCommands {
 
 func recentKey(device, id string) string { return device + "\x00" + id }
 
-// has and add run on paho's goroutine only.
-func (r *recentCommands) has(device, id string) bool {
-	_, ok := r.keys[recentKey(device, id)]
-	return ok
-}
+func (r *recentCommands) add(device, id string) { r.reserve(device, id) }
 
-func (r *recentCommands) add(device, id string) {
+// reserve adds the id unless it is there already, and reports whether it
+// did: the command may go ahead.
+func (r *recentCommands) reserve(device, id string) bool {
 	k := recentKey(device, id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, ok := r.keys[k]; ok {
-		return
+		return false
 	}
 	if len(r.order) < recentSize {
 		r.order = append(r.order, k)
@@ -248,4 +393,33 @@ func (r *recentCommands) add(device, id string) {
 		r.next = (r.next + 1) % recentSize
 	}
 	r.keys[k] = struct{}{}
+	return true
+}
+
+// forget drops an id whose command was not delivered after all. Its slot
+// in the ring stays until overwritten.
+func (r *recentCommands) forget(device, id string) {
+	r.mu.Lock()
+	delete(r.keys, recentKey(device, id))
+	r.mu.Unlock()
+}
+
+// of returns the ids of device's last commands, at most limit, newest
+// first. It walks the whole ring: it runs once per device handed over.
+func (r *recentCommands) of(device string, limit int) []string {
+	prefix := device + "\x00"
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for i := range len(r.order) {
+		// From the newest back: next-1, next-2, ... around the ring.
+		k := r.order[(r.next-1-i+2*len(r.order))%len(r.order)]
+		if id, ok := strings.CutPrefix(k, prefix); ok {
+			ids = append(ids, id)
+			if len(ids) == limit {
+				break
+			}
+		}
+	}
+	return ids
 }

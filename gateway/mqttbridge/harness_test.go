@@ -273,12 +273,23 @@ type commandLog struct {
 	*router.Router
 	mu   sync.Mutex
 	seen []protocols.Command
+	// stuck, when set, holds up the commands to stuckDevice until closed:
+	// a session busy with its device.
+	stuck       chan struct{}
+	stuckDevice string
 }
 
 func (l *commandLog) Command(cmd protocols.Command) error {
 	l.mu.Lock()
 	l.seen = append(l.seen, cmd)
+	stuck := l.stuck
+	if cmd.Device != l.stuckDevice {
+		stuck = nil
+	}
 	l.mu.Unlock()
+	if stuck != nil {
+		<-stuck
+	}
 	return l.Router.Command(cmd)
 }
 

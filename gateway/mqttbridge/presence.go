@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
-	"strconv"
 	"sync"
 	"time"
 
@@ -61,6 +60,10 @@ type presenceTable struct {
 	mu      sync.Mutex
 	devices map[string]*presenceEntry
 	resync  bool // a new connection: everything must be published again
+	// attaches counts the sessions attached; an entry keeps the count at
+	// its session's attach, so that reconcile claims only the sessions
+	// that attached before it sent its sync marker.
+	attaches uint64
 }
 
 type presenceEntry struct {
@@ -74,6 +77,8 @@ type presenceEntry struct {
 	// claim is the claim of the device's latest session here; Stamp 0
 	// until one is issued (after the broker's statuses are known).
 	claim ownership.Claim
+	// attach is presenceTable.attaches when the session attached.
+	attach uint64
 }
 
 func (e *presenceEntry) markDirty() {
@@ -99,6 +104,8 @@ func (b *Bridge) Attached(dev router.Device) {
 		b.presence.devices[dev.ID] = e
 	}
 	e.device, e.online = dev, true
+	b.presence.attaches++
+	e.attach = b.presence.attaches
 	e.markDirty()
 	b.presence.mu.Unlock()
 	signal(b.controlWake)
@@ -143,20 +150,31 @@ func (b *Bridge) Detached(dev router.Device) {
 func (b *Bridge) controlLoop(ctx context.Context) {
 	retry := time.NewTimer(0)
 	<-retry.C
+	handoff := time.NewTimer(0) // when a handoff is next due to end
+	<-handoff.C
+	defer retry.Stop()
+	defer handoff.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			retry.Stop()
 			return
 		case <-b.connected:
 			b.onConnect(ctx)
 		case <-b.controlWake:
 		case <-retry.C:
+		case <-handoff.C:
 		}
-		if !b.reconcile(ctx, true) && b.client.IsConnectionOpen() {
+		if !b.subscribed.Load() && b.client.IsConnectionOpen() && b.subscribe(ctx) {
+			b.subscribed.Store(true)
+			b.awaitSync(ctx) // the statuses the refused subscription missed
+		}
+		if (!b.reconcile(ctx, true) || !b.subscribed.Load()) && b.client.IsConnectionOpen() {
 			retry.Reset(max(b.cfg.ReconnectMin, time.Second))
 		}
 		b.sweep(ctx)
+		if next := b.endHandoffs(ctx); !next.IsZero() {
+			handoff.Reset(max(next.Sub(b.owners.Now()), 10*time.Millisecond))
+		}
 	}
 }
 
@@ -168,12 +186,13 @@ func (b *Bridge) onConnect(ctx context.Context) {
 		b.log.Warn("cannot publish the gateway status", "err", err)
 	}
 	filters := map[string]byte{
-		b.topics.StatusFilter(): 1, b.topics.GatewayStatusFilter(): 1, b.topics.Sync(): 1,
+		b.topics.StatusFilter(): 1, b.topics.GatewayStatusFilter(): 1, // StatusFilter brings the sync markers too
 	}
+	// The inbox: commands forwarded (share group) or releases (handoff.go).
+	filters[b.topics.Forward(b.cfg.GatewayID)] = 1
 	switch {
 	case b.cfg.ShareGroup != "":
 		filters[b.topics.SharedCommands(b.cfg.ShareGroup)] = 1
-		filters[b.topics.Forward(b.cfg.GatewayID)] = 1
 	case b.cfg.OfflineResults:
 		filters[b.topics.AllCommands()] = b.cfg.CommandQoS
 	}
@@ -181,10 +200,11 @@ func (b *Bridge) onConnect(ctx context.Context) {
 		filters[b.topics.GatewayCommands()] = 1
 	}
 	maps.Copy(filters, b.extra)
-	if err := b.wait(ctx, b.client.SubscribeMultiple(filters, nil)); err != nil {
-		b.log.Warn("cannot subscribe to statuses and commands", "err", err)
+	b.subscriptions = filters
+	b.subscribed.Store(b.subscribe(ctx))
+	if b.subscribed.Load() { // else the control loop syncs once it has subscribed
+		b.awaitSync(ctx)
 	}
-	b.awaitSync(ctx)
 	for _, f := range b.connectHooks {
 		f()
 	}
@@ -193,6 +213,27 @@ func (b *Bridge) onConnect(ctx context.Context) {
 	b.presence.mu.Unlock()
 	b.sweepWanted.Store(true)
 	signal(b.replayWake)
+}
+
+// subscribe subscribes to the bridge's filters of this connection and
+// reports whether the broker took them all. A clustered broker that lost a
+// node may refuse some for a while (NATS while it moves its JetStream
+// consumers): the control loop tries again.
+func (b *Bridge) subscribe(ctx context.Context) bool {
+	if err := b.wait(ctx, b.client.SubscribeMultiple(b.subscriptions, nil)); err != nil {
+		b.log.Warn("cannot subscribe to statuses and commands; retrying", "err", err)
+		return false
+	}
+	return true
+}
+
+// syncMarker is the payload of a sync marker on Topics.Sync: which gateway
+// sent it, and its run and nonce (another process may run under the same
+// gateway id after a restart).
+type syncMarker struct {
+	Gateway string `json:"gateway"`
+	Run     string `json:"run"`
+	Nonce   uint64 `json:"sync"`
 }
 
 // awaitSync sends the gateway a marker behind its subscriptions and waits
@@ -204,7 +245,8 @@ func (b *Bridge) onConnect(ctx context.Context) {
 // publish timeout is not waited for any longer.
 func (b *Bridge) awaitSync(ctx context.Context) {
 	nonce := b.syncNonce.Add(1)
-	t := b.client.Publish(b.topics.Sync(), 1, false, strconv.AppendUint(nil, nonce, 10))
+	payload, _ := json.Marshal(syncMarker{Gateway: b.cfg.GatewayID, Run: b.runTag, Nonce: nonce})
+	t := b.client.Publish(b.topics.Sync(), 1, false, payload)
 	timer := time.NewTimer(b.cfg.PublishTimeout)
 	defer timer.Stop()
 	for {
@@ -223,12 +265,14 @@ func (b *Bridge) awaitSync(ctx context.Context) {
 	}
 }
 
-// onSync takes a sync marker on paho's goroutine.
+// onSync takes a sync marker on paho's goroutine; those of other gateways
+// pass by.
 func (b *Bridge) onSync(payload []byte) {
-	nonce, err := strconv.ParseUint(string(payload), 10, 64)
-	if err != nil {
+	var m syncMarker
+	if json.Unmarshal(payload, &m) != nil || m.Gateway != b.cfg.GatewayID || m.Run != b.runTag {
 		return
 	}
+	nonce := m.Nonce
 	select {
 	case b.syncCh <- nonce:
 	default: // a stale marker is waiting: replace it
@@ -260,10 +304,13 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 		subscribe bool            // true: subscribe commands; false: unsubscribe if held
 		held      bool
 	}
-	if b.claimsWanted() {
-		// Learn every claim the broker passed on before this moment: a
-		// device that connected here after its session elsewhere was
-		// announced gets a stamp above that session's.
+	// Claims are made for the sessions that attached before the sync
+	// marker went out: by the time it is back, every claim the broker
+	// passed on before them is known, so a device that connected here
+	// after its session elsewhere was announced gets a stamp above that
+	// session's. Later sessions wait for the next pass.
+	claimable, wanted := b.claimsWanted()
+	if wanted {
 		b.awaitSync(ctx)
 	}
 	var changes []change
@@ -285,8 +332,13 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 			continue
 		}
 		if e.online && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+			if !wanted || e.attach > claimable {
+				signal(b.controlWake) // the next pass syncs for it
+				continue
+			}
 			e.claim = b.owners.Claim(id, e.device.Session)
 			e.claim.Protocol = e.device.Protocol
+			b.expectHandoff(id, e.claim.Stamp)
 		}
 		c := e.claim
 		c.Online = e.online
@@ -307,7 +359,9 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 		switch {
 		case subscribe && b.perDeviceCommands():
 			err = b.wait(ctx, b.client.Subscribe(b.topics.Commands(c.id), b.cfg.CommandQoS, nil))
-		case !subscribe && c.held:
+		case !subscribe && c.held && !b.handoffs.isLeaving(c.id, b.owners.Now()):
+			// (A device given away keeps its subscription a while:
+			// endHandoffs drops it.)
 			err = b.wait(ctx, b.client.Unsubscribe(b.topics.Commands(c.id)))
 		}
 		if err == nil && c.claim.Stamp != 0 && !superseded {
@@ -346,20 +400,22 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 	return ok
 }
 
-// claimsWanted reports whether a session here has no claim yet.
-func (b *Bridge) claimsWanted() bool {
+// claimsWanted reports whether a session here has no claim yet, and the
+// count of attaches so far: a sync sent after this call covers those.
+func (b *Bridge) claimsWanted() (attaches uint64, wanted bool) {
 	b.presence.mu.Lock()
 	defer b.presence.mu.Unlock()
 	for _, e := range b.presence.devices {
 		if e.online && e.dirty && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
-			return true
+			return b.presence.attaches, true
 		}
 	}
-	return false
+	return b.presence.attaches, false
 }
 
 // takeOver closes a session of ours whose claim a later one superseded.
 func (b *Bridge) takeOver(device, session string) {
+	b.stopHolding(device)
 	latest, _ := b.owners.Latest(device)
 	reason := "replaced by a newer session"
 	if latest.Gateway != b.cfg.GatewayID {
@@ -423,7 +479,13 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 		return
 	}
 	c := st.claim()
+	before, _ := b.owners.Latest(device)
 	latest := b.owners.Observe(device, c)
+	if latest && c.Online && c.Gateway != b.cfg.GatewayID && before.Gateway == b.cfg.GatewayID && !c.Same(before) {
+		// The device moved from here: hand it over before the session
+		// closes, so that no command is left between the two.
+		b.releaseDevice(device, c.Gateway, c.Stamp, before.Online)
+	}
 
 	b.presence.mu.Lock()
 	e := b.presence.devices[device]
@@ -484,6 +546,7 @@ func (b *Bridge) onGatewayStatus(id string, payload []byte) {
 	}
 	if !alive {
 		b.log.Info("a gateway went offline", "gateway", id)
+		b.gatewayGone(id)
 		b.sweepWanted.Store(true)
 		signal(b.controlWake)
 	}

@@ -198,9 +198,12 @@ func (t Topics) GatewayResult(command string) string {
 // device this one holds.
 func (t Topics) Forward(gateway string) string { return t.prefix + "/$gateway/" + gateway + "/forward" }
 
-// Sync is the topic this gateway sends itself a marker on after it
-// subscribes: the marker comes back behind the retained statuses.
-func (t Topics) Sync() string { return t.prefix + "/$gateway/" + t.gateway + "/sync" }
+// Sync is the topic the gateways send themselves markers on (awaitSync). It
+// matches StatusFilter, so that a marker comes back through the same
+// subscription as the claims: a broker that orders only the messages of one
+// subscription (a NATS cluster) still returns it behind every claim made
+// before it. No device is called "$sync".
+func (t Topics) Sync() string { return t.prefix + "/$sync/status" }
 
 // topicKind is what a topic the bridge receives is for.
 type topicKind uint8
@@ -212,7 +215,7 @@ const (
 	kindGatewayCommand           // {prefix}/$gateway/{self}/cmd/{name}
 	kindGatewayStatus            // {prefix}/$gateway/{id}/status: device holds the id
 	kindForward                  // {prefix}/$gateway/{self}/forward
-	kindSync                     // {prefix}/$gateway/{self}/sync
+	kindSync                     // {prefix}/$sync/status
 )
 
 // incoming is a message topic split into what the bridge acts on.
@@ -250,12 +253,12 @@ func (t Topics) parse(topic string) (incoming, bool) {
 			return incoming{kind: kindGatewayStatus, device: levels[1]}, true
 		case n == 3 && self && levels[2] == "forward":
 			return incoming{kind: kindForward}, true
-		case n == 3 && self && levels[2] == "sync":
-			return incoming{kind: kindSync}, true
 		}
 		return incoming{}, false
 	}
 	switch {
+	case n == 2 && levels[0] == "$sync" && levels[1] == "status":
+		return incoming{kind: kindSync}, true
 	case strings.HasPrefix(rest, "$"):
 		return incoming{}, false
 	case n == 2 && levels[1] == "status":

@@ -143,7 +143,7 @@ func TestFixedTopics(t *testing.T) {
 		{topics.SharedCommands("fleet"), "$share/fleet/home/wsgate/+/cmd/#"},
 		{topics.GatewayStatusFilter(), "home/wsgate/$gateway/+/status"},
 		{topics.Forward("hub-2"), "home/wsgate/$gateway/hub-2/forward"},
-		{topics.Sync(), "home/wsgate/$gateway/hub-1/sync"},
+		{topics.Sync(), "home/wsgate/$sync/status"},
 		{topics.Result("d1", "go"), "home/wsgate/d1/cmd/go/result"},
 		{topics.GatewayStatus(), "home/wsgate/$gateway/hub-1/status"},
 	} {
@@ -182,7 +182,8 @@ func TestParse(t *testing.T) {
 		{"wsgate/$gateway/other/status", incoming{kind: kindGatewayStatus, device: "other"}, true},
 		{"wsgate/$gateway/gw/forward", incoming{kind: kindForward}, true},
 		{"wsgate/$gateway/other/forward", incoming{}, false},
-		{"wsgate/$gateway/gw/sync", incoming{kind: kindSync}, true},
+		{"wsgate/$sync/status", incoming{kind: kindSync}, true},
+		{"wsgate/$gateway/gw/sync", incoming{}, false},
 		{"wsgate/$gateway/other/sync", incoming{}, false},
 		{"wsgate/$gateway/gw/other", incoming{}, false},
 		{"wsgate/$d1/status", incoming{}, false},

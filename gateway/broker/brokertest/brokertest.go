@@ -242,7 +242,14 @@ func ClientID(prefix string) string {
 // the test ends. It reconnects by itself after a broker restart.
 func Subscribe(t testing.TB, url, filter string) *Subscriber {
 	t.Helper()
-	return subscribe(t, url, filter, ClientID("brokertest"), true)
+	return subscribe(t, url, filter, ClientID("brokertest"), true, 1)
+}
+
+// SubscribeQoS0 is Subscribe at QoS 0: on NATS a plain subscription, where
+// a QoS 1 one is a JetStream consumer.
+func SubscribeQoS0(t testing.TB, url, filter string) *Subscriber {
+	t.Helper()
+	return subscribe(t, url, filter, ClientID("brokertest"), true, 0)
 }
 
 // SubscribeSession is Subscribe with a persistent session (clean session
@@ -252,10 +259,10 @@ func Subscribe(t testing.TB, url, filter string) *Subscriber {
 // a Stop; a Kill loses what was not saved yet).
 func SubscribeSession(t testing.TB, url, filter, clientID string) *Subscriber {
 	t.Helper()
-	return subscribe(t, url, filter, clientID, false)
+	return subscribe(t, url, filter, clientID, false, 1)
 }
 
-func subscribe(t testing.TB, url, filter, clientID string, clean bool) *Subscriber {
+func subscribe(t testing.TB, url, filter, clientID string, clean bool, qos byte) *Subscriber {
 	t.Helper()
 	s := &Subscriber{Messages: make(chan Message, 1<<17)}
 	record := func(_ mqtt.Client, m mqtt.Message) {
@@ -270,7 +277,7 @@ func subscribe(t testing.TB, url, filter, clientID string, clean bool) *Subscrib
 		SetCleanSession(clean).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			tok := c.Subscribe(filter, 1, record)
+			tok := c.Subscribe(filter, qos, record)
 			go func() {
 				tok.Wait()
 				select {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,13 @@ type NATSNode struct {
 // keeps them through the loss of one.
 func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	t.Helper()
-	c := &NATSCluster{t: t, bin: Require(t, "nats-server")}
+	return StartNATSClusterOf(t, Require(t, "nats-server"), n)
+}
+
+// StartNATSClusterOf is StartNATSCluster with the nats-server binary bin.
+func StartNATSClusterOf(t testing.TB, bin string, n int) *NATSCluster {
+	t.Helper()
+	c := &NATSCluster{t: t, bin: bin}
 	dir := t.TempDir()
 	routes := make([]string, n)
 	clusterPorts := make([]int, n)
@@ -105,6 +112,49 @@ mqtt {
 		c.waitReady(node)
 	}
 	return c
+}
+
+// NATSServer is a nats-server binary and its version.
+type NATSServer struct {
+	Path    string
+	Version string // "2.9.10"
+	Major   int
+	Minor   int
+}
+
+// NATSServers returns the nats-server binaries to test with: the system's
+// (Debian's package), and the one WSGATE_NATS_SERVER names (make test
+// builds a current release from the Go module proxy), when set.
+func NATSServers(t testing.TB) []NATSServer {
+	t.Helper()
+	paths := []string{Require(t, "nats-server")}
+	if p := os.Getenv("WSGATE_NATS_SERVER"); p != "" {
+		if !isExecutable(p) {
+			t.Fatalf("WSGATE_NATS_SERVER=%s is not an executable", p)
+		}
+		paths = append(paths, p)
+	}
+	var servers []NATSServer
+	for _, p := range paths {
+		out, err := exec.Command(p, "--version").Output()
+		if err != nil {
+			t.Fatalf("%s --version: %v", p, err)
+		}
+		// "nats-server: v2.9.10"
+		s := NATSServer{Path: p, Version: strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(string(out), "nats-server:")), "v")}
+		if _, err := fmt.Sscanf(s.Version, "%d.%d", &s.Major, &s.Minor); err != nil {
+			t.Fatalf("%s --version: %q", p, out)
+		}
+		if !slices.ContainsFunc(servers, func(o NATSServer) bool { return o.Version == s.Version }) {
+			servers = append(servers, s)
+		}
+	}
+	return servers
+}
+
+// AtLeast reports whether the server is version major.minor or later.
+func (s NATSServer) AtLeast(major, minor int) bool {
+	return s.Major > major || s.Major == major && s.Minor >= minor
 }
 
 // URLs returns the MQTT URLs of the nodes, starting with node first: a

@@ -256,7 +256,7 @@ func (p *wsgateProc) waitReady(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("wsgate %s never connected to its broker:\n%s", p.cfg.id, p.log.String())
+			t.Fatalf("wsgate %s never became ready (connected to its broker, subscribed):\n%s", p.cfg.id, p.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

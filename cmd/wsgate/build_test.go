@@ -86,7 +86,8 @@ func TestNoShipBuild(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	wsPort, mqttPort := brokertest.FreePort(t), brokertest.FreePort(t)
+	ports := brokertest.FreePorts(t, 2)
+	wsPort, mqttPort := ports[0], ports[1]
 	path := filepath.Join(dir, "wsgate.toml")
 	doc := fmt.Sprintf(`
 [log]

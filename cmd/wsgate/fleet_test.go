@@ -1032,7 +1032,8 @@ func TestDeployHAProxyConfig(t *testing.T) {
 func testHAProxy(t *testing.T, f *fleet) {
 	bin := brokertest.Require(t, "haproxy")
 	dir := t.TempDir()
-	port, dead := brokertest.FreePort(t), brokertest.FreePort(t)
+	ports := brokertest.FreePorts(t, 2)
+	port, dead := ports[0], ports[1]
 	cfg := deployBlock(t, "haproxy")
 	for i, addr := range exampleInstances {
 		cfg = strings.ReplaceAll(cfg, addr, fmt.Sprintf("127.0.0.1:%d check port %d", f.cfgs[i].wsPort, f.cfgs[i].adminPort))

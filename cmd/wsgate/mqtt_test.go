@@ -84,9 +84,10 @@ type procConfig struct {
 }
 
 func newProcConfig(t *testing.T, id, mqttURL string) procConfig {
+	ports := brokertest.FreePorts(t, 2)
 	return procConfig{
 		id: id, mqttURL: mqttURL, spoolDir: t.TempDir(),
-		wsPort: brokertest.FreePort(t), adminPort: brokertest.FreePort(t), keepAlive: "2s",
+		wsPort: ports[0], adminPort: ports[1], keepAlive: "2s",
 	}
 }
 

@@ -44,7 +44,8 @@ func testConfig(t *testing.T, extra string) testSetup {
 func writeTestConfig(t *testing.T, protocolTables, extra string) testSetup {
 	t.Helper()
 	dir := t.TempDir()
-	wsPort, mqttPort, adminPort := brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t)
+	ports := brokertest.FreePorts(t, 3)
+	wsPort, mqttPort, adminPort := ports[0], ports[1], ports[2]
 	doc := fmt.Sprintf(`
 [gateway]
 id = "test-gw"

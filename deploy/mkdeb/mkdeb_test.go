@@ -418,7 +418,8 @@ func TestPackage(t *testing.T) {
 // with SIGTERM as systemctl stop does.
 func runPackagedConfig(t *testing.T, bin, packaged string) {
 	state := t.TempDir()
-	ws, ship, mqtt, admin := brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t), brokertest.FreePort(t)
+	ports := brokertest.FreePorts(t, 4)
+	ws, ship, mqtt, admin := ports[0], ports[1], ports[2], ports[3]
 	conf := readFile(t, packaged)
 	for _, r := range []struct {
 		old, new string

@@ -62,12 +62,13 @@ func StartNATSClusterOf(t testing.TB, bin string, n int) *NATSCluster {
 	dir := t.TempDir()
 	routes := make([]string, n)
 	clusterPorts := make([]int, n)
+	ports := FreePorts(t, 4*n) // cluster, MQTT, monitor and client port of each node
 	for i := range n {
-		clusterPorts[i] = FreePort(t)
+		clusterPorts[i] = ports[4*i]
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
 	}
 	for i := range n {
-		node := &NATSNode{Name: fmt.Sprintf("n%d", i+1), mqtt: FreePort(t), monitor: FreePort(t)}
+		node := &NATSNode{Name: fmt.Sprintf("n%d", i+1), mqtt: ports[4*i+1], monitor: ports[4*i+2]}
 		node.URL = "tcp://127.0.0.1:" + strconv.Itoa(node.mqtt)
 		node.conf = filepath.Join(dir, node.Name+".conf")
 		conf := fmt.Sprintf(`server_name: %s
@@ -91,7 +92,7 @@ mqtt {
   # messages along.
   stream_replicas: %d
 }
-`, node.Name, FreePort(t), node.monitor, filepath.Join(dir, node.Name), clusterPorts[i], strings.Join(routes, ", "), node.mqtt, min(n, 3))
+`, node.Name, ports[4*i+3], node.monitor, filepath.Join(dir, node.Name), clusterPorts[i], strings.Join(routes, ", "), node.mqtt, min(n, 3))
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}

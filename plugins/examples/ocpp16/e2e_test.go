@@ -281,7 +281,8 @@ func startGateway(t *testing.T) gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsPort, mqttPort := brokertest.FreePort(t), brokertest.FreePort(t)
+	ports := brokertest.FreePorts(t, 2)
+	wsPort, mqttPort := ports[0], ports[1]
 	config := fmt.Sprintf(`[gateway]
 id = "e2e"
 shutdown_grace = "1s"

@@ -28,6 +28,10 @@ import (
 //     and forwards what still reaches it: a command sent before the new
 //     gateway's subscription reached every broker node.
 //
+// If the device moves on before the release comes, the held commands still
+// wait for it, then follow the device (the command workers forward what
+// finds its session here gone), less those its previous gateway delivered.
+//
 // A command without an id cannot be recognised on the other side: across
 // a move it may be delivered twice. A release that does not come within
 // handoffWait (the old gateway died) ends the wait: the held commands are
@@ -141,19 +145,6 @@ func (h *handoffs) flush(device string, deliver func(protocols.Command, bool)) b
 		}
 		h.mu.Lock()
 	}
-}
-
-// cancel ends the arrival of device without delivering: the session that
-// claimed it lost. It returns the held commands.
-func (h *handoffs) cancel(device string) []heldCommand {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	a := h.arriving[device]
-	if a == nil || a.flushing {
-		return nil
-	}
-	delete(h.arriving, device)
-	return a.held
 }
 
 // leave records that device was given away: its commands are forwarded
@@ -296,22 +287,6 @@ func (b *Bridge) heldBack(cmd protocols.Command, named bool) bool {
 		b.publishResult(cmd, "busy: the device is moving between gateways; send the command again")
 	}
 	return held
-}
-
-// stopHolding hands the commands held for a session that lost its claim to
-// the gateway that won it (those with their sender's id: the winner may
-// have them already, and only an id tells).
-func (b *Bridge) stopHolding(device string) {
-	held := b.handoffs.cancel(device)
-	owner, ok := b.owners.Owner(device)
-	if !ok || owner.Gateway == b.cfg.GatewayID {
-		return
-	}
-	for _, c := range held {
-		if c.named {
-			b.forward(owner.Gateway, c.cmd, 1)
-		}
-	}
 }
 
 // gatewayGone ends the wait of the devices arriving from a gateway that

@@ -415,7 +415,6 @@ func (b *Bridge) claimsWanted() (attaches uint64, wanted bool) {
 
 // takeOver closes a session of ours whose claim a later one superseded.
 func (b *Bridge) takeOver(device, session string) {
-	b.stopHolding(device)
 	latest, _ := b.owners.Latest(device)
 	reason := "replaced by a newer session"
 	if latest.Gateway != b.cfg.GatewayID {

@@ -42,8 +42,8 @@ type forwarded struct {
 	Hops    int             `json:"hops,omitempty"`
 	From    string          `json:"from"`
 	Release *release        `json:"release,omitempty"`
-	// Undelivered: a command the sender listed in a release but could not
-	// deliver after all.
+	// Undelivered: a command the sender took for the device (and may have
+	// listed in a release) but could not deliver after all.
 	Undelivered bool `json:"undelivered,omitempty"`
 }
 
@@ -88,7 +88,7 @@ func (b *Bridge) onForward(payload []byte) {
 		// Its id came from its sender, or (with a share group, id-less)
 		// was made unique by the gateway that took it.
 		if f.Undelivered {
-			b.recent.forget(f.Device, f.ID)
+			b.recent.forgetReleased(f.Device, f.ID)
 		}
 		b.route(protocols.Command{Device: f.Device, ID: f.ID, Name: f.Name, Args: f.Args}, f.Hops, true)
 		return
@@ -275,9 +275,9 @@ func (b *Bridge) forward(to string, cmd protocols.Command, hops int) {
 }
 
 // send forwards cmd; undelivered: this gateway took the command for the
-// device and listed it in the device's release, but its session here ended
-// before it could be delivered, so the receiver must deliver it although
-// it was listed.
+// device and may have listed it in the device's release, but its session
+// here ended before it could be delivered, so the receiver must deliver it
+// unless it delivered it itself.
 func (b *Bridge) send(to string, cmd protocols.Command, hops int, undelivered bool) {
 	payload, err := json.Marshal(forwarded{Device: cmd.Device, Name: cmd.Name, ID: cmd.ID, Args: cmd.Args, Hops: hops,
 		From: b.cfg.GatewayID, Undelivered: undelivered})
@@ -360,8 +360,10 @@ func newRunTag() string {
 // gateway delivered it) is delivered once. It is bounded by count rather
 // than time: the last recentSize commands. It is safe for concurrent use.
 type recentCommands struct {
-	mu    sync.Mutex
-	keys  map[string]struct{}
+	mu sync.Mutex
+	// keys: true for an id another gateway's release listed (delivered
+	// there), false for one delivered here.
+	keys  map[string]bool
 	order []string // a ring of the keys, oldest at next
 	next  int
 }
@@ -369,17 +371,21 @@ type recentCommands struct {
 const recentSize = 1 << 14
 
 func newRecentCommands() *recentCommands {
-	return &recentCommands{keys: make(map[string]struct{}, recentSize)}
+	return &recentCommands{keys: make(map[string]bool, recentSize)}
 }
 
 func recentKey(device, id string) string { return device + "\x00" + id }
 
-func (r *recentCommands) add(device, id string) { r.reserve(device, id) }
-
 // reserve adds the id unless it is there already, and reports whether it
 // did: the command may go ahead.
 func (r *recentCommands) reserve(device, id string) bool {
-	k := recentKey(device, id)
+	return r.put(recentKey(device, id), false)
+}
+
+// released adds an id another gateway's release listed.
+func (r *recentCommands) released(device, id string) { r.put(recentKey(device, id), true) }
+
+func (r *recentCommands) put(k string, released bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.keys[k]; ok {
@@ -392,15 +398,26 @@ func (r *recentCommands) reserve(device, id string) bool {
 		r.order[r.next] = k
 		r.next = (r.next + 1) % recentSize
 	}
-	r.keys[k] = struct{}{}
+	r.keys[k] = released
 	return true
 }
 
-// forget drops an id whose command was not delivered after all. Its slot
-// in the ring stays until overwritten.
+// forget drops an id whose command was not delivered here after all. Its
+// slot in the ring stays until overwritten.
 func (r *recentCommands) forget(device, id string) {
 	r.mu.Lock()
 	delete(r.keys, recentKey(device, id))
+	r.mu.Unlock()
+}
+
+// forgetReleased drops an id only if a release put it there: its sender
+// could not deliver the command after all. An id delivered here stays.
+func (r *recentCommands) forgetReleased(device, id string) {
+	k := recentKey(device, id)
+	r.mu.Lock()
+	if r.keys[k] {
+		delete(r.keys, k)
+	}
 	r.mu.Unlock()
 }
 
@@ -414,6 +431,9 @@ func (r *recentCommands) of(device string, limit int) []string {
 	for i := range len(r.order) {
 		// From the newest back: next-1, next-2, ... around the ring.
 		k := r.order[(r.next-1-i+2*len(r.order))%len(r.order)]
+		if _, live := r.keys[k]; !live {
+			continue // forgotten
+		}
 		if id, ok := strings.CutPrefix(k, prefix); ok {
 			ids = append(ids, id)
 			if len(ids) == limit {

@@ -244,7 +244,7 @@ func (b *Bridge) releaseDevice(device, to string, stamp uint64, heldHere bool) {
 func (b *Bridge) onRelease(device, from string, r *release) {
 	for _, id := range r.Delivered {
 		if len(id) <= maxCommandID {
-			b.recent.add(device, id)
+			b.recent.released(device, id)
 		}
 	}
 	ends := b.handoffs.releases(device, from, r.Stamp)

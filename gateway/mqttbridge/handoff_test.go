@@ -102,7 +102,7 @@ func TestHandoffBoundsAndExpiry(t *testing.T) {
 func TestRecentCommandsOf(t *testing.T) {
 	r := newRecentCommands()
 	for i := range recentSize + 10 { // wraps around the ring
-		r.add([]string{"a", "b"}[i%2], fmt.Sprint(i))
+		r.reserve([]string{"a", "b"}[i%2], fmt.Sprint(i))
 	}
 	n := recentSize + 10
 	want := []string{fmt.Sprint(n - 2), fmt.Sprint(n - 4), fmt.Sprint(n - 6)}
@@ -114,5 +114,29 @@ func TestRecentCommandsOf(t *testing.T) {
 	}
 	if got := r.of("b", recentSize); len(got) != recentSize/2 {
 		t.Errorf("of(b) has %d ids, want %d", len(got), recentSize/2)
+	}
+}
+
+// An id a release listed is forgotten when its sender could not deliver the
+// command after all; one delivered here is not. Forgotten ids are not
+// listed in releases.
+func TestRecentCommandsReleased(t *testing.T) {
+	r := newRecentCommands()
+	r.released("d", "there")
+	if !r.reserve("d", "here") || r.reserve("d", "here") {
+		t.Fatal("reserve does not refuse a second time")
+	}
+	r.forgetReleased("d", "here")
+	r.forgetReleased("d", "there")
+	if r.reserve("d", "here") {
+		t.Error("an id delivered here was forgotten on an undelivered forward")
+	}
+	if !r.reserve("d", "there") {
+		t.Error("an id a release listed was kept although its sender could not deliver it")
+	}
+	r.reserve("d", "gone")
+	r.forget("d", "gone")
+	if got := r.of("d", 10); slices.Contains(got, "gone") {
+		t.Errorf("a forgotten id is listed: %v", got)
 	}
 }

@@ -6,11 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/wsgate/wsgate/gateway/ownership"
 	"github.com/wsgate/wsgate/protocols"
 )
 
@@ -162,11 +162,7 @@ func (b *Bridge) claims(device string) bool {
 		return true
 	}
 	b.presence.mu.Lock()
-	e := b.presence.devices[device]
-	var mine ownership.Claim
-	if e != nil && e.online && e.claim.Stamp != 0 && e.claim.Session == e.device.Session {
-		mine = e.claim
-	}
+	mine := b.presence.devices[device].liveClaim()
 	b.presence.mu.Unlock()
 	return mine.Stamp != 0 && !b.owners.Superseded(device, mine)
 }
@@ -217,13 +213,11 @@ const (
 	commandQueue = 256
 )
 
-// queueOf spreads devices over n queues (FNV-1a).
+// queueOf spreads devices over n queues.
 func queueOf(device string, n int) int {
-	h := uint32(2166136261)
-	for i := range len(device) {
-		h = (h ^ uint32(device[i])) * 16777619
-	}
-	return int(h % uint32(n))
+	h := fnv.New32a()
+	h.Write([]byte(device))
+	return int(h.Sum32() % uint32(n))
 }
 
 // commandWorker delivers the commands of one queue until ctx ends.

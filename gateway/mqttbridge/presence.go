@@ -81,6 +81,20 @@ type presenceEntry struct {
 	attach uint64
 }
 
+// needsClaim reports whether the device's session here has no claim yet.
+func (e *presenceEntry) needsClaim() bool {
+	return e.online && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session)
+}
+
+// liveClaim returns the claim of the device's session here; a zero Claim
+// when there is none (no session, or not claimed yet). e may be nil.
+func (e *presenceEntry) liveClaim() ownership.Claim {
+	if e == nil || !e.online || e.needsClaim() {
+		return ownership.Claim{}
+	}
+	return e.claim
+}
+
 func (e *presenceEntry) markDirty() {
 	if !e.dirty {
 		e.dirty, e.settled = true, make(chan struct{})
@@ -331,7 +345,7 @@ func (b *Bridge) reconcile(ctx context.Context, keep bool) bool {
 		if !e.dirty {
 			continue
 		}
-		if e.online && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+		if e.needsClaim() {
 			if !wanted || e.attach > claimable {
 				signal(b.controlWake) // the next pass syncs for it
 				continue
@@ -406,7 +420,7 @@ func (b *Bridge) claimsWanted() (attaches uint64, wanted bool) {
 	b.presence.mu.Lock()
 	defer b.presence.mu.Unlock()
 	for _, e := range b.presence.devices {
-		if e.online && e.dirty && (e.claim.Stamp == 0 || e.claim.Session != e.device.Session) {
+		if e.dirty && e.needsClaim() {
 			return b.presence.attaches, true
 		}
 	}
@@ -488,10 +502,7 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 
 	b.presence.mu.Lock()
 	e := b.presence.devices[device]
-	var mine ownership.Claim
-	if e != nil && e.online && e.claim.Stamp != 0 && e.claim.Session == e.device.Session {
-		mine = e.claim
-	}
+	mine := e.liveClaim()
 	switch {
 	case mine.Stamp != 0 && c.Same(mine) && !c.Online && !e.dirty:
 		// Our live session announced offline by someone else (the fleet's

@@ -31,6 +31,9 @@ DEBS        := amd64=dist/wsgate-linux-amd64 arm64=dist/wsgate-linux-arm64 armhf
 
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+PROTOC_GEN_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.0
+# The batches the gateway decodes reuse their actions, frames and messages.
+VTPROTO_POOL       := $(foreach m,Actions Action Frame Message,--go-vtproto_opt=pool=github.com/wsgate/wsgate/plugins/proto.$(m))
 
 .PHONY: all build run test test-deps unit cover fuzz cross deb lint clean proto bench
 
@@ -127,9 +130,12 @@ proto:
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq protobuf-compiler; }
 	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_VTPROTO)
 	cd plugins/proto && PATH="$(CURDIR)/bin/tools:$$PATH" protoc \
 		--go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative plugin.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative \
+		--go-vtproto_opt=features=marshal+unmarshal+size+pool $(VTPROTO_POOL) plugin.proto
 
 clean:
 	rm -rf bin dist coverage.out

@@ -213,7 +213,7 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 // OnMessage implements protocols.Session.
 func (s *remoteSession) OnMessage(m protocols.Message) error {
 	m.Data = append([]byte(nil), m.Data...) // the gateway reuses its buffer
-	return s.enqueue(&pluginpb.Event{Event: &pluginpb.Event_Message{Message: pluginpb.FromMessage(m)}})
+	return s.enqueue(pluginpb.MessageEvent(m))
 }
 
 // OnCommand implements protocols.Session. The plugin's verdict comes back
@@ -290,7 +290,7 @@ func (s *remoteSession) reply(ev *pluginpb.Event) {
 // ack is the Frame.Ack of frames the plugin asked to be told about.
 func (s *remoteSession) ack(id uint64) func(error) {
 	return func(err error) {
-		s.reply(&pluginpb.Event{Event: &pluginpb.Event_Ack{Ack: &pluginpb.Ack{Frame: id, Error: pluginpb.ToError(err)}}})
+		s.reply(pluginpb.AckEvent(id, err))
 	}
 }
 
@@ -313,21 +313,22 @@ func (s *remoteSession) sendLoop() {
 			return
 		}
 		closed := batch[0].GetClosed() != nil
+		size := pluginpb.BatchedSize(batch[0])
 	fill:
-		for !closed && len(batch) < maxBatch {
+		for !closed && len(batch) < maxBatch && size < pluginpb.MaxBatchBytes {
+			var ev *pluginpb.Event
 			select {
-			case ev := <-s.replies:
-				batch = append(batch, ev)
-				continue
+			case ev = <-s.replies:
 			default:
+				select {
+				case ev = <-s.events:
+					closed = ev.GetClosed() != nil
+				default:
+					break fill
+				}
 			}
-			select {
-			case ev := <-s.events:
-				batch = append(batch, ev)
-				closed = ev.GetClosed() != nil
-			default:
-				break fill
-			}
+			batch = append(batch, ev)
+			size += pluginpb.BatchedSize(ev)
 		}
 		var messages int64
 		for _, ev := range batch {
@@ -352,9 +353,15 @@ func (s *remoteSession) sendLoop() {
 
 func (s *remoteSession) recvLoop() {
 	defer s.cancel()
+	// One batch serves every Recv: the actions, their frames and their
+	// messages are decoded into the previous ones' (act takes what the
+	// gateway keeps), so that a busy session allocates little more than
+	// its payloads.
+	batch := pluginpb.ActionsFromVTPool()
+	defer batch.ReturnToVTPool()
 	for {
-		batch, err := s.stream.Recv()
-		if err != nil {
+		batch.ResetVT()
+		if err := s.stream.RecvMsg(batch); err != nil {
 			s.ended(err)
 			return
 		}
@@ -408,10 +415,13 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		default:
 		}
 	case *pluginpb.Action_Send:
-		_ = s.out.Send(a.Send.ToMessage()) // a failure closes the connection
+		m := a.Send.ToMessage()
+		a.Send.Data = nil // the gateway keeps it; the decoder must not reuse it
+		_ = s.out.Send(m) // a failure closes the connection
 	case *pluginpb.Action_Publish:
 		p := a.Publish
 		f := protocols.Frame{Channel: p.GetChannel(), Payload: p.GetPayload(), QoS: byte(p.GetQos()), Retain: p.GetRetain()}
+		p.Payload = nil // as for Send
 		if p.GetWantsAck() {
 			f.Ack = s.ack(p.GetId())
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -462,4 +463,78 @@ func selfSigned(t *testing.T, cn string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return cert
+}
+
+// keeper keeps the data of every Send and the payload of every Publish as
+// given, without copying, as the gateway's queues do.
+type keeper struct {
+	mu        sync.Mutex
+	sent      [][]byte
+	published map[string][]byte // by channel
+}
+
+func (k *keeper) Attach(protocols.Device) error { return nil }
+func (k *keeper) Close(int, string)             {}
+
+func (k *keeper) Send(m protocols.Message) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sent = append(k.sent, m.Data)
+	return nil
+}
+
+func (k *keeper) Publish(f protocols.Frame) error {
+	k.mu.Lock()
+	k.published[f.Channel] = f.Payload
+	k.mu.Unlock()
+	if f.Ack != nil {
+		f.Ack(nil)
+	}
+	return nil
+}
+
+func (k *keeper) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.sent)
+}
+
+// The gateway decodes each batch of the plugin's actions into the previous
+// batch's: what it hands on (message data, frame payloads) must not be
+// overwritten by the batches after it.
+func TestPayloadsOutliveTheirBatch(t *testing.T) {
+	_, p := startHost(t, Options{})
+	out := &keeper{published: make(map[string][]byte)}
+	s := open(t, p, protocols.SessionInfo{Path: "/"}, out)
+	const n = 3000
+	echo := func(i int) string { return fmt.Sprintf("echo %d %s", i, strings.Repeat("e", i%97)) }
+	payload := func(i int) string { return fmt.Sprintf("data-%d-%s", i, strings.Repeat("p", i%89)) }
+	want := make(map[string]bool) // what must have been sent, each once
+	for i := range n {
+		msg := echo(i)
+		if i%2 == 1 {
+			msg = fmt.Sprintf("!publish ch%d %s", i, payload(i))
+			want[fmt.Sprintf("ack ch%d", i)] = true
+		} else {
+			want[msg] = true
+		}
+		if err := s.OnMessage(text(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every answer", func() bool { return out.count() == n })
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	for _, data := range out.sent {
+		if !want[string(data)] {
+			t.Fatalf("sent %q: not one of the answers, or twice", data)
+		}
+		delete(want, string(data))
+	}
+	for i := 1; i < n; i += 2 {
+		ch := fmt.Sprintf("ch%d", i)
+		if got := string(out.published[ch]); got != payload(i) {
+			t.Fatalf("frame on %s: payload %q, want %q", ch, got, payload(i))
+		}
+	}
 }

@@ -60,13 +60,20 @@ const windowSize = 1 << 20
 
 // StreamOptions are the gateway side's dial options.
 func StreamOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)}
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newCodec())),
+	}
 }
 
 // NewServer builds the plugin side's gRPC server (go-plugin's
 // ServeConfig.GRPCServer) with the same window.
 func NewServer(opts []grpc.ServerOption) *grpc.Server {
-	return plugin.DefaultGRPCServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize)))
+	return plugin.DefaultGRPCServer(append(opts,
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
+		grpc.ForceServerCodecV2(newCodec())))
 }
 
 // sentinels are the errors callers distinguish, by their wire kind. Both
@@ -134,11 +141,7 @@ func (e *Error) Err() error {
 
 // FromMessage encodes a message.
 func FromMessage(m protocols.Message) *Message {
-	t := MessageType_MESSAGE_TYPE_TEXT
-	if m.Type == protocols.Binary {
-		t = MessageType_MESSAGE_TYPE_BINARY
-	}
-	return &Message{Type: t, Data: m.Data}
+	return &Message{Type: messageType(m.Type), Data: m.Data}
 }
 
 // ToMessage decodes a message.

@@ -95,7 +95,12 @@ func (o *outlet) write() {
 		o.sending = true
 		o.cond.Broadcast()
 		o.mu.Unlock()
-		err := o.stream.Send(&pluginpb.Actions{Actions: batch})
+		var err error
+		for rest := batch; len(rest) > 0 && err == nil; {
+			n := pluginpb.FitActions(rest)
+			err = o.stream.Send(&pluginpb.Actions{Actions: rest[:n]})
+			rest = rest[n:]
+		}
 		clear(batch)
 		o.mu.Lock()
 		o.spare = batch
@@ -200,7 +205,7 @@ func (o *outlet) device() string {
 // gateway has stopped taking this session's actions; a device that does
 // not read is the gateway's to close, as for a built-in protocol.
 func (o *outlet) Send(m protocols.Message) error {
-	return o.push(&pluginpb.Action{Action: &pluginpb.Action_Send{Send: pluginpb.FromMessage(m)}}, len(m.Data), errSendBacklog)
+	return o.push(pluginpb.SendAction(m), len(m.Data), errSendBacklog)
 }
 
 // Publish implements protocols.Outlet. It fails with ErrBusy when the
@@ -208,17 +213,17 @@ func (o *outlet) Send(m protocols.Message) error {
 // gateway (busy, invalid) arrive through the frame's Ack, since they are
 // only known there.
 func (o *outlet) Publish(f protocols.Frame) error {
-	frame := &pluginpb.Frame{Channel: f.Channel, Payload: f.Payload, Qos: uint32(f.QoS), Retain: f.Retain}
+	var id uint64
 	if f.Ack != nil {
 		o.pendingMu.Lock()
 		o.nextID++
-		frame.Id, frame.WantsAck = o.nextID, true
-		o.acks[frame.Id] = f.Ack
+		id = o.nextID
+		o.acks[id] = f.Ack
 		o.pendingMu.Unlock()
 	}
-	err := o.push(&pluginpb.Action{Action: &pluginpb.Action_Publish{Publish: frame}}, len(f.Payload), errPublishBacklog)
+	err := o.push(pluginpb.PublishAction(f, id), len(f.Payload), errPublishBacklog)
 	if err != nil && f.Ack != nil {
-		o.takeAck(frame.Id)
+		o.takeAck(id)
 	}
 	return err
 }

@@ -87,9 +87,13 @@ func (r *run) newSession(ctx context.Context, p protocols.Protocol) (session pro
 // other events queued for serve.
 func (r *run) receive(ctx context.Context, stream pluginpb.Protocol_SessionServer, events chan<- *pluginpb.Event) {
 	defer close(events)
+	// One batch's slice serves every Recv; the events themselves are new
+	// each time, since serve may not have handled them yet.
+	batch := new(pluginpb.Events)
 	for {
-		batch, err := stream.Recv()
-		if err != nil {
+		clear(batch.Events)
+		batch.Events = batch.Events[:0]
+		if err := stream.RecvMsg(batch); err != nil {
 			return
 		}
 		for _, ev := range batch.GetEvents() {

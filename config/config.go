@@ -127,8 +127,11 @@ type MQTT struct {
 	CommandQoS int `toml:"command_qos"`
 	// ShareGroup: the instances of a fleet take commands through the
 	// shared subscription $share/<group>/...; empty: per device.
-	ShareGroup string   `toml:"share_group"`
-	Embedded   Embedded `toml:"embedded"`
+	ShareGroup string `toml:"share_group"`
+	// QoS0Connections: how many broker connections carry QoS 0 uplink
+	// frames, the main one included.
+	QoS0Connections int      `toml:"qos0_connections"`
+	Embedded        Embedded `toml:"embedded"`
 }
 
 // Embedded is [mqtt.embedded], used when mqtt.url is empty.
@@ -256,17 +259,18 @@ func Default() Config {
 		Listeners: []Listener{{Address: ":8080", Path: "/", CompressMin: defaultCompressMin, Auth: AuthNone, DeviceID: "cn"}},
 		Protocols: Protocols{Order: module.DefaultOrder(), Policy: string(protocols.PolicyClient), Modules: defaultModules()},
 		MQTT: MQTT{
-			KeepAlive:      30 * time.Second,
-			ConnectTimeout: 10 * time.Second,
-			ReconnectMin:   time.Second,
-			ReconnectMax:   time.Minute,
-			PublishTimeout: 30 * time.Second,
-			TopicPrefix:    "wsgate",
-			UplinkTopic:    "{prefix}/{device}/{channel}",
-			Queue:          4096,
-			QueueWait:      time.Second,
-			MaxInflight:    1024,
-			CommandQoS:     1,
+			KeepAlive:       30 * time.Second,
+			ConnectTimeout:  10 * time.Second,
+			ReconnectMin:    time.Second,
+			ReconnectMax:    time.Minute,
+			PublishTimeout:  30 * time.Second,
+			TopicPrefix:     "wsgate",
+			UplinkTopic:     "{prefix}/{device}/{channel}",
+			Queue:           4096,
+			QueueWait:       time.Second,
+			MaxInflight:     1024,
+			CommandQoS:      1,
+			QoS0Connections: 1,
 			// Loopback only, as Mosquitto 2 does: anyone on the network
 			// could otherwise command the devices (docs/SECURITY.md).
 			Embedded: Embedded{Address: "127.0.0.1:1883"},

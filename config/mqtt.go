@@ -13,6 +13,10 @@ import (
 	"github.com/wsgate/wsgate/gateway/spool"
 )
 
+// maxQoS0Connections bounds mqtt.qos0_connections: a few connections are
+// what a broker's per-connection costs call for, not one per device.
+const maxQoS0Connections = 16
+
 func (m *MQTT) validate() []fault {
 	password, fs := secret(m.Password, m.PasswordFile, "WSGATE_MQTT_PASSWORD", "mqtt.password")
 	m.Password = password
@@ -85,6 +89,9 @@ func (m *MQTT) validate() []fault {
 	}
 	if m.CommandQoS != 0 && m.CommandQoS != 1 {
 		add("command_qos", "%d is not 0 or 1", m.CommandQoS)
+	}
+	if m.QoS0Connections < 1 || m.QoS0Connections > maxQoS0Connections {
+		add("qos0_connections", "%d is outside 1 to %d", m.QoS0Connections, maxQoS0Connections)
 	}
 	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
 		add("max_inflight", "%d is outside 1 to 65535 (MQTT packet ids)", m.MaxInflight)

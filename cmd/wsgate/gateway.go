@@ -305,7 +305,7 @@ func bridgeConfig(cfg config.Config, url string) (mqttbridge.Config, error) {
 		KeepAlive: m.KeepAlive, ConnectTimeout: m.ConnectTimeout, ReconnectMin: m.ReconnectMin,
 		ReconnectMax: m.ReconnectMax, PublishTimeout: m.PublishTimeout, GatewayID: cfg.Gateway.ID,
 		Topics: topics, Queue: m.Queue, QueueWait: m.QueueWait, MaxInflight: m.MaxInflight, OfflineResults: m.OfflineResults,
-		CommandQoS: byte(m.CommandQoS),
+		CommandQoS: byte(m.CommandQoS), QoS0Connections: m.QoS0Connections,
 		ShareGroup: m.ShareGroup, Version: versionString(),
 	}, nil
 }

@@ -241,6 +241,7 @@ var (
 	descDevices     = prometheus.NewDesc("wsgate_devices_attached", "Devices attached to this gateway.", nil, nil)
 	descConnected   = prometheus.NewDesc("wsgate_mqtt_connected", "1 while connected to the MQTT broker.", nil, nil)
 	descPending     = prometheus.NewDesc("wsgate_mqtt_presence_pending", "Devices whose status or command subscription the broker does not have yet.", nil, nil)
+	descQoS0Lanes   = prometheus.NewDesc("wsgate_mqtt_qos0_lanes_connected", "Extra broker connections for QoS 0 frames (mqtt.qos0_connections - 1) that are connected.", nil, nil)
 	descPublished   = prometheus.NewDesc("wsgate_mqtt_published_total", "QoS 1 frames confirmed by the broker on first publish.", nil, nil)
 	descQoS0Dropped = prometheus.NewDesc("wsgate_mqtt_qos0_dropped_total", "QoS 0 frames dropped: the broker was unreachable, or its connection failed before they were written.", nil, nil)
 	descBusy        = prometheus.NewDesc("wsgate_mqtt_queue_full_total", "Frames refused because the bridge queue was full.", nil, nil)
@@ -268,7 +269,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected, descPending,
+	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descRefused, descDevices, descConnected, descPending, descQoS0Lanes,
 		descPublished, descQoS0Dropped, descBusy, descSpooled, descReplayed, descRejected, descDropped,
 		descSpoolFrames, descSpoolBytes, descCommands, descCmdFailed, descForwarded, descDuplicates, descTakeovers, descPluginUp, descPluginDis, descRestarts, descAdminRefused,
 		descRateLimited, descAuthFailed, descThrottled, descThrottling, descForbidden} {
@@ -303,6 +304,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descConnected, connected)
 	gauge(descPending, float64(b.PresencePending))
+	gauge(descQoS0Lanes, float64(b.QoS0Lanes))
 	counter(descPublished, b.Published)
 	counter(descQoS0Dropped, b.QoS0Dropped)
 	counter(descBusy, b.Busy)

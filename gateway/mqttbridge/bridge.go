@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -60,6 +61,9 @@ type Config struct {
 	// Clock dates statuses; nil means time.Now. Which session of a device
 	// wins never depends on it.
 	Clock func() time.Time
+	// QoS0Connections is how many broker connections carry QoS 0 uplink
+	// frames, the main one included (lanes.go); 0 or 1: the main one.
+	QoS0Connections int
 	// GatewayCommands, when set, takes the commands published to
 	// {prefix}/$gateway/{id}/cmd/{name} (a protocol's pairing commands,
 	// for one).
@@ -92,6 +96,7 @@ type Stats struct {
 	SpoolRecords   int
 	SpoolBytes     int64
 	QoS0Dropped    uint64 // QoS 0 frames dropped while disconnected
+	QoS0Lanes      int    // extra connections for QoS 0 frames that are open
 	Busy           uint64 // frames refused because the queue was full
 	Commands       uint64 // commands handed to devices
 	CommandsFailed uint64
@@ -130,6 +135,9 @@ type Bridge struct {
 	// conn is the broker connection paho opened last, for QoS 0 frames;
 	// nil for the schemes paho opens itself.
 	conn atomic.Pointer[coalescingConn]
+	// lanes carry QoS 0 frames beside conn (QoS0Connections).
+	lanes    []*lane
+	laneSeed maphash.Seed
 	// dialed is the broker URL openConn dialled last (of URL and
 	// FallbackURLs); nil for the schemes paho opens itself.
 	dialed atomic.Value
@@ -234,6 +242,10 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 	b.spooling = sp.Len() > 0
 	b.SetCredentials(cfg.Username, cfg.Password)
 	b.client = mqtt.NewClient(b.clientOptions())
+	b.laneSeed = maphash.MakeSeed()
+	for k := 1; k < cfg.QoS0Connections; k++ {
+		b.lanes = append(b.lanes, b.newLane(k))
+	}
 	return b
 }
 
@@ -254,7 +266,7 @@ func (b *Bridge) clientOptions() *mqtt.ClientOptions {
 	c := b.cfg
 	will, _ := json.Marshal(gatewayStatus{State: "offline", Gateway: c.GatewayID})
 	opts := mqtt.NewClientOptions()
-	if u, err := url.Parse(c.URL); err == nil && slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "tcps"}, u.Scheme) {
+	if u, err := url.Parse(c.URL); err == nil && coalesces(u.Scheme) {
 		opts.SetCustomOpenConnectionFn(b.openConn)
 	}
 	// paho tries the brokers in this order at every connection attempt.
@@ -306,9 +318,12 @@ func (b *Bridge) Start(commander Commander) {
 	b.commander = commander
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.workers.Add(3 + len(b.commandQueues))
+	b.workers.Add(3 + len(b.commandQueues) + len(b.lanes))
 	for _, q := range b.commandQueues {
 		go func() { defer b.workers.Done(); b.commandWorker(ctx, q) }()
+	}
+	for _, l := range b.lanes {
+		go func() { defer b.workers.Done(); b.runLane(ctx, l) }()
 	}
 	go func() { defer b.workers.Done(); b.connectLoop(ctx) }()
 	go func() { defer b.workers.Done(); b.replayLoop(ctx) }()
@@ -352,6 +367,9 @@ func (b *Bridge) Close(ctx context.Context) error {
 		}
 	}
 	b.client.Disconnect(250)
+	for _, l := range b.lanes {
+		l.close(ctx)
+	}
 	return nil
 }
 
@@ -443,9 +461,13 @@ func (b *Bridge) deliver(f protocols.Frame, wait time.Duration) error {
 // until it drains or fails its write timeout; a frame that cannot be
 // written is dropped and counted, as while the broker is unreachable.
 func (b *Bridge) publishAtMostOnce(topic string, f protocols.Frame) {
+	client, conn := b.client, &b.conn
+	if l := b.laneOf(f.Device); l != nil && l.client.IsConnectionOpen() {
+		client, conn = l.client, &l.conn
+	}
 	var err error
-	switch cc := b.conn.Load(); {
-	case !b.client.IsConnectionOpen():
+	switch cc := conn.Load(); {
+	case !client.IsConnectionOpen():
 		err = mqtt.ErrNotConnected
 	case cc != nil:
 		pub := packets.PublishPacket{
@@ -455,7 +477,7 @@ func (b *Bridge) publishAtMostOnce(topic string, f protocols.Frame) {
 		}
 		err = pub.Write(afterConnect{cc})
 	default:
-		t := b.client.Publish(topic, 0, f.Retain, f.Payload)
+		t := client.Publish(topic, 0, f.Retain, f.Payload)
 		select {
 		case <-t.Done(): // failed at once, or already written
 			err = t.Error()
@@ -692,7 +714,7 @@ func (b *Bridge) Stats() Stats {
 		SpoolRejected: b.rejected.Load(), SpoolDropped: dropped, SpoolRecords: records, SpoolBytes: bytes,
 		QoS0Dropped: b.qos0Dropped.Load(), Busy: b.busy.Load(), Commands: b.commands.Load(),
 		CommandsFailed: b.commandsFailed.Load(), Forwarded: b.forwarded.Load(), Duplicates: b.duplicates.Load(),
-		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(),
+		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(), QoS0Lanes: b.openLanes(),
 		Synced:          b.client.IsConnectionOpen() && b.subscribed.Load() && b.synced.Load(),
 		PresencePending: b.presencePending(),
 	}

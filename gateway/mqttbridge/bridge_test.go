@@ -732,10 +732,12 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			b := startBroker(t, kind)
 			results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
 			statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/status")
-			g := startGateway(t, gatewayOptions{url: b.URL})
+			// Two QoS 0 lanes: their reconnect loops must end too.
+			g := startGateway(t, gatewayOptions{url: b.URL, qos0Conns: 3})
 			g.waitConnected(t, true)
 			d := connectDevice(t, g.addr, "leak-1")
 			nextStatus(t, statuses, "wsgate/leak-1/status", "online")
+			d.pub("fire", `0`, 0, 0, false)
 			d.pub("data", `1`, 1, 1, false)
 			d.settle(1)
 			commandRoundTrip(t, b, results, d, "ping", `{}`)
@@ -1048,6 +1050,71 @@ func TestOnlineBeforeFirstFrame(t *testing.T) {
 			case <-time.After(time.Until(deadline)):
 				t.Fatalf("%d of %d readings arrived", readings, devices)
 			}
+		}
+	})
+}
+
+// With mqtt.qos0_connections, QoS 0 frames are spread over that many
+// broker connections and still arrive in order per device; the extra
+// connections come back after the broker restarts.
+func TestQoS0Lanes(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		g := startGateway(t, gatewayOptions{url: b.URL, qos0Conns: 3})
+		g.waitConnected(t, true)
+		lanes := func(want int) {
+			t.Helper()
+			eventually(t, fmt.Sprintf("%d QoS 0 lanes connected", want), func() bool { return g.bridge.Stats().QoS0Lanes == want })
+		}
+		lanes(2)
+		const devices, frames = 12, 200
+		run := func(round int) {
+			t.Helper()
+			sub := b.subscribe(t, "wsgate/+/seq")
+			defer sub.Close()
+			ds := make([]*device, devices)
+			for i := range ds {
+				ds[i] = connectDevice(t, g.addr, fmt.Sprintf("lane-%d-%d", round, i))
+			}
+			for n := range frames {
+				for _, d := range ds {
+					d.pub("seq", fmt.Sprintf(`{"n":%d}`, n), 0, 0, false)
+				}
+			}
+			next := make(map[string]int)
+			for range devices * frames {
+				var m brokertest.Message
+				select {
+				case m = <-sub.Messages:
+				case <-time.After(wait):
+					t.Fatalf("%d devices' frames in order so far, then nothing for %s", len(next), wait)
+				}
+				var got struct{ N int }
+				if err := json.Unmarshal(m.Payload, &got); err != nil {
+					t.Fatalf("%s: %q: %v", m.Topic, m.Payload, err)
+				}
+				if got.N != next[m.Topic] {
+					t.Fatalf("%s: frame %d arrived where %d was due", m.Topic, got.N, next[m.Topic])
+				}
+				next[m.Topic]++
+			}
+			if len(next) != devices {
+				t.Fatalf("frames of %d devices arrived, want %d", len(next), devices)
+			}
+			for _, d := range ds {
+				d.close()
+			}
+		}
+		run(1)
+		b.down()
+		g.waitConnected(t, false)
+		lanes(0)
+		b.up()
+		g.waitConnected(t, true)
+		lanes(2)
+		run(2)
+		if st := g.bridge.Stats(); st.QoS0Dropped != 0 {
+			t.Errorf("stats %+v: want no QoS 0 frame dropped", st)
 		}
 	})
 }

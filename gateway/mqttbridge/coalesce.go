@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -183,10 +184,28 @@ func (c *coalescingConn) Close() error {
 	return err
 }
 
-// openConn opens tcp:// and ssl:// broker connections with write
-// coalescing, and keeps the newest for publishAtMostOnce; other schemes
-// (ws://, wss://) are left to paho's defaults.
+// coalesces reports whether connections to a broker URL of this scheme
+// are opened by the bridge, with write coalescing; paho opens the others
+// (ws://, wss://) itself.
+func coalesces(scheme string) bool {
+	return slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "tcps"}, scheme)
+}
+
+// openConn opens the main connection (dialBroker) and keeps it for
+// publishAtMostOnce.
 func (b *Bridge) openConn(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
+	cc, err := dialBroker(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.conn.Store(cc)
+	b.dialed.Store(uri.String())
+	return cc, nil
+}
+
+// dialBroker opens a tcp:// or ssl:// broker connection with write
+// coalescing.
+func dialBroker(uri *url.URL, opts mqtt.ClientOptions) (*coalescingConn, error) {
 	var secure bool
 	switch uri.Scheme {
 	case "tcp", "mqtt":
@@ -224,8 +243,5 @@ func (b *Bridge) openConn(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, erro
 		}
 		c = tc
 	}
-	cc := newCoalescingConn(c, opts.WriteTimeout)
-	b.conn.Store(cc)
-	b.dialed.Store(uri.String())
-	return cc, nil
+	return newCoalescingConn(c, opts.WriteTimeout), nil
 }

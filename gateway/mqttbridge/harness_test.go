@@ -251,6 +251,7 @@ type gatewayOptions struct {
 	template       string
 	done           *done.Config // default done.DefaultConfig()
 	gatewayCmds    GatewayCommander
+	qos0Conns      int // mqtt.qos0_connections
 }
 
 // testGateway is spool + bridge + router + WebSocket server, wired as
@@ -348,7 +349,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 		PublishTimeout: o.publishTimeout, Queue: o.queue, MaxInflight: o.maxInflight,
 		OfflineResults: o.offlineResults, ShareGroup: o.shareGroup, CommandQoS: commandQoS(o), Clock: o.clock, Version: "test",
-		GatewayCommands: o.gatewayCmds,
+		GatewayCommands: o.gatewayCmds, QoS0Connections: o.qos0Conns,
 	}, sp, log)
 	rt := router.New(b, log)
 	rt.Watch(b)

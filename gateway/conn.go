@@ -76,6 +76,7 @@ type conn struct {
 	// readerLent: br has lent its buffer while parked (idle.go); only the
 	// owner of the reading side touches it.
 	readerLent bool
+	backlog    uint8  // messages in a row that found the next one buffered (noteBacklog)
 	token      uint32 // the poller's name for the connection; 0 before it first parks
 
 	writer sync.WaitGroup
@@ -165,6 +166,9 @@ func (c *conn) readLoop(mustRead bool) (idle, handshake bool, cause error) {
 		buf, err := c.readMessage(mt, r)
 		if err != nil {
 			return c.readEnded(err)
+		}
+		if c.br != nil {
+			c.noteBacklog()
 		}
 		now := time.Now()
 		c.received.Add(1)

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -191,21 +193,78 @@ func (c *conn) park() (parked, expired bool) {
 
 // readBuffers holds the read buffers of parked connections, which need
 // none: a connection lends its buffer when it parks and takes one when it
-// wakes (wait).
-var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+// wakes (wait); busyReadBuffers, the larger ones of connections that
+// were busy (growReadBuffer).
+var (
+	readBuffers     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	busyReadBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, busyReadBufferSize) }}
+)
 
-// lendReadBuffer hands the buffer of c's reader to readBuffers. gorilla
-// and c keep their pointer to c.br, so its value is swapped: the pooled
-// Reader takes the buffer, and c.br is left empty until takeReadBuffer.
-// Only the owner of c's reading side calls it, with nothing buffered (the
-// connection parks after a read found nothing).
+// lendReadBuffer hands the buffer of c's reader to its pool. gorilla and
+// c keep their pointer to c.br, so its value is swapped: the pooled Reader
+// takes the buffer, and c.br is left empty until takeReadBuffer. Only the
+// owner of c's reading side calls it, with nothing buffered (the
+// connection parks after a read found nothing). A connection wakes with
+// the small buffer, whatever it had.
 func (c *conn) lendReadBuffer() {
 	r := new(bufio.Reader)
 	*r = *c.br
 	r.Reset(nil)
-	readBuffers.Put(r)
+	if r.Size() > readBufferSize {
+		busyReadBuffers.Put(r)
+	} else {
+		readBuffers.Put(r)
+	}
 	*c.br = bufio.Reader{}
 	c.readerLent = true
+	c.backlog = 0
+}
+
+// Busy connections read through a larger buffer: one that keeps sending
+// has its next message already buffered, message after message, and with
+// the small buffer took a read call for every two 200-byte messages; the
+// larger one makes that one for dozens, which took the gateway's CPU per
+// message at QoS 0 from about 6.5 to 4.2 µs. It goes back when the
+// connection parks.
+const (
+	busyReadBufferSize = 8 << 10
+	// busyAfter is how many messages in a row must find the next one
+	// already buffered.
+	busyAfter = 8
+)
+
+// noteBacklog counts a message read, and gives the reader the larger
+// buffer once the connection has proved busy. Only the owner of c's
+// reading side calls it, between messages.
+func (c *conn) noteBacklog() {
+	if c.br.Size() > readBufferSize {
+		return
+	}
+	if c.br.Buffered() == 0 {
+		c.backlog = 0
+		return
+	}
+	if c.backlog++; c.backlog >= busyAfter {
+		c.growReadBuffer()
+	}
+}
+
+// growReadBuffer swaps c's reader for one with the larger buffer; what
+// the small one holds (checked by the wire guard already) is read first.
+func (c *conn) growReadBuffer() {
+	r := busyReadBuffers.Get().(*bufio.Reader)
+	var src io.Reader = c.wire
+	if n := c.br.Buffered(); n > 0 {
+		held, _ := c.br.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(held)), c.wire)
+	}
+	r.Reset(src)
+	small := new(bufio.Reader)
+	*small = *c.br
+	small.Reset(nil)
+	readBuffers.Put(small)
+	*c.br = *r // r is not used again
+	c.backlog = 0
 }
 
 // takeReadBuffer gives c.br a buffer again, before the reading side reads.

@@ -1,6 +1,7 @@
 package mqttbridge
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -27,6 +28,11 @@ const maxCoalesced = 256 << 10
 type coalescingConn struct {
 	net.Conn
 	writeTimeout time.Duration // bounds each batch's write; 0 for none
+	// in buffers what paho reads: it reads a packet in three calls or
+	// more (its first byte, its length byte by byte, the rest), which
+	// were as many system calls, plus the quick-ack one after each, for
+	// every 4-byte PUBACK. Only paho's reading goroutine reads.
+	in *bufio.Reader
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -45,11 +51,14 @@ type coalescingConn struct {
 var errBeforeConnect = errors.New("the connection has not sent its CONNECT yet")
 
 func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
-	cc := &coalescingConn{Conn: c, writeTimeout: writeTimeout, done: make(chan struct{})}
+	cc := &coalescingConn{Conn: c, writeTimeout: writeTimeout, in: bufio.NewReaderSize(c, 4<<10), done: make(chan struct{})}
 	cc.cond = sync.NewCond(&cc.mu)
 	go cc.flushLoop()
 	return cc
 }
+
+// Read reads what the broker sent, through the buffer.
+func (c *coalescingConn) Read(p []byte) (int, error) { return c.in.Read(p) }
 
 // Write queues p, one whole packet of paho's; an error of an earlier write
 // is returned here.

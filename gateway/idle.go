@@ -254,7 +254,8 @@ func (c *conn) noteBacklog() {
 func (c *conn) growReadBuffer() {
 	r := busyReadBuffers.Get().(*bufio.Reader)
 	var src io.Reader = c.wire
-	if n := c.br.Buffered(); n > 0 {
+	n := c.br.Buffered()
+	if n > 0 {
 		held, _ := c.br.Peek(n)
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(held)), c.wire)
 	}
@@ -265,6 +266,12 @@ func (c *conn) growReadBuffer() {
 	readBuffers.Put(small)
 	*c.br = *r // r is not used again
 	c.backlog = 0
+	if n > 0 {
+		// Buffer what was held now, from memory: the read loop takes an
+		// empty buffer for a quiet connection, and the socket would not
+		// show these bytes to the poller.
+		_, _ = c.br.Peek(n)
+	}
 }
 
 // takeReadBuffer gives c.br a buffer again, before the reading side reads.

@@ -664,44 +664,71 @@ func (b *Bridge) replayLoop(ctx context.Context) {
 // that stayed up is tried again.
 const replayRetry = 5 * time.Second
 
-// connectLoop keeps the client connected, retrying with exponential backoff
-// and full jitter.
+// connectLoop keeps the client connected.
 func (b *Bridge) connectLoop(ctx context.Context) {
+	b.connecting = b.stayConnected(ctx, b.client, b.lost, connectHooks{
+		attempt: func() { b.synced.Store(false) },
+		failed: func(err error, retry time.Duration) {
+			b.log.Warn("cannot reach the broker; retrying", "url", b.cfg.URL, "err", err, "in", retry.Round(time.Millisecond))
+		},
+		connected: func() {
+			url := b.cfg.URL
+			if d, ok := b.dialed.Load().(string); ok {
+				url = d
+			}
+			b.log.Info("connected to the broker", "url", url)
+		},
+	})
+}
+
+// connectHooks are what a connection of the bridge's does around
+// stayConnected's attempts; nil ones do nothing.
+type connectHooks struct {
+	attempt   func()                               // before each attempt
+	failed    func(err error, retry time.Duration) // an attempt failed; the next is in retry
+	connected func()
+}
+
+// stayConnected keeps client connected until ctx ends: it connects again
+// whenever lost is signalled, and retries a failed attempt with
+// exponential backoff and full jitter, so that a fleet does not stampede a
+// recovering broker. It returns the attempt under way when ctx ended, nil
+// for none: paho cannot abandon one, so Close waits for it.
+func (b *Bridge) stayConnected(ctx context.Context, client mqtt.Client, lost <-chan struct{}, on connectHooks) mqtt.Token {
 	delay := b.cfg.ReconnectMin
 	for {
 		select {
-		case <-b.lost: // drop a stale signal
+		case <-lost: // drop a stale signal
 		default:
 		}
-		b.synced.Store(false)
-		token := b.client.Connect()
+		if on.attempt != nil {
+			on.attempt()
+		}
+		token := client.Connect()
 		select {
 		case <-token.Done():
 		case <-ctx.Done():
-			b.connecting = token
-			return
+			return token
 		}
 		if err := token.Error(); err != nil {
-			wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
-			b.log.Warn("cannot reach the broker; retrying", "url", b.cfg.URL, "err", err, "in", wait.Round(time.Millisecond))
+			retry := time.Duration(rand.Int64N(int64(delay))) + delay/2
+			on.failed(err, retry)
 			select {
-			case <-time.After(wait):
+			case <-time.After(retry):
 			case <-ctx.Done():
-				return
+				return nil
 			}
 			delay = min(delay*2, b.cfg.ReconnectMax)
 			continue
 		}
 		delay = b.cfg.ReconnectMin
-		url := b.cfg.URL
-		if d, ok := b.dialed.Load().(string); ok {
-			url = d
+		if on.connected != nil {
+			on.connected()
 		}
-		b.log.Info("connected to the broker", "url", url)
 		select {
-		case <-b.lost:
+		case <-lost:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
 }

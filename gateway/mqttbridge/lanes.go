@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -76,46 +75,20 @@ func (b *Bridge) laneOf(device string) *lane {
 	return b.lanes[i-1]
 }
 
-// runLane keeps a lane connected until ctx ends, reconnecting with the
-// main connection's jittered back-off. While a lane is down its devices'
-// frames take the main connection.
+// runLane keeps a lane connected until ctx ends, as connectLoop does the
+// main connection. While a lane is down its devices' frames take the main
+// connection.
 func (b *Bridge) runLane(ctx context.Context, l *lane) {
-	delay := b.cfg.ReconnectMin
-	for {
-		select {
-		case <-l.lost: // drop a stale signal
-		default:
-		}
-		token := l.client.Connect()
-		select {
-		case <-token.Done():
-		case <-ctx.Done():
-			l.connecting = token
-			return
-		}
-		if err := token.Error(); err != nil {
-			wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+	l.connecting = b.stayConnected(ctx, l.client, l.lost, connectHooks{
+		failed: func(err error, retry time.Duration) {
 			// While the main connection is down too, its own warning says it all.
 			log := b.log.Debug
 			if b.client.IsConnectionOpen() {
 				log = b.log.Warn
 			}
-			log("a QoS 0 connection cannot connect; its devices' QoS 0 frames take the main one", "client_id", clientID(l.client), "err", err, "retry_in", wait.Round(time.Millisecond))
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return
-			}
-			delay = min(delay*2, b.cfg.ReconnectMax)
-			continue
-		}
-		delay = b.cfg.ReconnectMin
-		select {
-		case <-l.lost:
-		case <-ctx.Done():
-			return
-		}
-	}
+			log("a QoS 0 connection cannot connect; its devices' QoS 0 frames take the main one", "client_id", clientID(l.client), "err", err, "retry_in", retry.Round(time.Millisecond))
+		},
+	})
 }
 
 // closeLane disconnects a lane once its loop has ended.

@@ -139,11 +139,6 @@ func (e *Error) Err() error {
 	return r
 }
 
-// FromMessage encodes a message.
-func FromMessage(m protocols.Message) *Message {
-	return &Message{Type: messageType(m.Type), Data: m.Data}
-}
-
 // ToMessage decodes a message.
 func (m *Message) ToMessage() protocols.Message {
 	t := protocols.Text

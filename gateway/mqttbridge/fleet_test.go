@@ -60,8 +60,8 @@ func testClockSkewedGatewayTakesOver(t *testing.T, b *testBroker) {
 	urlB, fallbackB := b.node(2)
 	ga := startGateway(t, gatewayOptions{url: urlA, fallbacks: fallbackA, id: "gw-a", clock: behind})
 	gb := startGateway(t, gatewayOptions{url: urlB, fallbacks: fallbackB, id: "gw-b"})
-	ga.waitConnected(t, true)
-	gb.waitConnected(t, true)
+	ga.waitSynced(t)
+	gb.waitSynced(t)
 
 	var last statusJSON
 	var old *device

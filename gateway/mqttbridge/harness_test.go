@@ -63,6 +63,21 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// gatewayLogger is the log of one gateway of the test, at debug level:
+// shown if the test fails (and as it goes with WSGATE_TEST_LOG set).
+func gatewayLogger(t testing.TB, id string) *slog.Logger {
+	if os.Getenv("WSGATE_TEST_LOG") != "" {
+		return testLogger().With("test", t.Name(), "gateway", id)
+	}
+	out := &brokertest.Output{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of gateway %s:\n%s", id, out)
+		}
+	})
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // ---- brokers ----
 
 // brokerKinds are the brokers every integration test runs against.
@@ -333,7 +348,7 @@ func startGateway(t testing.TB, o gatewayOptions) *testGateway {
 	if o.done != nil {
 		doneCfg = *o.done
 	}
-	log := testLogger().With("test", t.Name(), "gateway", o.id)
+	log := gatewayLogger(t, o.id)
 
 	sp, err := spool.Open(filepath.Join(o.spoolDir, "spool.db"), o.limits, o.policy)
 	if err != nil {
@@ -401,6 +416,13 @@ func (g *testGateway) close() {
 func (g *testGateway) waitConnected(t testing.TB, connected bool) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("bridge connected=%v", connected), func() bool { return g.bridge.Stats().Connected == connected })
+}
+
+// waitSynced waits until the gateway is subscribed and knows the claims
+// made before: a device that connects from then on is claimed above them.
+func (g *testGateway) waitSynced(t testing.TB) {
+	t.Helper()
+	eventually(t, "bridge synced", func() bool { return g.bridge.Stats().Synced })
 }
 
 // ---- devices ----

@@ -60,20 +60,41 @@ func FreePort(t testing.TB) int {
 
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
 // moment ago: all held open at once, so that no two are the same (ports
-// taken one after the other may repeat).
+// taken one after the other may repeat), and none handed out before in
+// this process. The kernel soon offers a closed port again: a broker a
+// test stopped for an outage would find its port taken by another test's
+// broker, and its clients would reconnect to that one.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			t.Fatalf("no free port found that was not handed out before")
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		port := ln.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue
+		}
+		ports = append(ports, port)
+	}
+	for _, p := range ports {
+		handedOut.ports[p] = true
 	}
 	return ports
 }
+
+// handedOut are the ports FreePorts returned in this process.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: make(map[int]bool)}
 
 // Mosquitto is a mosquitto process owned by a test.
 type Mosquitto struct {

@@ -364,8 +364,11 @@ type recentCommands struct {
 
 const recentSize = 1 << 14
 
+// newRecentCommands returns an empty memory that grows as commands come: a
+// hub that gets a few commands an hour should not hold the room for
+// recentSize of them (about 850 KiB) from the start.
 func newRecentCommands() *recentCommands {
-	return &recentCommands{keys: make(map[string]bool, recentSize)}
+	return &recentCommands{keys: make(map[string]bool)}
 }
 
 func recentKey(device, id string) string { return device + "\x00" + id }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 )
 
 // testGateway is a real wsgate process with its embedded broker on free
@@ -44,7 +46,8 @@ func startGateway(t *testing.T) *testGateway {
 		t.Fatalf("go build ./cmd/wsgate: %v\n%s", err, out)
 	}
 
-	wsPort, mqttPort, adminPort := freePort(t), freePort(t), freePort(t)
+	ports := brokertest.FreePorts(t, 3)
+	wsPort, mqttPort, adminPort := ports[0], ports[1], ports[2]
 	conf := fmt.Sprintf(`
 [gateway]
 id = "wsload-test"
@@ -134,16 +137,6 @@ func ready(wsURL string, mqttPort int) bool {
 	}
 	ws.Close()
 	return true
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type syncBuffer struct {

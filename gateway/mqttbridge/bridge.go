@@ -110,6 +110,9 @@ type Stats struct {
 	// PresencePending counts the devices whose status or command
 	// subscription the broker does not have yet.
 	PresencePending int
+	// Spooling: frames go to the spool, not to the broker (it is out of
+	// reach, or the spool has not drained since it came back).
+	Spooling bool
 }
 
 type queued struct {
@@ -736,6 +739,9 @@ func (b *Bridge) stayConnected(ctx context.Context, client mqtt.Client, lost <-c
 // Stats returns a snapshot of the counters.
 func (b *Bridge) Stats() Stats {
 	records, bytes, dropped := b.spool.Stats()
+	b.modeMu.Lock()
+	spooling := b.spooling
+	b.modeMu.Unlock()
 	return Stats{
 		Published: b.published.Load(), Spooled: b.spooled.Load(), Replayed: b.replayed.Load(),
 		SpoolRejected: b.rejected.Load(), SpoolDropped: dropped, SpoolRecords: records, SpoolBytes: bytes,
@@ -743,7 +749,7 @@ func (b *Bridge) Stats() Stats {
 		CommandsFailed: b.commandsFailed.Load(), Forwarded: b.forwarded.Load(), Duplicates: b.duplicates.Load(),
 		Takeovers: b.takeovers.Load(), Connected: b.client.IsConnectionOpen(), QoS0Lanes: b.openLanes(),
 		Synced:          b.client.IsConnectionOpen() && b.subscribed.Load() && b.synced.Load(),
-		PresencePending: b.presencePending(),
+		PresencePending: b.presencePending(), Spooling: spooling,
 	}
 }
 

@@ -181,15 +181,36 @@ func (r *Router) Publish(f protocols.Frame) error {
 }
 
 // Command delivers cmd to the endpoint attached as cmd.Device.
+//
+// A session that ended or is closing as the command reaches it has been
+// replaced, often by a newer session of the device here (it reconnected
+// through this gateway): the newer one takes the command, or it would be
+// lost between the two.
 func (r *Router) Command(cmd protocols.Command) error {
-	r.mu.Lock()
-	a, ok := r.devices[cmd.Device]
-	r.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("command %q to %q: %w", cmd.Name, cmd.Device, protocols.ErrDeviceOffline)
+	var tried Endpoint
+	var err error
+	for range maxCommandAttempts {
+		r.mu.Lock()
+		a, ok := r.devices[cmd.Device]
+		r.mu.Unlock()
+		switch {
+		case !ok && tried == nil:
+			return fmt.Errorf("command %q to %q: %w", cmd.Name, cmd.Device, protocols.ErrDeviceOffline)
+		case !ok || a.endpoint == tried:
+			return err // nobody newer: the session's own error
+		}
+		err = a.endpoint.Command(cmd)
+		if !errors.Is(err, protocols.ErrClosed) && !errors.Is(err, protocols.ErrDeviceOffline) {
+			return err
+		}
+		tried = a.endpoint
 	}
-	return a.endpoint.Command(cmd)
+	return err
 }
+
+// maxCommandAttempts bounds the sessions one command is offered to, should
+// a device keep replacing its session faster than commands reach it.
+const maxCommandAttempts = 3
 
 // Attached returns the presence record of an attached device.
 func (r *Router) Attached(id string) (Device, bool) {

@@ -200,13 +200,20 @@ var (
 	busyReadBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, busyReadBufferSize) }}
 )
 
-// lendReadBuffer hands the buffer of c's reader to its pool. gorilla and
-// c keep their pointer to c.br, so its value is swapped: the pooled Reader
-// takes the buffer, and c.br is left empty until takeReadBuffer. Only the
-// owner of c's reading side calls it, with nothing buffered (the
-// connection parks after a read found nothing). A connection wakes with
-// the small buffer, whatever it had.
+// lendReadBuffer hands the buffer of c's reader to its pool; c.br is left
+// empty until takeReadBuffer. Only the owner of c's reading side calls it,
+// with nothing buffered (the connection parks after a read found nothing).
+// A connection wakes with the small buffer, whatever it had.
 func (c *conn) lendReadBuffer() {
+	c.releaseReadBuffer()
+	c.readerLent = true
+	c.backlog = 0
+}
+
+// releaseReadBuffer puts the buffer of c's reader in the pool of its size
+// and leaves c.br empty. gorilla and c keep their pointer to c.br, so the
+// buffer moves to a new Reader rather than c.br going to the pool.
+func (c *conn) releaseReadBuffer() {
 	r := new(bufio.Reader)
 	*r = *c.br
 	r.Reset(nil)
@@ -216,8 +223,6 @@ func (c *conn) lendReadBuffer() {
 		readBuffers.Put(r)
 	}
 	*c.br = bufio.Reader{}
-	c.readerLent = true
-	c.backlog = 0
 }
 
 // Busy connections read through a larger buffer: one that keeps sending
@@ -260,10 +265,7 @@ func (c *conn) growReadBuffer() {
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(held)), c.wire)
 	}
 	r.Reset(src)
-	small := new(bufio.Reader)
-	*small = *c.br
-	small.Reset(nil)
-	readBuffers.Put(small)
+	c.releaseReadBuffer()
 	*c.br = *r // r is not used again
 	c.backlog = 0
 	if n > 0 {

@@ -715,7 +715,9 @@ func (b *Bridge) stayConnected(ctx context.Context, client mqtt.Client, lost <-c
 		}
 		if err := token.Error(); err != nil {
 			retry := time.Duration(rand.Int64N(int64(delay))) + delay/2
-			on.failed(err, retry)
+			if on.failed != nil {
+				on.failed(err, retry)
+			}
 			select {
 			case <-time.After(retry):
 			case <-ctx.Done():

@@ -12,7 +12,7 @@ type Frame struct {
 	Device  string // the attached device id; set by the Outlet
 	Channel string // "/"-separated, relative to the device, e.g. "sensors/temp"
 	Payload []byte
-	QoS     byte
+	QoS     byte // 0, 1 or 2; the MQTT bridge refuses others as invalid
 	Retain  bool
 	// Seq, when HasSeq, numbers a QoS 1 frame within its device's session
 	// (done's seq): a frame sent again with the same Seq after it was

@@ -425,6 +425,12 @@ func (b *Bridge) deliver(f protocols.Frame, wait time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", protocols.ErrInvalidFrame, err)
 	}
+	if f.QoS > 2 {
+		// A plugin's mistake. paho writes the PUBLISH as asked (QoS 3, or
+		// other bits set), Mosquitto drops the connection over it, and the
+		// frame, spooled for the failed publish, went out again at replay.
+		return fmt.Errorf("%w: QoS %d (MQTT has 0, 1 and 2)", protocols.ErrInvalidFrame, f.QoS)
+	}
 	b.inMu.RLock()
 	defer b.inMu.RUnlock()
 	if b.closed {
@@ -638,7 +644,11 @@ func (b *Bridge) replayLoop(ctx context.Context) {
 			tokens := make([]mqtt.Token, len(entries))
 			deadline := time.Now().Add(b.cfg.PublishTimeout)
 			for i, e := range entries {
-				tokens[i] = b.client.Publish(e.Topic, e.QoS, e.Retain, e.Payload)
+				qos := e.QoS
+				if qos > 2 { // spooled by a version that let it in (deliver)
+					qos = 1
+				}
+				tokens[i] = b.client.Publish(e.Topic, qos, e.Retain, e.Payload)
 			}
 			var done []uint64
 			for i, t := range tokens {

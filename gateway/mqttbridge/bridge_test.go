@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsgate/wsgate/gateway/broker/brokertest"
 	"github.com/wsgate/wsgate/gateway/spool"
+	"github.com/wsgate/wsgate/protocols"
 	"github.com/wsgate/wsgate/protocols/done"
 )
 
@@ -85,6 +86,58 @@ func TestUplink(t *testing.T) {
 		}
 		if st := g.bridge.Stats(); st.Published != 5 || st.Spooled != 0 || st.QoS0Dropped != 0 {
 			t.Errorf("stats %+v: want 5 published QoS 1 frames, nothing spooled or dropped", st)
+		}
+	})
+}
+
+// A frame with a QoS MQTT does not have (a plugin's, whose frames carry
+// any number) is refused as invalid, before it reaches the broker
+// connection: written as asked it made the broker drop the connection,
+// and once spooled, drop it again at every replay. QoS 2 is MQTT's and
+// passes.
+func TestFrameQoSBeyondMQTT(t *testing.T) {
+	t.Parallel()
+	forEachBroker(t, func(t *testing.T, b *testBroker) {
+		sub := brokertest.Subscribe(t, b.ClientURL, "wsgate/qos-1/#")
+		g := startGateway(t, gatewayOptions{url: b.URL})
+		g.waitConnected(t, true)
+		deliver := func(channel string, qos byte) error {
+			acked := make(chan error, 1)
+			f := protocols.Frame{Device: "qos-1", Channel: channel, Payload: []byte(`{}`), QoS: qos, Ack: func(err error) { acked <- err }}
+			if err := g.bridge.Deliver(f); err != nil {
+				return err
+			}
+			select {
+			case err := <-acked:
+				return err
+			case <-time.After(wait):
+				t.Fatalf("QoS %d: no ack", qos)
+				return nil
+			}
+		}
+		for _, qos := range []byte{3, 4, 255} {
+			if err := deliver("bad", qos); !errors.Is(err, protocols.ErrInvalidFrame) {
+				t.Errorf("QoS %d: %v, want ErrInvalidFrame", qos, err)
+			}
+		}
+		for _, qos := range []byte{2, 1} {
+			if err := deliver(fmt.Sprintf("q%d", qos), qos); err != nil {
+				t.Fatalf("QoS %d: %v", qos, err)
+			}
+		}
+		// In the order published: the refused frames would come first.
+		for _, want := range []string{"wsgate/qos-1/q2", "wsgate/qos-1/q1"} {
+			select {
+			case m := <-sub.Messages:
+				if m.Topic != want {
+					t.Fatalf("got %s, want %s", m.Topic, want)
+				}
+			case <-time.After(wait):
+				t.Fatalf("nothing on %s", want)
+			}
+		}
+		if st := g.bridge.Stats(); !st.Connected || st.Spooled != 0 || st.Published != 2 {
+			t.Errorf("stats %+v: want the connection kept, 2 frames published, none spooled", st)
 		}
 	})
 }

@@ -287,6 +287,11 @@ func (s *remoteSession) reply(ev *pluginpb.Event) {
 	}
 }
 
+// qosOf is a frame's QoS as the gateway takes it: a number beyond a byte
+// stays out of range, to be refused as invalid, instead of wrapping around
+// into one (257 is not QoS 1).
+func qosOf(q uint32) byte { return byte(min(q, 255)) }
+
 // ack is the Frame.Ack of frames the plugin asked to be told about.
 func (s *remoteSession) ack(id uint64) func(error) {
 	return func(err error) {
@@ -420,7 +425,8 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		_ = s.out.Send(m) // a failure closes the connection
 	case *pluginpb.Action_Publish:
 		p := a.Publish
-		f := protocols.Frame{Channel: p.GetChannel(), Payload: p.GetPayload(), QoS: byte(p.GetQos()), Retain: p.GetRetain()}
+		f := protocols.Frame{Channel: p.GetChannel(), Payload: p.GetPayload(), QoS: qosOf(p.GetQos()), Retain: p.GetRetain(),
+			Seq: p.GetSeq(), HasSeq: p.GetHasSeq()}
 		p.Payload = nil // as for Send
 		if p.GetWantsAck() {
 			f.Ack = s.ack(p.GetId())

@@ -538,3 +538,16 @@ func TestPayloadsOutliveTheirBatch(t *testing.T) {
 		}
 	}
 }
+
+// A plugin's QoS is a uint32 on the wire: one beyond a byte must stay out
+// of MQTT's range (the bridge refuses it) rather than wrap into a valid one.
+func TestQoSOfAPluginFrame(t *testing.T) {
+	for _, tc := range []struct {
+		wire uint32
+		want byte
+	}{{0, 0}, {1, 1}, {2, 2}, {3, 3}, {255, 255}, {256, 255}, {257, 255}, {1<<32 - 1, 255}} {
+		if got := qosOf(tc.wire); got != tc.want {
+			t.Errorf("qosOf(%d) = %d, want %d", tc.wire, got, tc.want)
+		}
+	}
+}

@@ -59,7 +59,8 @@ func PublishAction(f protocols.Frame, id uint64) *Action {
 		wrap  Action_Publish
 		frame Frame
 	})
-	a.frame = Frame{Id: id, Channel: f.Channel, Payload: f.Payload, Qos: uint32(f.QoS), Retain: f.Retain, WantsAck: f.Ack != nil}
+	a.frame = Frame{Id: id, Channel: f.Channel, Payload: f.Payload, Qos: uint32(f.QoS), Retain: f.Retain, WantsAck: f.Ack != nil,
+		Seq: f.Seq, HasSeq: f.HasSeq}
 	a.wrap.Publish = &a.frame
 	a.act.Action = &a.wrap
 	return &a.act

@@ -1488,13 +1488,18 @@ func (x *Attach) GetId() uint64 {
 }
 
 type Frame struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // chosen by the plugin, echoed in Ack
-	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
-	Qos           uint32                 `protobuf:"varint,4,opt,name=qos,proto3" json:"qos,omitempty"`
-	Retain        bool                   `protobuf:"varint,5,opt,name=retain,proto3" json:"retain,omitempty"`
-	WantsAck      bool                   `protobuf:"varint,6,opt,name=wants_ack,json=wantsAck,proto3" json:"wants_ack,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // chosen by the plugin, echoed in Ack
+	Channel  string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Payload  []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Qos      uint32                 `protobuf:"varint,4,opt,name=qos,proto3" json:"qos,omitempty"` // 0, 1 or 2; the gateway refuses others as invalid
+	Retain   bool                   `protobuf:"varint,5,opt,name=retain,proto3" json:"retain,omitempty"`
+	WantsAck bool                   `protobuf:"varint,6,opt,name=wants_ack,json=wantsAck,proto3" json:"wants_ack,omitempty"`
+	// seq numbers a QoS 1 frame within its session, when has_seq: a frame
+	// published again with the same seq after it was refused goes only to
+	// the route targets that did not take it (protocols.Frame.Seq).
+	Seq           uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	HasSeq        bool   `protobuf:"varint,8,opt,name=has_seq,json=hasSeq,proto3" json:"has_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1567,6 +1572,20 @@ func (x *Frame) GetRetain() bool {
 func (x *Frame) GetWantsAck() bool {
 	if x != nil {
 		return x.WantsAck
+	}
+	return false
+}
+
+func (x *Frame) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Frame) GetHasSeq() bool {
+	if x != nil {
+		return x.HasSeq
 	}
 	return false
 }
@@ -1832,14 +1851,16 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06Attach\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x0e\n" +
-	"\x02id\x18\x03 \x01(\x04R\x02id\"\x92\x01\n" +
+	"\x02id\x18\x03 \x01(\x04R\x02id\"\xbd\x01\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x10\n" +
 	"\x03qos\x18\x04 \x01(\rR\x03qos\x12\x16\n" +
 	"\x06retain\x18\x05 \x01(\bR\x06retain\x12\x1b\n" +
-	"\twants_ack\x18\x06 \x01(\bR\bwantsAck\"3\n" +
+	"\twants_ack\x18\x06 \x01(\bR\bwantsAck\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\x12\x17\n" +
+	"\ahas_seq\x18\b \x01(\bR\x06hasSeq\"3\n" +
 	"\x05Close\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"8\n" +

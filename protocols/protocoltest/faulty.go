@@ -17,11 +17,21 @@ import (
 //	Magic+"tls"    the session answers "tls <version>" (0 without TLS)
 //	Magic+"busy"   the session publishes a QoS 1 frame and answers "busy
 //	               <error>" with what Publish, or the frame's Ack, said
+//	Magic+"frame"  the session publishes FullFrame, answering "frame
+//	               <error>" with what its Ack said, then a QoS 0 frame
+//	               with nothing optional on channel "contract/frame/plain"
 //
 // A session whose path ends in "/refuse" is refused by NewSession with
 // close code 4001, and GoingAway answers "going-away" before closing with
 // 1001. The texts are sent as text messages.
 const Magic = "\x00wsgate-contract:"
+
+// FullFrame is the frame the "frame" probe publishes: every field a
+// protocol sets, with a value that is not the zero one (the Ack aside).
+var FullFrame = protocols.Frame{
+	Channel: "contract/frame", Payload: []byte{0, 1, 0xfe, 0xff},
+	QoS: 1, Retain: true, Seq: 42, HasSeq: true,
+}
 
 // RefuseCode and RefuseReason are the close of a refused session.
 const (
@@ -83,6 +93,14 @@ func (s *faultySession) OnMessage(m protocols.Message) error {
 			answer(err)
 		}
 		return nil
+	case "frame":
+		f := FullFrame
+		f.Payload = bytes.Clone(f.Payload)
+		f.Ack = func(err error) { _ = s.reply(fmt.Sprintf("frame %v", err)) }
+		if err := s.out.Publish(f); err != nil {
+			return err
+		}
+		return s.out.Publish(protocols.Frame{Channel: "contract/frame/plain", Payload: []byte("0")})
 	}
 	return fmt.Errorf("protocoltest: unknown probe %q", probe)
 }

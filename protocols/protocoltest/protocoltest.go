@@ -16,6 +16,7 @@
 package protocoltest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -82,6 +83,7 @@ func Run(t *testing.T, s Setup) {
 		test func(t *testing.T, g *testGateway, s Setup)
 	}{
 		{"attach and publish", testAttachPublish},
+		{"every field of a frame", testFrameFields},
 		{"replace", testReplace},
 		{"command result", testCommandResult},
 		{"command timeout", testCommandTimeout},
@@ -262,6 +264,27 @@ func testAttachPublish(t *testing.T, g *testGateway, s Setup) {
 		}
 	case <-time.After(wait):
 		t.Fatal("no frame")
+	}
+}
+
+// testFrameFields: what a session publishes reaches the router as it was
+// published, every field: a plugin's frames cross a process boundary.
+func testFrameFields(t *testing.T, g *testGateway, s Setup) {
+	c := g.device(t, s, "dev-1")
+	c.Write(t, []byte(Magic+"frame"))
+	f := g.sink.next(t, FullFrame.Channel)
+	want := FullFrame
+	want.Device = "dev-1"
+	if f.Device != want.Device || f.Channel != want.Channel || !bytes.Equal(f.Payload, want.Payload) || f.QoS != want.QoS ||
+		f.Retain != want.Retain || f.Seq != want.Seq || f.HasSeq != want.HasSeq || f.Ack == nil {
+		t.Errorf("frame %+v (ack set: %v), want %+v with an ack", f, f.Ack != nil, want)
+	}
+	if answer := string(c.ReadUntil(t, func(m []byte) bool { return strings.HasPrefix(string(m), "frame ") })); answer != "frame <nil>" {
+		t.Errorf("the session's ack said %q, want <nil>", answer)
+	}
+	plain := g.sink.next(t, "contract/frame/plain")
+	if plain.QoS != 0 || plain.Retain || plain.HasSeq || plain.Seq != 0 || plain.Ack != nil || string(plain.Payload) != "0" {
+		t.Errorf("plain frame %+v (ack set: %v), want QoS 0, payload 0, nothing else", plain, plain.Ack != nil)
 	}
 }
 

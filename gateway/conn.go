@@ -46,8 +46,10 @@ type conn struct {
 	session   protocols.Session
 	ended     bool
 
-	rate     rateBucket  // the message rate (limits.go); the reading side's
+	// overRate, before rate so that it shares ended's padding: conn just
+	// fits a 480-byte size class.
 	overRate atomic.Bool // the message being delivered is over the rate (RateBusy)
+	rate     rateBucket  // the message rate (limits.go); the reading side's
 	auth     *connAuth   // how the device authenticated (access.go); nil: not asked
 
 	// Counters for the status page (Traffic): messages read from the

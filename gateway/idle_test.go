@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 
@@ -324,4 +325,13 @@ func stackInuse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.StackInuse
+}
+
+// A conn is allocated per connection and lives as long as it: at 480 bytes
+// it fits the runtime's 480-byte size class; one byte more and every
+// connection takes 512. Reorder fields (padding) before growing it.
+func TestConnFitsItsSizeClass(t *testing.T) {
+	if size := unsafe.Sizeof(conn{}); size > 480 {
+		t.Errorf("conn is %d bytes: every connection now takes the next size class (512)", size)
+	}
 }

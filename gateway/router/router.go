@@ -87,8 +87,10 @@ type Router struct {
 	watchers []Watcher
 	routes   atomic.Pointer[[]compiledRoute] // replaced whole on reload
 
-	mu      sync.Mutex
-	devices map[string]attachment
+	mu sync.Mutex
+	// devices holds pointers: an attachment inline would make every slot
+	// of the map, empty ones included, 120 bytes.
+	devices map[string]*attachment
 }
 
 type attachment struct {
@@ -99,7 +101,7 @@ type attachment struct {
 
 // New returns a router that delivers every frame to sink.
 func New(sink Sink, log *slog.Logger) *Router {
-	return &Router{log: log, sink: sink, devices: make(map[string]attachment)}
+	return &Router{log: log, sink: sink, devices: make(map[string]*attachment)}
 }
 
 // Watch adds a presence watcher. Call it before the router is in use.
@@ -113,7 +115,7 @@ func (r *Router) Attach(dev Device, ep Endpoint) error {
 	}
 	r.mu.Lock()
 	old, replaced := r.devices[dev.ID]
-	a := attachment{device: dev, endpoint: ep}
+	a := &attachment{device: dev, endpoint: ep}
 	if replaced && old.endpoint == ep {
 		a.missed = old.missed // seqs are per session
 	}
@@ -216,8 +218,10 @@ const maxCommandAttempts = 3
 func (r *Router) Attached(id string) (Device, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a, ok := r.devices[id]
-	return a.device, ok
+	if a, ok := r.devices[id]; ok {
+		return a.device, true
+	}
+	return Device{}, false
 }
 
 // Evict closes the session of an attached device if it is still the

@@ -164,7 +164,6 @@ func (r *Router) route(routes []compiledRoute, f protocols.Frame) (ok bool, err 
 		if a, ok := r.devices[f.Device]; ok {
 			if a.missed == nil {
 				a.missed = newMissedTargets()
-				r.devices[f.Device] = a
 			}
 			missed = a.missed
 		}

@@ -11,12 +11,14 @@ MQTT can be checked by a second harness.
 Each of --devices publishers (WebSocket devices speaking done, or MQTT
 clients) sends --count QoS 0 messages of about 200 bytes as fast as it can,
 on {prefix}/{id}/load. One MQTT subscriber counts what arrives. Prints one
-line: mode=... sent=N received=N msgs_per_s=R elapsed_s=S, the rate being
-received / (last arrival - first send).
+line: mode=... sent=N received=N msgs_per_s=R elapsed_s=S load_cpu_us_per_msg=C,
+the rate being received / (last arrival - first send), C this process's CPU
+time over the run per message received.
 """
 import argparse
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -118,6 +120,7 @@ def main():
     counter = Counter(total)
     sub = subscribe(host, int(port), args.prefix, counter)
     start = time.monotonic()
+    cpu0 = os.times()
     if args.mode == "ws":
         asyncio.run(ws_run(args))
     else:
@@ -128,12 +131,17 @@ def main():
             idle = time.monotonic() - (counter.last or start)
         if idle > args.drain:
             break
+    cpu1 = os.times()
     sub.loop_stop()
     sub.disconnect()
     elapsed = (counter.last or time.monotonic()) - start
     rate = counter.received / elapsed if elapsed > 0 else 0
+    # This process's CPU (all its threads) per message: what the load took
+    # from a machine it shares with the gateway and the broker.
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    per_msg = cpu * 1e6 / counter.received if counter.received else 0
     print(f"mode={args.mode} devices={args.devices} sent={total} received={counter.received} "
-          f"msgs_per_s={rate:.0f} elapsed_s={elapsed:.2f}")
+          f"msgs_per_s={rate:.0f} elapsed_s={elapsed:.2f} load_cpu_us_per_msg={per_msg:.1f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,9 @@ func TestAgainstGateway(t *testing.T) {
 		want(t, got, "mode", "throughput", "devices", "2", "connected", "2", "qos", "0", "size", "200",
 			"sent", "400", "acked", "0", "errors", "0", "received", "400", "lost", "0", "dup", "0", "invalid", "0", "dropped", "0")
 		positive(t, got, "msgs_per_s", "max_ms", "elapsed_s")
+		if runtime.GOOS == "linux" {
+			positive(t, got, "load_cpu_us_per_msg")
+		}
 	})
 
 	t.Run("throughput qos1", func(t *testing.T) {

@@ -97,6 +97,7 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 	}
 	fmt.Fprintf(stderr, "wsload: %s: %d publishers, %d messages each, qos %d, %d bytes\n", cfg.mode, connected, cfg.count, cfg.qos, cfg.size)
 	start := time.Now()
+	cpu0, cpuKnown := processCPU()
 	if sub != nil {
 		sub.warmupUntil.Store(start.Add(cfg.warmup).UnixNano())
 	}
@@ -154,6 +155,7 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 		st = sub.stats()
 		lost = sub.lost(sent)
 	}
+	cpu1, _ := processCPU()
 	teardown()
 
 	end := sendEnd
@@ -173,6 +175,15 @@ func runMessages(parent context.Context, cfg *config, stderr io.Writer) (*summar
 		uint("invalid", st.invalid).int("dropped", int64(dropped)).float("msgs_per_s", perSecond, 0).
 		ms("p50_ms", st.p50).ms("p99_ms", st.p99).ms("max_ms", st.max).float("elapsed_s", elapsed.Seconds(), 2).
 		ms("ack_p50_ms", ackPs[0]).ms("ack_p99_ms", ackPs[1]).int("rss_peak_kib", peakKiB)
+	// What the load itself cost: on a machine the gateway and the broker
+	// share with it, part of every rate (docs/BENCHMARKS.md).
+	messages := c.sent // as the rate counts them
+	if sub != nil {
+		messages = st.received
+	}
+	if cpuKnown && messages > 0 {
+		sum.float("load_cpu_us_per_msg", float64((cpu1-cpu0).Microseconds())/float64(messages), 1)
+	}
 	return sum, nil
 }
 

@@ -893,9 +893,11 @@ func TestSameDeviceTwiceOnOneGateway(t *testing.T) {
 	})
 }
 
-// Two gateways, one broker: a device that reconnects through the other
+// Gateways on one broker: a device that reconnects through another
 // gateway is online there, its old session is closed, its status never
 // shows offline, and its commands are delivered once, by the new gateway.
+// With three, the device also comes back to a gateway that let it go: its
+// new claim must outrank the claims the others made meanwhile.
 //
 // Mosquitto only: a fleet shares an external broker, while the embedded
 // one lives inside a single gateway. (Two bridges on one embedded broker
@@ -903,49 +905,78 @@ func TestSameDeviceTwiceOnOneGateway(t *testing.T) {
 // the retained index while another client's retained PUBLISH writes it.)
 func TestDeviceMovesToAnotherGateway(t *testing.T) {
 	t.Parallel()
-	func(test func(t *testing.T, b *testBroker)) {
-		t.Run("mosquitto", func(t *testing.T) { test(t, startBroker(t, "mosquitto")) })
-	}(func(t *testing.T, b *testBroker) {
-		statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
-		results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
-		ga := startGateway(t, gatewayOptions{url: b.URL, id: "gw-a"})
-		gb := startGateway(t, gatewayOptions{url: b.URL, id: "gw-b"})
-		ga.waitConnected(t, true)
-		gb.waitConnected(t, true)
-
-		old := connectDevice(t, ga.addr, "roam-1")
-		if st, _ := nextStatus(t, statuses, "wsgate/roam-1/status", "online"); st.Gateway != "gw-a" {
-			t.Fatalf("online at %s, want gw-a", st.Gateway)
-		}
-		// A later session, as after a reconnect through the load balancer:
-		// usually within the same second.
-		moved := connectDevice(t, gb.addr, "roam-1")
-		select {
-		case _, open := <-old.in:
-			for open {
-				_, open = <-old.in
-			}
-		case <-time.After(wait):
-			t.Fatal("gw-a did not close its older session")
-		}
-		eventually(t, "gw-a to let the device go", func() bool {
-			_, attached := ga.router.Attached("roam-1")
-			return !attached && !ga.subscribedAtBroker("roam-1")
+	for _, tc := range []struct {
+		name  string
+		route []int // the gateways the device connects through, in order
+		fleet int
+	}{
+		{"a to b", []int{0, 1}, 2},
+		{"a to b to c and back to a", []int{0, 1, 2, 0}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testRoaming(t, startBroker(t, "mosquitto"), tc.route, tc.fleet)
 		})
-		commandRoundTrip(t, b, results, moved, "ping", `{}`)
-		if n := len(ga.commands.forDevice("roam-1")); n != 0 {
-			t.Errorf("gw-a handled %d commands after the device left it", n)
+	}
+}
+
+func testRoaming(t *testing.T, b *testBroker, route []int, fleet int) {
+	statuses := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
+	results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
+	gws := make([]*testGateway, fleet)
+	for i := range gws {
+		gws[i] = startGateway(t, gatewayOptions{url: b.URL, id: fmt.Sprintf("gw-%c", 'a'+i)})
+	}
+	for _, g := range gws {
+		g.waitSynced(t)
+	}
+	var prev *device
+	for hop, at := range route {
+		g := gws[at]
+		d := connectDevice(t, g.addr, "roam-1")
+		if prev == nil {
+			if st, _ := nextStatus(t, statuses, "wsgate/roam-1/status", "online"); st.Gateway != g.id {
+				t.Fatalf("online at %s, want %s", st.Gateway, g.id)
+			}
+		} else {
+			// A later session, as after a reconnect through the load
+			// balancer: usually within the same second.
+			select {
+			case _, open := <-prev.in:
+				for open {
+					_, open = <-prev.in
+				}
+			case <-time.After(wait):
+				t.Fatalf("hop %d: %s did not close the older session", hop, gws[route[hop-1]].id)
+			}
+			left := gws[route[hop-1]]
+			eventually(t, left.id+" to let the device go", func() bool {
+				_, attached := left.router.Attached("roam-1")
+				return !attached && !left.subscribedAtBroker("roam-1")
+			})
 		}
-		for len(statuses.Messages) > 0 {
-			if m := <-statuses.Messages; parseStatus(t, m).State != "online" {
-				t.Errorf("status %s while the device was connected", m.Payload)
+		before := make([]int, fleet)
+		for i, other := range gws {
+			before[i] = len(other.commands.forDevice("roam-1"))
+		}
+		commandRoundTrip(t, b, results, d, "ping", fmt.Sprintf(`{"hop":%d}`, hop))
+		for i, other := range gws {
+			if n := len(other.commands.forDevice("roam-1")) - before[i]; i != at && n != 0 {
+				t.Errorf("hop %d: %s handled %d commands while the device was at %s", hop, other.id, n, g.id)
 			}
 		}
-		late := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
-		if st, _ := nextStatus(t, late, "wsgate/roam-1/status", "online"); st.Gateway != "gw-b" {
-			t.Errorf("retained status at %s, want gw-b", st.Gateway)
+		prev = d
+	}
+	for len(statuses.Messages) > 0 {
+		if m := <-statuses.Messages; parseStatus(t, m).State != "online" {
+			t.Errorf("status %s while the device was connected", m.Payload)
 		}
-	})
+	}
+	last := gws[route[len(route)-1]]
+	late := brokertest.Subscribe(t, b.ClientURL, "wsgate/roam-1/status")
+	if st, _ := nextStatus(t, late, "wsgate/roam-1/status", "online"); st.Gateway != last.id {
+		t.Errorf("retained status at %s, want %s", st.Gateway, last.id)
+	}
 }
 
 // Close never waits for, nor leaves behind, a connection attempt to a

@@ -6,10 +6,10 @@
 // Run serves the protocol under test, wrapped in Faulty (which adds the
 // faults and probes the suite needs), on a real gateway.Server over TLS,
 // and drives it with real WebSocket clients through the protocol's Driver:
-// attach and replace, frames, command results and the gateway's timeout,
-// a panic closing one session only, Publish failing fast with busy,
-// NewSession's close code, GoingAway at shutdown, and the TLS state
-// reaching the session.
+// attach and replace, frames (every field arriving as published), command
+// results and the gateway's timeout, a panic closing one session only,
+// Publish failing fast with busy, NewSession's close code, GoingAway at
+// shutdown, and the TLS state reaching the session.
 //
 // It depends on the gateway (it runs one); the gateway does not depend
 // on it.

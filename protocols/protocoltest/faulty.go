@@ -17,7 +17,7 @@ import (
 //	Magic+"tls"    the session answers "tls <version>" (0 without TLS)
 //	Magic+"busy"   the session publishes a QoS 1 frame and answers "busy
 //	               <error>" with what Publish, or the frame's Ack, said
-//	Magic+"frame"  the session publishes FullFrame, answering "frame
+//	Magic+"frame"  the session publishes fullFrame(), answering "frame
 //	               <error>" with what its Ack said, then a QoS 0 frame
 //	               with nothing optional on channel "contract/frame/plain"
 //
@@ -26,11 +26,13 @@ import (
 // 1001. The texts are sent as text messages.
 const Magic = "\x00wsgate-contract:"
 
-// FullFrame is the frame the "frame" probe publishes: every field a
+// fullFrame is the frame the "frame" probe publishes: every field a
 // protocol sets, with a value that is not the zero one (the Ack aside).
-var FullFrame = protocols.Frame{
-	Channel: "contract/frame", Payload: []byte{0, 1, 0xfe, 0xff},
-	QoS: 1, Retain: true, Seq: 42, HasSeq: true,
+func fullFrame() protocols.Frame {
+	return protocols.Frame{
+		Channel: "contract/frame", Payload: []byte{0, 1, 0xfe, 0xff},
+		QoS: 1, Retain: true, Seq: 42, HasSeq: true,
+	}
 }
 
 // RefuseCode and RefuseReason are the close of a refused session.
@@ -94,8 +96,7 @@ func (s *faultySession) OnMessage(m protocols.Message) error {
 		}
 		return nil
 	case "frame":
-		f := FullFrame
-		f.Payload = bytes.Clone(f.Payload)
+		f := fullFrame()
 		f.Ack = func(err error) { _ = s.reply(fmt.Sprintf("frame %v", err)) }
 		if err := s.out.Publish(f); err != nil {
 			return err

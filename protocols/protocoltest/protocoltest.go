@@ -272,8 +272,8 @@ func testAttachPublish(t *testing.T, g *testGateway, s Setup) {
 func testFrameFields(t *testing.T, g *testGateway, s Setup) {
 	c := g.device(t, s, "dev-1")
 	c.Write(t, []byte(Magic+"frame"))
-	f := g.sink.next(t, FullFrame.Channel)
-	want := FullFrame
+	want := fullFrame()
+	f := g.sink.next(t, want.Channel)
 	want.Device = "dev-1"
 	if f.Device != want.Device || f.Channel != want.Channel || !bytes.Equal(f.Payload, want.Payload) || f.QoS != want.QoS ||
 		f.Retain != want.Retain || f.Seq != want.Seq || f.HasSeq != want.HasSeq || f.Ack == nil {

@@ -185,8 +185,7 @@ type Bridge struct {
 	stopping      atomic.Bool // Close has begun: the offline status is ours
 	recent        *recentCommands
 	handoffs      handoffs
-	// commandQueues feed the command workers (deliverCommand).
-	commandQueues []chan pendingCommand
+	commandQueue  commandQueue
 	cmdSeq        atomic.Uint64
 	runTag        string
 
@@ -238,9 +237,6 @@ func New(cfg Config, sp *spool.Spool, log *slog.Logger) *Bridge {
 		recent:      newRecentCommands(),
 		handoffs:    newHandoffs(),
 		runTag:      newRunTag(),
-	}
-	for range commandWorkers {
-		b.commandQueues = append(b.commandQueues, make(chan pendingCommand, commandQueue))
 	}
 	b.spooling = sp.Len() > 0
 	b.SetCredentials(cfg.Username, cfg.Password)
@@ -321,10 +317,8 @@ func (b *Bridge) Start(commander Commander) {
 	b.commander = commander
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.workers.Add(3 + len(b.commandQueues) + len(b.lanes))
-	for _, q := range b.commandQueues {
-		go func() { defer b.workers.Done(); b.commandWorker(ctx, q) }()
-	}
+	b.commandQueue.start(ctx)
+	b.workers.Add(3 + len(b.lanes))
 	for _, l := range b.lanes {
 		go func() { defer b.workers.Done(); b.runLane(ctx, l) }()
 	}
@@ -360,6 +354,7 @@ func (b *Bridge) Close(ctx context.Context) error {
 		b.wait(ctx, b.client.Publish(b.topics.GatewayStatus(), 1, true, payload))
 	}
 	b.cancel()
+	b.commandQueue.close()
 	b.workers.Wait()
 	if b.connecting != nil {
 		// paho cannot abandon a connection attempt: let it end (within

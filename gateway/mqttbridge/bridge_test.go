@@ -341,11 +341,13 @@ func commandRoundTrip(t *testing.T, b *testBroker, results *brokertest.Subscribe
 	return r
 }
 
-// A session that takes long to accept a command (busy with its device)
-// holds up neither the MQTT client nor the other devices: a device whose
-// commands go through another worker connects (its hello waits for the
-// broker's acknowledgements) and gets its commands meanwhile.
-func TestStuckCommandDoesNotStallTheClient(t *testing.T) {
+// A session that takes long to accept a command (busy with its device, or
+// its plugin stalled) holds up only its own device's commands: neither the
+// MQTT client nor other devices wait for it (their hellos wait for the
+// broker's acknowledgements, their commands go straight through), and its
+// own commands follow in order once it takes them, up to a bound past which
+// they are answered busy.
+func TestStuckSessionHoldsUpOnlyItsOwnCommands(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, "embedded")
 	results := brokertest.Subscribe(t, b.ClientURL, "wsgate/+/cmd/+/result")
@@ -353,19 +355,43 @@ func TestStuckCommandDoesNotStallTheClient(t *testing.T) {
 	g.waitConnected(t, true)
 	slow := connectDevice(t, g.addr, "slow-1")
 	stuck := make(chan struct{})
-	defer close(stuck)
+	release := sync.OnceFunc(func() { close(stuck) })
+	defer release()
 	g.commands.mu.Lock()
 	g.commands.stuck, g.commands.stuckDevice = stuck, slow.id
 	g.commands.mu.Unlock()
-	brokertest.Publish(t, b.ClientURL, "wsgate/slow-1/cmd/ping", []byte(`{}`), false)
+	brokertest.Publish(t, b.ClientURL, "wsgate/slow-1/cmd/first", []byte(`{}`), false)
 	eventually(t, "the command to slow-1 taken", func() bool { return len(g.commands.forDevice(slow.id)) == 1 })
-
-	other := "fast-1"
-	for i := 2; queueOf(other, commandWorkers) == queueOf(slow.id, commandWorkers); i++ {
-		other = fmt.Sprintf("fast-%d", i)
+	// One client, so that the broker keeps the order.
+	pub := brokertest.NewPublisher(t, b.ClientURL)
+	for i := range maxQueuedDeviceCommands + 1 {
+		pub.Publish(t, "wsgate/slow-1/cmd/next", fmt.Appendf(nil, `{"n":%d}`, i), false)
 	}
-	d := connectDevice(t, g.addr, other)
-	commandRoundTrip(t, b, results, d, "ping", `{}`)
+	busy := parseResult(t, results.Next(t, "wsgate/slow-1/cmd/next/result", wait))
+	if busy.OK || !strings.HasPrefix(busy.Error, "busy") {
+		t.Fatalf("result of the command past the bound: %+v, want busy", busy)
+	}
+
+	// fast-4 shared slow-1's worker when commands went through four
+	// workers by a hash of the device id.
+	for _, id := range []string{"fast-4", "fast-1"} {
+		d := connectDevice(t, g.addr, id)
+		commandRoundTrip(t, b, results, d, "ping", `{}`)
+	}
+	if n := len(g.commands.forDevice(slow.id)); n != 1 {
+		t.Fatalf("%d commands handed to slow-1's stuck session, want 1: its first", n)
+	}
+
+	release()
+	if cmd := slow.next("cmd"); cmd.Name != "first" {
+		t.Fatalf("slow-1 got %q first, want first", cmd.Name)
+	}
+	for i := range maxQueuedDeviceCommands {
+		cmd := slow.next("cmd")
+		if want := fmt.Sprintf(`{"n":%d}`, i); cmd.Name != "next" || string(cmd.Args) != want {
+			t.Fatalf("slow-1's command %d: %s, want next with %s", i+1, cmd.raw, want)
+		}
+	}
 }
 
 // Commands published to wsgate/<device>/cmd/<name> reach the device; its

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,7 +167,7 @@ func (b *Bridge) claims(device string) bool {
 }
 
 // deliverCommand hands cmd to the device's session here, through the
-// command workers. remember: its id means the same command to every
+// device's command queue. remember: its id means the same command to every
 // gateway (not one this gateway made up), so it is kept to recognise the
 // command if it comes again. It never waits: a session busy with its
 // device (a hello waiting for its claim to settle, a device slow to take
@@ -185,14 +184,12 @@ func (b *Bridge) deliverCommand(cmd protocols.Command, hops int, remember bool) 
 		b.log.Debug("command delivered before; not again", "device", cmd.Device, "command", cmd.Name, "id", cmd.ID)
 		return
 	}
-	select {
-	case b.commandQueues[queueOf(cmd.Device, len(b.commandQueues))] <- pendingCommand{cmd, hops, remember}:
-	default:
+	if reason := b.commandQueue.add(pendingCommand{cmd, hops, remember}, b.runCommand); reason != "" {
 		if remember {
 			b.recent.forget(cmd.Device, cmd.ID)
 		}
 		b.commandsFailed.Add(1)
-		b.publishResult(cmd, "busy: too many commands waiting for their devices")
+		b.publishResult(cmd, reason)
 	}
 }
 
@@ -203,33 +200,91 @@ type pendingCommand struct {
 	remember bool
 }
 
+// The bounds of the commands waiting for their devices' sessions; more
+// are answered busy.
 const (
-	// commandWorkers hand commands to sessions; a device's commands all go
-	// through one, in order, and a session slow to take one holds up only
-	// the devices that share its worker.
-	commandWorkers = 4
-	// commandQueue bounds the commands waiting for each worker; more are
-	// answered busy.
-	commandQueue = 256
+	maxQueuedCommands       = 1024 // over all devices
+	maxQueuedDeviceCommands = 32   // for one device
 )
 
-// queueOf spreads devices over n queues.
-func queueOf(device string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(device))
-	return int(h.Sum32() % uint32(n))
+// commandQueue holds the commands waiting for their devices' sessions. A
+// device with commands waiting has a goroutine of its own that hands them
+// over one at a time, in order, and ends when none is left: a session slow
+// to take a command (busy with a message of its own, or its plugin
+// stalled) holds up that device's commands only.
+type commandQueue struct {
+	mu       sync.Mutex
+	ctx      context.Context             // the bridge's, from Start
+	byDevice map[string][]pendingCommand // a device is here while its goroutine runs
+	queued   int
+	closed   bool
+	running  sync.WaitGroup
 }
 
-// commandWorker delivers the commands of one queue until ctx ends.
-func (b *Bridge) commandWorker(ctx context.Context, queue <-chan pendingCommand) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case p := <-queue:
-			b.runCommand(p)
-		}
+// start lets commands in; they are dropped once ctx ends.
+func (q *commandQueue) start(ctx context.Context) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ctx = ctx
+	q.byDevice = make(map[string][]pendingCommand)
+}
+
+// add queues p behind its device's other commands, for deliver. It returns
+// why it did not: the result to publish instead. Once the bridge is
+// stopping, commands are dropped, as its sessions are ending.
+func (q *commandQueue) add(p pendingCommand, deliver func(pendingCommand)) (refused string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	device := p.cmd.Device
+	waiting, running := q.byDevice[device]
+	switch {
+	case q.ctx == nil || q.closed:
+		return ""
+	case len(waiting) >= maxQueuedDeviceCommands:
+		return "busy: too many commands waiting for this device"
+	case q.queued >= maxQueuedCommands:
+		return "busy: too many commands waiting for their devices"
 	}
+	q.byDevice[device] = append(waiting, p)
+	q.queued++
+	if !running {
+		q.running.Add(1)
+		go func() {
+			defer q.running.Done()
+			q.drain(device, deliver)
+		}()
+	}
+	return ""
+}
+
+// drain delivers the device's commands in order until none is left, or
+// the bridge stops.
+func (q *commandQueue) drain(device string, deliver func(pendingCommand)) {
+	for {
+		q.mu.Lock()
+		waiting := q.byDevice[device]
+		if len(waiting) == 0 || q.ctx.Err() != nil {
+			q.queued -= len(waiting)
+			delete(q.byDevice, device)
+			q.mu.Unlock()
+			return
+		}
+		p := waiting[0]
+		waiting[0] = pendingCommand{}
+		q.byDevice[device] = waiting[1:]
+		q.queued--
+		q.mu.Unlock()
+		deliver(p)
+	}
+}
+
+// close refuses new commands and waits for the devices' goroutines, which
+// stop after the command in hand once the bridge's context has ended.
+func (q *commandQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.running.Wait()
 }
 
 func (b *Bridge) runCommand(p pendingCommand) {

@@ -29,7 +29,7 @@ import (
 //     gateway's subscription reached every broker node.
 //
 // If the device moves on before the release comes, the held commands still
-// wait for it, then follow the device (the command workers forward what
+// wait for it, then follow the device (runCommand forwards what
 // finds its session here gone), less those its previous gateway delivered.
 //
 // A command without an id cannot be recognised on the other side: across

@@ -299,6 +299,16 @@ func (s *session) attach(shipID string) {
 		device = s.peer.SKI
 	}
 	s.p.claim(s)
+	// The peer was trusted when it connected; the user may have removed or
+	// rejected it since. Checked after the claim: a change of the store
+	// that came before is seen here, one that comes after finds this
+	// session claimed and unpairs it (Peers.onTrust).
+	if e, ok := s.p.opts.Trust.Get(s.peer.SKI); !ok || e.State != trust.Trusted {
+		s.p.release(s)
+		s.log.Info("peer removed or rejected by the user during the handshake; closing")
+		s.apply(s.m.Close(time.Now(), eebus.CloseRemovedConnection))
+		return
+	}
 	// wsgate carries SPINE without reading it, so the device's own
 	// description (its entities, brand and model) stays with the SPINE
 	// client; what the gateway knows is whether it is connected.

@@ -78,3 +78,47 @@ func TestShipUnpairDialledPeerInHandshake(t *testing.T) {
 	}
 	w.expectClose(nil, machine.CodeUserClose, machine.ReasonUserClose)
 }
+
+// TestShipUnpairAcceptedPeerInHandshake: a peer that connected to wsgate
+// as a trusted one and is removed or rejected by the user before its
+// handshake is complete is never attached as a device: as the handshake
+// completes, wsgate announces the close with reason removedConnection.
+// Before, the change reached only sessions that had completed their
+// handshake, and this one went on into data exchange as if still paired.
+func TestShipUnpairAcceptedPeerInHandshake(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		unpair func(*trust.Store, string) error
+	}{
+		{"remove", (*trust.Store).Remove},
+		{"reject", (*trust.Store).Reject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := startNode(t, "A", nodeOptions{machine: machine.Config{CloseWait: testWait}})
+			a.runPeers(t)
+			peer := newIdentity(t, "scripted")
+			if err := a.store.Approve(peer.SKI); err != nil {
+				t.Fatal(err)
+			}
+			w := dialWire(t, peer, a)
+			stages := clientStages(machine.DefaultHelloInit, a.id.SHIPID, "scripted")
+			w.handshakeTo(stages, waitAccess)
+			if err := tt.unpair(a.store, peer.SKI); err != nil {
+				t.Fatal(err)
+			}
+			w.run(stages[waitAccess])
+			if got, want := w.next(), shiptest.Announce(testWait, "removedConnection"); string(got) != string(want) {
+				t.Fatalf("wsgate sent\n %q\nwant\n %q", got, want)
+			}
+			w.send(shiptest.Confirm)
+			w.expectClose(nil, machine.CodeClose, machine.ReasonClose)
+			a.waitEnded(t, peer.SKI)
+			if e, ok := a.dev.find(func(e presenceEvent) bool { return e.attached }); ok {
+				t.Fatalf("the unpaired peer was attached as %s", e.device)
+			}
+		})
+	}
+}

@@ -7,8 +7,9 @@ import (
 )
 
 // Runtime is the [runtime] section: how Go's garbage collector trades
-// memory for CPU (docs/ARCHITECTURE.md, "Memory"). The environment
-// variables GOGC and GOMEMLIMIT, when set, take precedence, as for any Go
+// memory for CPU (docs/ARCHITECTURE.md, "Memory"), and how many cores run
+// the gateway's goroutines at once. The environment variables GOGC,
+// GOMEMLIMIT and GOMAXPROCS, when set, take precedence, as for any Go
 // program.
 type Runtime struct {
 	// GCPercent is GOGC: the heap may grow this many percent over what is
@@ -20,14 +21,32 @@ type Runtime struct {
 	// systemd's MemoryMax=, or else a quarter of the machine's memory),
 	// "off", or a size such as "256MiB".
 	MemoryLimit string `toml:"memory_limit"`
+	// MaxProcs is GOMAXPROCS, the cores that run goroutines at once: 0
+	// (auto) is half of those Go would use (the machine's, or its cgroup's
+	// CPU quota), at least one. The gateway shares its machine with its
+	// broker, and handing a message from goroutine to goroutine across
+	// cores costs more than the parallelism gains (docs/BENCHMARKS.md).
+	MaxProcs int `toml:"max_procs"`
 }
 
 func defaultRuntime() Runtime { return Runtime{GCPercent: 50, MemoryLimit: "auto"} }
+
+// Procs is the GOMAXPROCS that max_procs asks for, given the one Go chose
+// (goProcs): the setting, or for 0 half of goProcs, at least one.
+func (r Runtime) Procs(goProcs int) int {
+	if r.MaxProcs > 0 {
+		return r.MaxProcs
+	}
+	return max(1, goProcs/2)
+}
 
 func (c *Config) validateRuntime() []fault {
 	var fs []fault
 	if r := c.Runtime; r.GCPercent < 10 || r.GCPercent > 1000 {
 		fs = append(fs, fault{path: "runtime.gc_percent", msg: fmt.Sprintf("%d is outside 10 to 1000", r.GCPercent)})
+	}
+	if p := c.Runtime.MaxProcs; p < 0 || p > maxProcs {
+		fs = append(fs, fault{path: "runtime.max_procs", msg: fmt.Sprintf("%d is outside 0 (auto) to %d", p, maxProcs)})
 	}
 	switch m := c.Runtime.MemoryLimit; m {
 	case "auto", "off":
@@ -41,6 +60,10 @@ func (c *Config) validateRuntime() []fault {
 	}
 	return fs
 }
+
+// maxProcs bounds runtime.max_procs, well above any machine wsgate runs
+// on: a typo of a few digits is caught.
+const maxProcs = 1024
 
 // sizeUnits are GOMEMLIMIT's units.
 var sizeUnits = []struct {

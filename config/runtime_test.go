@@ -35,3 +35,20 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeProcs(t *testing.T) {
+	for _, tc := range []struct {
+		setting, goProcs, want int
+	}{
+		{setting: 0, goProcs: 1, want: 1},
+		{setting: 0, goProcs: 2, want: 1},
+		{setting: 0, goProcs: 4, want: 2},
+		{setting: 0, goProcs: 7, want: 3},
+		{setting: 3, goProcs: 8, want: 3},
+		{setting: 4, goProcs: 2, want: 4},
+	} {
+		if got := (Runtime{MaxProcs: tc.setting}).Procs(tc.goProcs); got != tc.want {
+			t.Errorf("max_procs %d with %d cores: %d, want %d", tc.setting, tc.goProcs, got, tc.want)
+		}
+	}
+}

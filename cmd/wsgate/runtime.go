@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"path"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -18,12 +19,17 @@ import (
 	"github.com/wsgate/wsgate/config"
 )
 
+// goProcs is the GOMAXPROCS Go chose at start (the machine's CPUs, or its
+// cgroup's quota), which runtime.max_procs = 0 halves.
+var goProcs = runtime.GOMAXPROCS(0)
+
 // applyRuntime sets the garbage collector's percent and soft memory limit
-// from [runtime], except where GOGC or GOMEMLIMIT in the environment
-// already set them (the Go runtime read those at start). system is the
-// file system the "auto" limit is read from: "/" but in tests.
+// and the cores that run goroutines from [runtime], except where GOGC,
+// GOMEMLIMIT or GOMAXPROCS in the environment already set them (the Go
+// runtime read those at start). system is the file system the "auto"
+// limit is read from: "/" but in tests.
 func applyRuntime(r config.Runtime, getenv func(string) string, system fs.FS, log *slog.Logger) {
-	gc, limit := "GOGC", "GOMEMLIMIT"
+	gc, limit, procs := "GOGC", "GOMEMLIMIT", "GOMAXPROCS"
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(r.GCPercent)
 		gc = strconv.Itoa(r.GCPercent)
@@ -33,7 +39,15 @@ func applyRuntime(r config.Runtime, getenv func(string) string, system fs.FS, lo
 		debug.SetMemoryLimit(n)
 		limit = from
 	}
-	log.Info("memory tuning", "gc_percent", gc, "memory_limit", limit)
+	if getenv("GOMAXPROCS") == "" {
+		n := r.Procs(goProcs)
+		runtime.GOMAXPROCS(n)
+		procs = strconv.Itoa(n)
+		if r.MaxProcs == 0 {
+			procs = fmt.Sprintf("%d of %d (auto: half, at least one)", n, goProcs)
+		}
+	}
+	log.Info("runtime tuning", "gc_percent", gc, "memory_limit", limit, "max_procs", procs)
 }
 
 // memoryLimit resolves a memory_limit setting to bytes (math.MaxInt64 for

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
 	"testing/fstest"
@@ -58,30 +59,38 @@ func TestMemoryLimit(t *testing.T) {
 func TestApplyRuntime(t *testing.T) {
 	oldPercent := debug.SetGCPercent(100)
 	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
-	t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) })
+	oldProcs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit); runtime.GOMAXPROCS(oldProcs) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r := config.Runtime{GCPercent: 70, MemoryLimit: "auto"}
+	r := config.Runtime{GCPercent: 70, MemoryLimit: "auto", MaxProcs: 3}
 	files := fstest.MapFS{"proc/meminfo": {Data: []byte(meminfo1GiB)}}
+	const untouched = 5 // GOMAXPROCS before each case
 
 	for _, tc := range []struct {
 		name        string
 		env         map[string]string
 		wantPercent int
 		wantLimit   int64
+		wantProcs   int
 	}{
-		{name: "configuration", wantPercent: 70, wantLimit: 256 << 20},
-		{name: "GOGC set", env: map[string]string{"GOGC": "200"}, wantPercent: 100, wantLimit: 256 << 20},
-		{name: "GOMEMLIMIT set", env: map[string]string{"GOMEMLIMIT": "1GiB"}, wantPercent: 70, wantLimit: math.MaxInt64},
+		{name: "configuration", wantPercent: 70, wantLimit: 256 << 20, wantProcs: 3},
+		{name: "GOGC set", env: map[string]string{"GOGC": "200"}, wantPercent: 100, wantLimit: 256 << 20, wantProcs: 3},
+		{name: "GOMEMLIMIT set", env: map[string]string{"GOMEMLIMIT": "1GiB"}, wantPercent: 70, wantLimit: math.MaxInt64, wantProcs: 3},
+		{name: "GOMAXPROCS set", env: map[string]string{"GOMAXPROCS": "5"}, wantPercent: 70, wantLimit: 256 << 20, wantProcs: untouched},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
 			debug.SetMemoryLimit(math.MaxInt64)
+			runtime.GOMAXPROCS(untouched)
 			applyRuntime(r, func(k string) string { return tc.env[k] }, files, log)
 			if got := debug.SetGCPercent(100); got != tc.wantPercent {
 				t.Errorf("GC percent %d, want %d", got, tc.wantPercent)
 			}
 			if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
 				t.Errorf("memory limit %d, want %d", got, tc.wantLimit)
+			}
+			if got := runtime.GOMAXPROCS(0); got != tc.wantProcs {
+				t.Errorf("GOMAXPROCS %d, want %d", got, tc.wantProcs)
 			}
 		})
 	}

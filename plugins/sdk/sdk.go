@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -53,6 +54,14 @@ func Serve(ps ...protocols.Protocol) {
 		// so often that it costs a plugin about a third of its throughput. A
 		// higher target trades a few MiB for that; GOGC overrides it.
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// Half the cores, as the gateway takes by default (runtime.max_procs):
+		// a plugin shares the machine with the gateway and the broker, and
+		// handing its events from goroutine to goroutine across cores cost
+		// it about a third more CPU per message than on fewer cores
+		// (plugins/README.md); GOMAXPROCS overrides it.
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/2))
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: pluginpb.Handshake,

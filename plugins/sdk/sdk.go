@@ -58,9 +58,9 @@ func Serve(ps ...protocols.Protocol) {
 	if os.Getenv("GOMAXPROCS") == "" {
 		// Half the cores, as the gateway takes by default (runtime.max_procs):
 		// a plugin shares the machine with the gateway and the broker, and
-		// handing its events from goroutine to goroutine across cores cost
-		// it about a third more CPU per message than on fewer cores
-		// (plugins/README.md); GOMAXPROCS overrides it.
+		// its events cross goroutines whose hand-overs cost more across
+		// cores: on one core of two the OCPP example spent about a third
+		// less CPU a message (docs/BENCHMARKS.md); GOMAXPROCS overrides it.
 		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/2))
 	}
 	plugin.Serve(&plugin.ServeConfig{

@@ -317,7 +317,7 @@ func (b *Bridge) Start(commander Commander) {
 	b.commander = commander
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.commandQueue.start(ctx)
+	b.commandQueue.start(ctx, b.runCommand)
 	b.workers.Add(3 + len(b.lanes))
 	for _, l := range b.lanes {
 		go func() { defer b.workers.Done(); b.runLane(ctx, l) }()

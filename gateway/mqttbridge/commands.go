@@ -184,7 +184,7 @@ func (b *Bridge) deliverCommand(cmd protocols.Command, hops int, remember bool) 
 		b.log.Debug("command delivered before; not again", "device", cmd.Device, "command", cmd.Name, "id", cmd.ID)
 		return
 	}
-	if reason := b.commandQueue.add(pendingCommand{cmd, hops, remember}, b.runCommand); reason != "" {
+	if reason := b.commandQueue.add(pendingCommand{cmd, hops, remember}); reason != "" {
 		if remember {
 			b.recent.forget(cmd.Device, cmd.ID)
 		}
@@ -214,25 +214,26 @@ const (
 // stalled) holds up that device's commands only.
 type commandQueue struct {
 	mu       sync.Mutex
-	ctx      context.Context             // the bridge's, from Start
+	ctx      context.Context // the bridge's, from Start
+	deliver  func(pendingCommand)
 	byDevice map[string][]pendingCommand // a device is here while its goroutine runs
 	queued   int
 	closed   bool
 	running  sync.WaitGroup
 }
 
-// start lets commands in; they are dropped once ctx ends.
-func (q *commandQueue) start(ctx context.Context) {
+// start lets commands in, for deliver; they are dropped once ctx ends.
+func (q *commandQueue) start(ctx context.Context, deliver func(pendingCommand)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.ctx = ctx
+	q.ctx, q.deliver = ctx, deliver
 	q.byDevice = make(map[string][]pendingCommand)
 }
 
-// add queues p behind its device's other commands, for deliver. It returns
+// add queues p behind its device's other commands. It returns
 // why it did not: the result to publish instead. Once the bridge is
 // stopping, commands are dropped, as its sessions are ending.
-func (q *commandQueue) add(p pendingCommand, deliver func(pendingCommand)) (refused string) {
+func (q *commandQueue) add(p pendingCommand) (refused string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	device := p.cmd.Device
@@ -251,7 +252,7 @@ func (q *commandQueue) add(p pendingCommand, deliver func(pendingCommand)) (refu
 		q.running.Add(1)
 		go func() {
 			defer q.running.Done()
-			q.drain(device, deliver)
+			q.drain(device)
 		}()
 	}
 	return ""
@@ -259,7 +260,7 @@ func (q *commandQueue) add(p pendingCommand, deliver func(pendingCommand)) (refu
 
 // drain delivers the device's commands in order until none is left, or
 // the bridge stops.
-func (q *commandQueue) drain(device string, deliver func(pendingCommand)) {
+func (q *commandQueue) drain(device string) {
 	for {
 		q.mu.Lock()
 		waiting := q.byDevice[device]
@@ -274,7 +275,7 @@ func (q *commandQueue) drain(device string, deliver func(pendingCommand)) {
 		q.byDevice[device] = waiting[1:]
 		q.queued--
 		q.mu.Unlock()
-		deliver(p)
+		q.deliver(p)
 	}
 }
 

@@ -10,6 +10,15 @@ import (
 	"github.com/wsgate/wsgate/protocols/ship/trust"
 )
 
+// unpairings are the two ways a user unpairs a peer.
+var unpairings = []struct {
+	name   string
+	unpair func(*trust.Store, string) error
+}{
+	{"remove", (*trust.Store).Remove},
+	{"reject", (*trust.Store).Reject},
+}
+
 // TestShipUnpairDialledPeer: when the user removes or rejects a peer that
 // wsgate dials, wsgate announces the close with reason removedConnection
 // (section 6.7), every time. The same change of the trust store stops the
@@ -19,14 +28,7 @@ import (
 func TestShipUnpairDialledPeer(t *testing.T) {
 	t.Parallel()
 	const rounds = 50
-	tests := []struct {
-		name   string
-		unpair func(*trust.Store, string) error
-	}{
-		{"remove", (*trust.Store).Remove},
-		{"reject", (*trust.Store).Reject},
-	}
-	for _, tt := range tests {
+	for _, tt := range unpairings {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := startScriptedServer(t, "SRV-Model-1")
@@ -87,14 +89,7 @@ func TestShipUnpairDialledPeerInHandshake(t *testing.T) {
 // handshake, and this one went on into data exchange as if still paired.
 func TestShipUnpairAcceptedPeerInHandshake(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name   string
-		unpair func(*trust.Store, string) error
-	}{
-		{"remove", (*trust.Store).Remove},
-		{"reject", (*trust.Store).Reject},
-	}
-	for _, tt := range tests {
+	for _, tt := range unpairings {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			a := startNode(t, "A", nodeOptions{machine: machine.Config{CloseWait: testWait}})

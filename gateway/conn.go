@@ -70,16 +70,18 @@ type conn struct {
 	owed        *owedCommands // commands the session has not answered (commands.go); nil: none
 	drained     chan struct{} // signalled when the writer takes the queue; made by waitForRoom
 	// Waiting (idle.go).
-	deadline time.Time   // the read deadline; zero: none
-	nextPing time.Time   // zero: no more pings
-	timer    *time.Timer // for nextPing, and deadline while parked
-	parked   bool        // the poller owns the reading side
-	noPark   bool        // the connection cannot park
+	deadline time.Time // the read deadline; zero: none
+	nextPing time.Time // zero: no more pings
+	parked   bool      // the poller owns the reading side
+	noPark   bool      // the connection cannot park
 	// readerLent: br has lent its buffer while parked (idle.go); only the
 	// owner of the reading side touches it.
 	readerLent bool
 	backlog    uint8  // messages in a row that found the next one buffered (noteBacklog)
 	token      uint32 // the poller's name for the connection; 0 before it first parks
+	// alarm is the connection's place in the server's alarms (for nextPing,
+	// and deadline while parked), guarded by their lock; 0: none.
+	alarm int32
 
 	writer sync.WaitGroup
 }
@@ -438,7 +440,7 @@ func (c *conn) teardown(handshake bool, cause error) {
 	c.cancel()
 	c.mu.Lock()
 	c.closing = true
-	c.stopTimerLocked()
+	c.stopAlarmLocked()
 	device, code, reason := c.device, c.closeCode, c.closeReason
 	c.mu.Unlock()
 	if c.token != 0 {

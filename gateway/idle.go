@@ -32,9 +32,9 @@ import (
 // stack has grown to what the session needed: the next message of a busy
 // device is served without a new goroutine or stack growth. While it is
 // parked no read is blocked on it, so the runtime no longer notices its
-// read deadline: the connection's timer, which sends its keepalive pings,
-// then also wakes it at its read deadline, and the read that follows times
-// out.
+// read deadline: the connection's alarm (alarms.go), which sends its
+// keepalive pings, then also wakes it at its read deadline, and the read
+// that follows times out.
 //
 // TLS connections park too: one parks only after a read timed out with
 // nothing buffered (see socketOf), and the poller watches the socket under
@@ -187,7 +187,7 @@ func (c *conn) park() (parked, expired bool) {
 		return false, false
 	}
 	c.parked = true
-	c.armTimerLocked(now)
+	c.armAlarmLocked()
 	return true, false
 }
 
@@ -313,7 +313,7 @@ func (c *conn) wakeParked() {
 	parked := c.parked
 	if parked {
 		c.parked = false
-		c.armTimerLocked(time.Now())
+		c.armAlarmLocked()
 	}
 	c.mu.Unlock()
 	if parked {
@@ -328,7 +328,7 @@ func (c *conn) setReadDeadlineLocked(t time.Time) {
 	c.deadline = t
 	_ = c.ws.SetReadDeadline(t)
 	if c.parked {
-		c.armTimerLocked(time.Now())
+		c.armAlarmLocked()
 	}
 }
 
@@ -340,36 +340,30 @@ func (c *conn) scheduleKeepalive() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	c.nextPing = now.Add(interval)
-	c.armTimerLocked(now)
+	c.nextPing = time.Now().Add(interval)
+	c.armAlarmLocked()
 }
 
-// armTimerLocked sets the connection's timer to its next event, the next
-// keepalive ping or, while the connection is parked, its read deadline;
-// c.mu is held. The timer is made when first needed.
-func (c *conn) armTimerLocked(now time.Time) {
+// armAlarmLocked sets the connection's alarm (the server's alarms) to its
+// next event, the next keepalive ping or, while the connection is parked,
+// its read deadline; c.mu is held.
+func (c *conn) armAlarmLocked() {
 	next := c.nextPing
 	if c.parked && !c.deadline.IsZero() && (next.IsZero() || c.deadline.Before(next)) {
 		next = c.deadline
 	}
-	switch {
-	case next.IsZero():
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-	case c.timer == nil:
-		c.timer = time.AfterFunc(next.Sub(now), c.onTimer)
-	default:
-		c.timer.Reset(next.Sub(now))
+	if next.IsZero() {
+		c.srv.alarms.clear(c)
+		return
 	}
+	c.srv.alarms.set(c, next)
 }
 
-// onTimer sends the keepalive ping when it is due, and wakes a parked
+// onAlarm sends the keepalive ping when it is due, and wakes a parked
 // connection whose read deadline has passed. Pings stop once the
 // connection is closing or a ping cannot be written: the read loop then
 // notices the dead connection.
-func (c *conn) onTimer() {
+func (c *conn) onAlarm() {
 	now := time.Now()
 	c.mu.Lock()
 	ping := !c.nextPing.IsZero() && !now.Before(c.nextPing) && !c.closing
@@ -383,7 +377,7 @@ func (c *conn) onTimer() {
 	if wake {
 		c.parked = false
 	}
-	c.armTimerLocked(now)
+	c.armAlarmLocked()
 	c.mu.Unlock()
 	if wake {
 		go c.awaitData()
@@ -392,18 +386,16 @@ func (c *conn) onTimer() {
 		if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(c.srv.opts.WriteTimeout)); err != nil {
 			c.mu.Lock()
 			c.nextPing = time.Time{}
-			c.armTimerLocked(time.Now())
+			c.armAlarmLocked()
 			c.mu.Unlock()
 		}
 	}
 }
 
-// stopTimerLocked ends pings and parked waits at teardown; c.mu is held.
-func (c *conn) stopTimerLocked() {
+// stopAlarmLocked ends pings and parked waits at teardown; c.mu is held.
+func (c *conn) stopAlarmLocked() {
 	c.nextPing, c.parked = time.Time{}, false
-	if c.timer != nil {
-		c.timer.Stop()
-	}
+	c.srv.alarms.clear(c)
 }
 
 // parker returns the server's poller, started when a connection first

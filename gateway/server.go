@@ -100,6 +100,7 @@ type Server struct {
 
 	pollerOnce sync.Once
 	poller     *poller // parks idle connections; started by the first (idle.go)
+	alarms     *alarms // the connections' keepalive pings and parked read deadlines
 
 	limits      atomic.Pointer[Limits]
 	rateLimited atomic.Uint64 // messages over their connection's rate
@@ -179,7 +180,7 @@ func New(opts Options, registry *protocols.Registry, rt *router.Router, log *slo
 	if !opts.Policy.Valid() {
 		opts.Policy = protocols.PolicyClient
 	}
-	s := &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}),
+	s := &Server{opts: opts, registry: registry, router: rt, log: log, conns: make(map[*conn]struct{}), alarms: newAlarms(),
 		perAddr: make(map[string]int), refused: make(map[int]uint64), logRate: newLogLimiter(20, 200)}
 	s.SetLimits(opts.Limits)
 	if err := s.setupAccess(opts.Access); err != nil {
@@ -320,6 +321,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown: %d connections cut: %w", n, ctx.Err()))
 	}
 	s.stopPoller()
+	s.alarms.stop()
 	return errors.Join(errs...)
 }
 

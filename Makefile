@@ -32,8 +32,8 @@ DEBS        := amd64=dist/wsgate-linux-amd64 arm64=dist/wsgate-linux-arm64 armhf
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
 PROTOC_GEN_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.0
-# The batches the gateway decodes reuse their actions, frames and messages.
-VTPROTO_POOL       := $(foreach m,Actions Action Frame Message,--go-vtproto_opt=pool=github.com/wsgate/wsgate/plugins/proto.$(m))
+# The batches both sides decode reuse their events, actions, frames and messages.
+VTPROTO_POOL       := $(foreach m,Events Event Actions Action Frame Message,--go-vtproto_opt=pool=github.com/wsgate/wsgate/plugins/proto.$(m))
 
 .PHONY: all build run test test-deps unit cover fuzz cross deb lint clean proto bench
 

@@ -1,7 +1,7 @@
 // Package plugins runs out-of-process protocol plugins with HashiCorp
 // go-plugin: it launches each configured binary after checking its SHA-256,
-// registers the protocols the plugin describes into the registry, runs one
-// gRPC stream per device session through it, and supervises it: a plugin
+// registers the protocols the plugin describes into the registry, runs the
+// device sessions through it on one link (link.go), and supervises it: a plugin
 // that crashes, exits, hangs or stalls has its sessions closed with 1011
 // and is killed and restarted with backoff. A fault is blamed on the device
 // whose event the plugin was handling, and a device blamed repeatedly is

@@ -181,14 +181,16 @@ type process struct {
 	client *plugin.Client
 	cmd    *exec.Cmd
 	rpc    pluginpb.ProtocolClient
-	ctx    context.Context // the process's lifetime: its sessions' streams end with it
+	link   *link           // carries the sessions
+	ctx    context.Context // the process's lifetime: its link and sessions end with it
 	cancel context.CancelFunc
 	grace  time.Duration       // KillGrace
 	stalls chan *remoteSession // a session whose plugin took no event in time
 
-	mu       sync.Mutex
-	stopping bool
-	sessions sync.WaitGroup // the sessions' goroutines
+	mu         sync.Mutex
+	stopping   bool
+	goroutines sync.WaitGroup // the link's and the sessions'
+
 	// live are the sessions that may still have events in the plugin's
 	// hands: all but those that ended cleanly or that the gateway cut.
 	live map[*remoteSession]struct{}
@@ -205,7 +207,16 @@ func (p *supervised) start() error {
 	} else if st.IsDir() || st.Mode()&0o111 == 0 {
 		return fmt.Errorf("binary %s is not an executable file", p.spec.Path)
 	}
+	linkConn, linkFile, err := socketPair()
+	if err != nil {
+		return err
+	}
+	// The plugin's end is its file descriptor 3 (pluginpb.LinkFD); once the
+	// process has started, our copy is closed, so that the link sees the
+	// end when the plugin exits.
 	cmd := exec.Command(p.spec.Path)
+	cmd.ExtraFiles = []*os.File{linkFile}
+	cmd.Env = []string{fmt.Sprintf("%s=%d", pluginpb.LinkEnv, pluginpb.LinkFD)} // go-plugin adds the gateway's environment
 	dieWithParent(cmd)
 	proc := &process{
 		cmd:    cmd,
@@ -221,12 +232,13 @@ func (p *supervised) start() error {
 			AutoMTLS:         true,
 			Managed:          true, // plugin.CleanupClients in main is the last safety net
 			StartTimeout:     p.host.opts.StartTimeout,
-			GRPCDialOptions:  pluginpb.StreamOptions(),
 			Logger:           newHCLogger(p.log),
 		}),
 	}
 	rpcClient, err := proc.client.Client()
+	linkFile.Close()
 	if err != nil {
+		linkConn.Close()
 		proc.kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return fmt.Errorf("refused: the binary's SHA-256 does not match the configured sha256 (was it replaced?)")
@@ -235,6 +247,7 @@ func (p *supervised) start() error {
 	}
 	raw, err := rpcClient.Dispense(pluginpb.PluginName)
 	if err != nil {
+		linkConn.Close()
 		proc.kill()
 		return fmt.Errorf("dispense: %w", err)
 	}
@@ -243,15 +256,18 @@ func (p *supervised) start() error {
 	desc, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
 	cancel()
 	if err != nil {
+		linkConn.Close()
 		proc.kill()
 		return fmt.Errorf("describe: %w", err)
 	}
 	names := desc.GetProtocols()
 	if err := p.checkNames(names); err != nil {
+		linkConn.Close()
 		proc.kill()
 		return err
 	}
 	proc.ctx, proc.cancel = context.WithCancel(p.host.ctx)
+	proc.link = runLink(proc, linkConn)
 	p.mu.Lock()
 	p.proc = proc
 	p.names, p.version, p.state, p.started = names, desc.GetVersion(), "running", time.Now()
@@ -369,6 +385,18 @@ func (p *supervised) watch(ctx context.Context, proc *process) failure {
 			if proc.client.Exited() {
 				return failure{reason: "the plugin process exited", suspects: proc.suspects()}
 			}
+		case <-proc.link.ended:
+			if ctx.Err() != nil {
+				return failure{reason: "gateway stopping"}
+			}
+			// The sessions' link: without it the process serves nobody.
+			// Most often the process died, which go-plugin sees a moment
+			// later.
+			reason := "the plugin's link ended: " + proc.link.Err().Error()
+			if waitExit(proc.client, time.Second) {
+				reason = "the plugin process exited"
+			}
+			return failure{reason: reason, suspects: proc.suspects()}
 		case <-health.C:
 			if err := p.probe(ctx, proc); err != nil && ctx.Err() == nil {
 				return failure{reason: "hung: health probe failed: " + err.Error()}
@@ -384,8 +412,8 @@ func (p *supervised) probe(ctx context.Context, proc *process) error {
 	return err
 }
 
-// stop unregisters the protocols and ends the process; the sessions'
-// streams break and their connections close with 1011.
+// stop unregisters the protocols and ends the process; its link breaks
+// and the sessions' connections close with 1011.
 func (p *supervised) stop(state string) {
 	p.mu.Lock()
 	proc, names := p.proc, p.names
@@ -423,7 +451,7 @@ func (p *supervised) status() Status {
 	return st
 }
 
-// stop cuts the sessions' streams, ends the process and waits for the
+// stop cuts the link, ends the process and waits for the link's and the
 // sessions' goroutines.
 func (pr *process) stop() {
 	pr.mu.Lock()
@@ -431,7 +459,7 @@ func (pr *process) stop() {
 	pr.mu.Unlock()
 	pr.cancel()
 	pr.kill()
-	pr.sessions.Wait()
+	pr.goroutines.Wait()
 }
 
 // kill ends the process: go-plugin asks it to exit, and after grace it is
@@ -464,7 +492,7 @@ func (pr *process) goSession(fns ...func()) bool {
 		return false
 	}
 	for _, fn := range fns {
-		pr.sessions.Go(fn)
+		pr.goroutines.Go(fn)
 	}
 	return true
 }
@@ -502,6 +530,18 @@ func (pr *process) suspects() []culprit {
 		}
 	}
 	return list
+}
+
+// waitExit reports whether the process exits within d.
+func waitExit(c *plugin.Client, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
 }
 
 func pid(c *plugin.Client) int {

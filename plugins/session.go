@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +25,7 @@ type remoteProtocol struct {
 
 func (p *remoteProtocol) Name() string { return p.name }
 
-// NewSession opens the session's stream to the plugin and returns once the
+// NewSession starts the session on the plugin's link and returns once the
 // plugin's NewSession has returned. An error is the one the plugin's
 // NewSession returned, with its text and, for a *protocols.CloseError, its
 // code, just as a built-in protocol's would be; the connection is closed
@@ -45,8 +44,8 @@ func (p *remoteProtocol) NewSession(ctx context.Context, info protocols.SessionI
 	return s, nil
 }
 
-// open starts a session on the running process, unless its address is
-// refused.
+// open starts a session on the running process's link, unless its
+// address is refused.
 func (p *supervised) open(ctx context.Context, protocol string, info protocols.SessionInfo, out protocols.Outlet) (*remoteSession, error) {
 	addr := hostOf(info.RemoteAddr)
 	if until, refused := p.faults.refusedUntil(culprit{addr: addr}, time.Now()); refused {
@@ -58,35 +57,33 @@ func (p *supervised) open(ctx context.Context, protocol string, info protocols.S
 		return nil, errUnavailable
 	}
 	window := p.host.opts.SessionQueue
-	streamCtx, cancel := context.WithCancel(proc.ctx)
+	// The session lives as long as the plugin process, not as long as the
+	// connection's context: the Closed event must still go out after the
+	// connection has ended.
+	sessionCtx, cancel := context.WithCancel(proc.ctx)
 	s := &remoteSession{
-		plugin: p, proc: proc, info: info, out: out, ctx: streamCtx, cancel: cancel,
-		events:   make(chan *pluginpb.Event, window+2), // +2: GoingAway and Closed
-		replies:  make(chan *pluginpb.Event, replyQueue),
+		plugin: p, proc: proc, link: proc.link, info: info, out: out, ctx: sessionCtx, cancel: cancel,
 		credits:  make(chan struct{}, window),
 		opened:   make(chan error, 1),
 		progress: make(chan struct{}, 1),
+		wakeAct:  make(chan struct{}, 1),
 	}
 	for range window {
 		s.credits <- struct{}{}
 	}
-	// The stream lives as long as the session and the plugin process, not
-	// as long as the connection's context: the Closed event must still go
-	// out after the connection has ended.
-	stream, err := proc.rpc.Session(s.ctx)
-	if err == nil {
-		s.stream = stream
-		s.awaiting.Store(true)
-		proc.track(s)
-		err = stream.Send(&pluginpb.Events{Events: []*pluginpb.Event{{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
-			Protocol: protocol, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}}})
-	}
-	if err != nil || !proc.goSession(s.sendLoop, s.recvLoop) {
+	if err := s.link.add(s); err != nil {
 		cancel()
-		proc.untrack(s)
 		p.log.Debug("open session", "err", err)
 		return nil, errUnavailable
 	}
+	s.awaiting.Store(true)
+	proc.track(s)
+	if !proc.goSession(s.actLoop) {
+		s.cut()
+		return nil, errUnavailable
+	}
+	s.link.queue(s, &pluginpb.Event{Event: &pluginpb.Event_Open{Open: &pluginpb.Open{
+		Protocol: protocol, Info: pluginpb.FromSessionInfo(info), Window: uint32(window)}}}, false)
 	if err := s.awaitOpened(ctx); err != nil {
 		s.abandon()
 		return nil, err
@@ -95,26 +92,33 @@ func (p *supervised) open(ctx context.Context, protocol string, info protocols.S
 }
 
 // remoteSession relays one connection's events to the plugin and its
-// actions back. A send goroutine drains bounded queues into the stream; a
-// receive goroutine carries out the plugin's actions. Both end with the
-// stream.
+// actions back, over the process's link. Its own goroutine carries out
+// the plugin's actions, in order, as the link's reader hands them over.
 type remoteSession struct {
 	plugin *supervised
 	proc   *process
+	link   *link
+	id     uint64 // the session's number on the link
 	info   protocols.SessionInfo
 	out    protocols.Outlet
-	stream pluginpb.Protocol_SessionClient
-	ctx    context.Context // the stream's
+	ctx    context.Context // ends with the session, or with the process
 	cancel context.CancelFunc
-	events chan *pluginpb.Event
-	// replies (acks and Attach answers) are sent before events: they never
-	// wait behind messages.
-	replies chan *pluginpb.Event
 	// credits hold one token per Message or Command event the plugin may
 	// have outstanding; its Consumed actions return them.
 	credits  chan struct{}
 	opened   chan error    // the plugin's answer to Open
 	progress chan struct{} // an Attach was answered while waiting for Opened
+	// replies counts the acks and answers queued on the link and not yet
+	// sent.
+	replies atomic.Int32
+
+	// The plugin's actions, waiting for actLoop, and why the link ended
+	// (nil while it runs).
+	inMu     sync.Mutex
+	inbox    []inbound
+	linkErr  error
+	wakeAct  chan struct{}
+	finished atomic.Bool // ended: the session is over on the gateway's side
 
 	// What of the device's own the plugin has in hand, for crash
 	// accounting: messages sent and not yet consumed, and Open or Closed
@@ -142,7 +146,7 @@ func (s *remoteSession) awaitOpened(ctx context.Context) error {
 			stall.Reset(s.plugin.host.opts.StallTimeout)
 		case <-s.ctx.Done():
 			select {
-			case err := <-s.opened: // answered, then the stream ended
+			case err := <-s.opened: // answered, then the link ended
 				return err
 			default:
 				return errUnavailable
@@ -156,11 +160,22 @@ func (s *remoteSession) awaitOpened(ctx context.Context) error {
 	}
 }
 
-// abandon ends a session that did not start.
+// abandon ends a session that did not start. The plugin gets Closed, so
+// that it gives up the NewSession call, if it is still in it, and closes
+// the session if it has one; what it answers is dropped.
 func (s *remoteSession) abandon() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.link.queue(s, &pluginpb.Event{Event: &pluginpb.Event_Closed{Closed: &pluginpb.Closed{}}}, false)
+	s.cut()
+}
+
+// cut ends the session on the gateway's side without waiting for the
+// plugin: it has no part in a crash from now on.
+func (s *remoteSession) cut() {
+	s.link.remove(s)
+	s.proc.untrack(s)
 	s.cancel()
 }
 
@@ -192,7 +207,7 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 	}
 	select {
 	case <-s.credits:
-		s.events <- ev // never blocks: events has room for every credit
+		s.link.queue(s, ev, false)
 		return nil
 	default:
 	}
@@ -200,7 +215,7 @@ func (s *remoteSession) enqueue(ev *pluginpb.Event) error {
 	defer timer.Stop()
 	select {
 	case <-s.credits:
-		s.events <- ev
+		s.link.queue(s, ev, false)
 		return nil
 	case <-s.ctx.Done():
 		return protocols.ErrClosed
@@ -237,16 +252,12 @@ func (s *remoteSession) GoingAway() {
 	if !first {
 		return
 	}
-	select {
-	case s.events <- &pluginpb.Event{Event: &pluginpb.Event_GoingAway{GoingAway: &pluginpb.GoingAway{}}}:
-	default: // events keeps room for it; should it not, close as the gateway would
-		s.out.Close(protocols.CloseGoingAway, "going away")
-	}
+	s.link.queue(s, &pluginpb.Event{Event: &pluginpb.Event_GoingAway{GoingAway: &pluginpb.GoingAway{}}}, false)
 }
 
-// Close implements protocols.Session: the plugin learns of the end, then
-// the stream closes. A plugin that does not finish within the stall
-// timeout has its stream cut.
+// Close implements protocols.Session: the plugin learns of the end, and
+// answers with Ended once its session has closed. A plugin that does not
+// answer within the stall timeout has the session cut.
 func (s *remoteSession) Close(err error) {
 	ev := &pluginpb.Event{Event: &pluginpb.Event_Closed{Closed: &pluginpb.Closed{Error: pluginpb.ToError(err)}}}
 	s.mu.Lock()
@@ -256,12 +267,9 @@ func (s *remoteSession) Close(err error) {
 	if already {
 		return
 	}
-	select {
-	case s.events <- ev:
-		time.AfterFunc(s.plugin.host.opts.StallTimeout, s.cancel)
-	default: // a stalled plugin: cut the stream now
-		s.cancel()
-	}
+	s.link.queue(s, ev, false)
+	cut := time.AfterFunc(s.plugin.host.opts.StallTimeout, s.cut)
+	context.AfterFunc(s.ctx, func() { cut.Stop() })
 }
 
 var (
@@ -269,8 +277,8 @@ var (
 	_ protocols.GoingAway = (*remoteSession)(nil)
 )
 
-// replyQueue bounds the acks and answers waiting to go to a plugin. They
-// have their own queue, sent first, and the plugin always reads its stream
+// replyQueue bounds a session's acks and answers waiting to go to a
+// plugin. They go before events, and the plugin always reads its link
 // (the window bounds what it queues), so this fills only when the plugin
 // stops reading altogether.
 const replyQueue = 1024
@@ -278,12 +286,28 @@ const replyQueue = 1024
 // reply queues an ack or an answer. It must not block: acks run on the
 // bridge's goroutine.
 func (s *remoteSession) reply(ev *pluginpb.Event) {
-	select {
-	case s.replies <- ev:
-	case <-s.ctx.Done():
-	default:
+	if s.ctx.Err() != nil {
+		return
+	}
+	if s.replies.Add(1) > replyQueue {
+		s.replies.Add(-1)
 		s.proc.stalled(s)
 		s.out.Close(protocols.CloseInternalError, "protocol plugin stalled")
+		return
+	}
+	s.link.queue(s, ev, true)
+}
+
+// sending is called by the link's writer for each of the session's events
+// just before the batch holding it goes out.
+func (s *remoteSession) sending(ev *pluginpb.Event) {
+	switch ev.GetEvent().(type) {
+	case *pluginpb.Event_Message:
+		s.sentMessages.Add(1)
+	case *pluginpb.Event_Closed:
+		s.awaiting.Store(true)
+	case *pluginpb.Event_Ack, *pluginpb.Event_Attached:
+		s.replies.Add(-1)
 	}
 }
 
@@ -299,89 +323,89 @@ func (s *remoteSession) ack(id uint64) func(error) {
 	}
 }
 
-// maxBatch bounds the events sent in one stream message.
-const maxBatch = 128
+// inbound is an action waiting for the session's goroutine, and its
+// batch.
+type inbound struct {
+	action *pluginpb.Action
+	batch  *received
+}
 
-// sendLoop writes events to the stream, replies first, batching whatever
-// is queued, until Closed has gone out or the stream ends; recvLoop
-// notices a broken stream.
-func (s *remoteSession) sendLoop() {
-	batch := make([]*pluginpb.Event, 0, maxBatch)
-	for {
-		batch = batch[:0]
+// deliver hands an action to the session's goroutine, which reports it
+// done to its batch; false when the session is over and it was not taken.
+// The link's reader calls it and must never wait.
+func (s *remoteSession) deliver(a *pluginpb.Action, b *received) bool {
+	if s.finished.Load() {
+		return false
+	}
+	s.inMu.Lock()
+	first := len(s.inbox) == 0
+	s.inbox = append(s.inbox, inbound{a, b})
+	s.inMu.Unlock()
+	if first {
 		select {
-		case ev := <-s.replies:
-			batch = append(batch, ev)
-		case ev := <-s.events:
-			batch = append(batch, ev)
-		case <-s.ctx.Done():
-			return
+		case s.wakeAct <- struct{}{}:
+		default:
 		}
-		closed := batch[0].GetClosed() != nil
-		size := pluginpb.BatchedSize(batch[0])
-	fill:
-		for !closed && len(batch) < maxBatch && size < pluginpb.MaxBatchBytes {
-			var ev *pluginpb.Event
-			select {
-			case ev = <-s.replies:
-			default:
-				select {
-				case ev = <-s.events:
-					closed = ev.GetClosed() != nil
-				default:
-					break fill
-				}
-			}
-			batch = append(batch, ev)
-			size += pluginpb.BatchedSize(ev)
-		}
-		var messages int64
-		for _, ev := range batch {
-			if ev.GetMessage() != nil {
-				messages++
-			}
-		}
-		// Counted before they go: from now on a crash may be theirs.
-		s.sentMessages.Add(messages)
-		if closed {
-			s.awaiting.Store(true)
-		}
-		if err := s.stream.Send(&pluginpb.Events{Events: batch}); err != nil {
-			return
-		}
-		if closed {
-			_ = s.stream.CloseSend()
-			return
-		}
+	}
+	return true
+}
+
+// linkEnded tells the session's goroutine that no more actions come.
+func (s *remoteSession) linkEnded(err error) {
+	s.inMu.Lock()
+	s.linkErr = err
+	s.inMu.Unlock()
+	select {
+	case s.wakeAct <- struct{}{}:
+	default:
 	}
 }
 
-func (s *remoteSession) recvLoop() {
+// actLoop carries out the plugin's actions in order until the session
+// ends: the plugin's Ended, the link's end or the gateway cutting it.
+func (s *remoteSession) actLoop() {
 	defer s.cancel()
-	// One batch serves every Recv: the actions, their frames and their
-	// messages are decoded into the previous ones' (act takes what the
-	// gateway keeps), so that a busy session allocates little more than
-	// its payloads.
-	batch := pluginpb.ActionsFromVTPool()
-	defer batch.ReturnToVTPool()
+	var actions []inbound
 	for {
-		batch.ResetVT()
-		if err := s.stream.RecvMsg(batch); err != nil {
-			s.ended(err)
+		select {
+		case <-s.wakeAct:
+		case <-s.ctx.Done():
+			s.ended(s.ctx.Err())
 			return
 		}
-		for _, a := range batch.GetActions() {
-			s.act(a)
+		s.inMu.Lock()
+		actions, s.inbox = s.inbox, actions[:0]
+		linkErr := s.linkErr
+		s.inMu.Unlock()
+		for _, in := range actions {
+			if !s.finished.Load() {
+				s.act(in.action)
+			}
+			in.batch.done()
+		}
+		clear(actions)
+		if s.finished.Load() {
+			return
+		}
+		if linkErr != nil {
+			s.ended(linkErr)
+			return
 		}
 	}
 }
 
-// ended handles the end of the stream.
+// ended handles the end of the session on the gateway's side: clean after
+// the plugin's Ended, else the link ended (err) or the gateway cut the
+// session (its context's error).
 func (s *remoteSession) ended(err error) {
+	if !s.finished.CompareAndSwap(false, true) {
+		return
+	}
+	s.link.remove(s)
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
-	clean := closing && errors.Is(err, io.EOF)
+	clean := closing && err == nil
 	if clean || s.ctx.Err() != nil {
 		// Nothing of the session is in the plugin's hands any more, or
 		// the gateway cut it: it has no part in a crash. Otherwise it
@@ -390,7 +414,7 @@ func (s *remoteSession) ended(err error) {
 		s.proc.untrack(s)
 	}
 	if !clean {
-		s.plugin.log.Debug("session stream ended", "err", err)
+		s.plugin.log.Debug("session ended", "err", err)
 	}
 	if !closing {
 		s.out.Close(protocols.CloseInternalError, "protocol plugin unavailable")
@@ -404,7 +428,7 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		err := a.Opened.GetError().Err()
 		if err != nil {
 			s.mu.Lock()
-			s.closing = true // the plugin ends the stream: that is no failure
+			s.closing = true // the session is over: that is no failure
 			s.mu.Unlock()
 		}
 		s.awaiting.Store(false)
@@ -412,6 +436,11 @@ func (s *remoteSession) act(a *pluginpb.Action) {
 		case s.opened <- err:
 		default: // answered twice: the first answer stands
 		}
+		if err != nil {
+			s.ended(nil)
+		}
+	case *pluginpb.Action_Ended:
+		s.ended(nil)
 	case *pluginpb.Action_Attach:
 		err := s.attach(a.Attach)
 		s.reply(&pluginpb.Event{Event: &pluginpb.Event_Attached{Attached: &pluginpb.Attached{Id: a.Attach.GetId(), Error: pluginpb.ToError(err)}}})

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -550,4 +551,99 @@ func TestQoSOfAPluginFrame(t *testing.T) {
 			t.Errorf("qosOf(%d) = %d, want %d", tc.wire, got, tc.want)
 		}
 	}
+}
+
+// Many sessions share one plugin's link: each gets its own messages back,
+// all of them and in order, while the others' interleave with them.
+func TestLinkCarriesManySessions(t *testing.T) {
+	_, p := startHost(t, Options{})
+	const sessions, messages = 20, 50
+	recs := make([]*recorder, sessions)
+	var wg sync.WaitGroup
+	for i := range sessions {
+		recs[i] = &recorder{}
+		s := open(t, p, protocols.SessionInfo{ID: fmt.Sprint("s", i)}, recs[i])
+		wg.Go(func() {
+			for j := range messages {
+				if err := s.OnMessage(text(fmt.Sprintf("s%d-%d", i, j))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range recs {
+		r.waitSent(t, fmt.Sprintf("s%d-%d", i, messages-1))
+		r.mu.Lock()
+		got := slices.Clone(r.sent)
+		r.mu.Unlock()
+		for j, m := range got {
+			if want := fmt.Sprintf("s%d-%d", i, j); m != want {
+				t.Fatalf("session %d: message %d is %q, want %q (all: %q)", i, j, m, want, got)
+			}
+		}
+	}
+}
+
+// A session whose gateway side does not take its actions holds up no other
+// session of the plugin: each carries out its actions on its own goroutine.
+func TestLinkSessionWaitingHoldsUpNoOther(t *testing.T) {
+	_, p := startHost(t, Options{})
+	stuck := &recorder{hold: make(chan struct{})}
+	defer close(stuck.hold)
+	s1 := open(t, p, protocols.SessionInfo{ID: "stuck"}, stuck)
+	if err := s1.OnMessage(text("blocked")); err != nil {
+		t.Fatal(err)
+	}
+	free := &recorder{}
+	s2 := open(t, p, protocols.SessionInfo{ID: "free"}, free)
+	for i := range 100 {
+		if err := s2.OnMessage(text(fmt.Sprint("free-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free.waitSent(t, "free-99")
+}
+
+// A broken link is a broken plugin: its sessions close with 1011 and the
+// process is replaced, even though it still runs and answers its probes.
+func TestBrokenLinkReplacesThePlugin(t *testing.T) {
+	h, p := startHost(t, Options{RestartMin: 20 * time.Millisecond})
+	rec := &recorder{}
+	s := open(t, p, protocols.SessionInfo{ID: "before"}, rec)
+	if err := s.OnMessage(text("hello")); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitSent(t, "hello")
+	before := h.Status()[0]
+	h.plugins[0].running().link.conn.Close()
+	if c := rec.waitClose(t); c.code != protocols.CloseInternalError {
+		t.Fatalf("closed with %d %q, want 1011", c.code, c.reason)
+	}
+	waitFor(t, "a new process", func() bool {
+		st := h.Status()[0]
+		return st.State == "running" && st.PID != before.PID && st.Restarts == 1
+	})
+	fresh := &recorder{}
+	s = open(t, p, protocols.SessionInfo{ID: "after"}, fresh)
+	if err := s.OnMessage(text("again")); err != nil {
+		t.Fatal(err)
+	}
+	fresh.waitSent(t, "again")
+}
+
+// When the connection ends while the plugin is still in NewSession, the
+// plugin's NewSession sees its context end, as a built-in protocol's would.
+func TestAbandonedOpenEndsThePluginsContext(t *testing.T) {
+	log, logged := captureLog()
+	_, p := startHost(t, Options{Log: log})
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	rec := &recorder{}
+	_, err := p.NewSession(ctx, protocols.SessionInfo{ID: "slow", Path: "/slow-open", RemoteAddr: "198.51.100.1:40000"}, rec)
+	if err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("NewSession: %v, want the connection's end", err)
+	}
+	waitFor(t, "the plugin to give up its NewSession", func() bool { return logged("open abandoned") })
 }

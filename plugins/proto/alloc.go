@@ -74,23 +74,9 @@ func messageType(t protocols.MessageType) MessageType {
 }
 
 // MaxBatchBytes bounds the encoded size of one Events or Actions batch
-// (one event or action alone may be larger): a batch that fits in one
-// HTTP/2 frame is decoded where it was read, without being copied into a
-// buffer of its own.
-const MaxBatchBytes = 16<<10 - 64
-
-// FitActions is how many of the actions, from the first, make a batch
-// within MaxBatchBytes; at least one.
-func FitActions(actions []*Action) int {
-	size := 0
-	for i, a := range actions {
-		size += BatchedSize(a)
-		if size > MaxBatchBytes && i > 0 {
-			return i
-		}
-	}
-	return len(actions)
-}
+// (one event or action alone may be larger), so that a busy link's
+// buffers stay small.
+const MaxBatchBytes = 64 << 10
 
 // BatchedSize is what m adds to the encoded size of a batch: its key, its
 // length and itself.

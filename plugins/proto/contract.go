@@ -1,7 +1,7 @@
 // Package pluginpb is the contract between wsgate and its protocol plugins:
-// the gRPC service generated from plugin.proto, the go-plugin handshake
-// both sides must agree on, and the conversions between the wire messages
-// and the protocols package's types.
+// the gRPC service and the link's messages generated from plugin.proto, the
+// link's framing, the go-plugin handshake both sides must agree on, and the
+// conversions between the wire messages and the protocols package's types.
 //
 // The gateway side lives in package plugins, the plugin side in
 // plugins/sdk; both import this package and nothing of each other.
@@ -25,7 +25,8 @@ import (
 // is not a wsgate plugin, or speaks another contract version, is refused.
 var Handshake = plugin.HandshakeConfig{
 	// 2: Open is answered with Opened and Attach with Attached.
-	ProtocolVersion:  2,
+	// 3: the sessions travel on the link (link.go), not on gRPC streams.
+	ProtocolVersion:  3,
 	MagicCookieKey:   "WSGATE_PLUGIN",
 	MagicCookieValue: "c6b1c1d4-wsgate-protocol-plugin",
 }
@@ -52,29 +53,6 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
-
-// windowSize is gRPC's flow-control window, per stream and per
-// connection. The default 64 KiB makes a busy session wait for window
-// updates between batches; both sides use this one.
-const windowSize = 1 << 20
-
-// StreamOptions are the gateway side's dial options.
-func StreamOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithInitialWindowSize(windowSize),
-		grpc.WithInitialConnWindowSize(windowSize),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newCodec())),
-	}
-}
-
-// NewServer builds the plugin side's gRPC server (go-plugin's
-// ServeConfig.GRPCServer) with the same window.
-func NewServer(opts []grpc.ServerOption) *grpc.Server {
-	return plugin.DefaultGRPCServer(append(opts,
-		grpc.InitialWindowSize(windowSize),
-		grpc.InitialConnWindowSize(windowSize),
-		grpc.ForceServerCodecV2(newCodec())))
-}
 
 // sentinels are the errors callers distinguish, by their wire kind. Both
 // sides map through this one table, so errors.Is works across the process

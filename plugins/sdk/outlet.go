@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -31,21 +30,22 @@ var (
 	errPublishBacklog = fmt.Errorf("%w: the gateway is not taking this session's actions", protocols.ErrBusy)
 )
 
-// outlet is the plugin-side protocols.Outlet: each call queues an action,
-// and a writer goroutine sends whatever is queued as one batch.
+// outlet is the plugin-side protocols.Outlet of one session: each call
+// queues an action on the link, whose writer sends whatever any session
+// has queued as one batch.
 type outlet struct {
-	ctx    context.Context // the session's
-	stream pluginpb.Protocol_SessionServer
+	ctx  context.Context // the session's
+	link *link
+	id   uint64 // the session's number on the link
+
+	// Guarded by link.mu.
+	queued int  // actions not yet taken by the writer
+	bytes  int  // payload of the queued Send and Publish actions
+	over   bool // Opened with an error, or Ended, is queued: nothing may follow
 
 	mu         sync.Mutex
-	cond       *sync.Cond // signalled when the queue changes
-	queue      []*pluginpb.Action
-	spare      []*pluginpb.Action // the writer's other buffer
-	bytes      int                // payload queued by Send and Publish
-	sending    bool               // the writer holds a batch
-	closed     bool               // a Close is queued: later ones would change nothing
-	broken     error
-	attachedAs string // the device id, for log lines
+	closed     bool // a Close is queued: later ones would change nothing
+	attachedAs string
 
 	pendingMu sync.Mutex
 	nextID    uint64
@@ -55,98 +55,21 @@ type outlet struct {
 
 var _ protocols.Outlet = (*outlet)(nil)
 
-func newOutlet(ctx context.Context, stream pluginpb.Protocol_SessionServer) *outlet {
-	o := &outlet{ctx: ctx, stream: stream, acks: make(map[uint64]func(error)), answers: make(map[uint64]chan error)}
-	o.cond = sync.NewCond(&o.mu)
-	go o.write()
-	return o
-}
-
-// write sends queued actions in batches until the session ends.
-func (o *outlet) write() {
-	stop := context.AfterFunc(o.ctx, func() {
-		o.mu.Lock()
-		if o.broken == nil {
-			o.broken = fmt.Errorf("%w: session ended", protocols.ErrClosed)
-		}
-		o.cond.Broadcast()
-		o.mu.Unlock()
-	})
-	defer stop()
-	for {
-		o.mu.Lock()
-		for len(o.queue) == 0 && o.broken == nil {
-			o.cond.Wait()
-		}
-		if len(o.queue) < maxActions/2 {
-			// Let the session queue what it is about to send, so that one
-			// stream message carries it all.
-			o.mu.Unlock()
-			runtime.Gosched()
-			o.mu.Lock()
-		}
-		if o.broken != nil {
-			o.mu.Unlock()
-			return
-		}
-		// Two buffers take turns, so that a busy session allocates none.
-		batch := o.queue
-		o.queue, o.bytes = o.spare[:0], 0
-		o.sending = true
-		o.cond.Broadcast()
-		o.mu.Unlock()
-		var err error
-		for rest := batch; len(rest) > 0 && err == nil; {
-			n := pluginpb.FitActions(rest)
-			err = o.stream.Send(&pluginpb.Actions{Actions: rest[:n]})
-			rest = rest[n:]
-		}
-		clear(batch)
-		o.mu.Lock()
-		o.spare = batch
-		o.sending = false
-		if err != nil {
-			o.broken = fmt.Errorf("%w: session stream: %v", protocols.ErrClosed, err)
-		}
-		o.cond.Broadcast()
-		o.mu.Unlock()
-	}
+func newOutlet(ctx context.Context, l *link, id uint64) *outlet {
+	return &outlet{ctx: ctx, link: l, id: id, acks: make(map[uint64]func(error)), answers: make(map[uint64]chan error)}
 }
 
 // push queues a. With full set, a counts against the bounds and full is
 // returned instead of queueing beyond them; size is its payload.
 func (o *outlet) push(a *pluginpb.Action, size int, full error) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.broken != nil {
-		return o.broken
-	}
-	if full != nil && len(o.queue) > 0 && (len(o.queue) >= maxActions || o.bytes+size > maxActionBytes) {
-		return full
-	}
-	o.queue = append(o.queue, a)
-	if full != nil {
-		o.bytes += size
-	}
-	o.cond.Broadcast()
-	return nil
-}
-
-// flush waits until every queued action has been sent, or the stream is
-// gone.
-func (o *outlet) flush() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for (len(o.queue) > 0 || o.sending) && o.broken == nil {
-		o.cond.Wait()
-	}
+	return o.link.push(o, a, size, full, false)
 }
 
 // Attach implements protocols.Outlet: it returns the gateway's answer, the
 // error a built-in protocol would get (protocols.ErrUnauthorized and the
 // other sentinels match with errors.Is). It waits for that answer, up to
 // attachTimeout, so it must not be called from a Frame.Ack callback: those
-// run on the goroutine that receives the answer.
+// run on the link's reader, the goroutine that receives the answer.
 func (o *outlet) Attach(d protocols.Device) error {
 	if !protocols.ValidDeviceID(d.ID) {
 		return fmt.Errorf("attach %q: invalid device id", d.ID)
@@ -259,8 +182,15 @@ func (o *outlet) fail(err error) {
 	o.Close(protocols.CloseInternalError, "internal error")
 }
 
+// opened answers Open; with an error it is the session's last action.
 func (o *outlet) opened(err error) {
-	_ = o.push(&pluginpb.Action{Action: &pluginpb.Action_Opened{Opened: &pluginpb.Opened{Error: pluginpb.ToError(err)}}}, 0, nil)
+	a := &pluginpb.Action{Action: &pluginpb.Action_Opened{Opened: &pluginpb.Opened{Error: pluginpb.ToError(err)}}}
+	_ = o.link.push(o, a, 0, nil, err != nil)
+}
+
+// ended tells the gateway the session has closed: its last action.
+func (o *outlet) ended() {
+	_ = o.link.push(o, &pluginpb.Action{Action: &pluginpb.Action_Ended{Ended: &pluginpb.Ended{}}}, 0, nil, true)
 }
 
 func (o *outlet) consumed(events, commands uint32) {

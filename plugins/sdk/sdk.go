@@ -17,8 +17,11 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -63,12 +66,44 @@ func Serve(ps ...protocols.Protocol) {
 		// less CPU a message (docs/BENCHMARKS.md); GOMAXPROCS overrides it.
 		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/2))
 	}
+	if os.Getenv(pluginpb.Handshake.MagicCookieKey) == pluginpb.Handshake.MagicCookieValue {
+		// Started by a gateway (go-plugin itself explains to a user who
+		// runs the binary by hand what it is for).
+		conn, err := linkConn()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wsgate plugin:", err)
+			os.Exit(2)
+		}
+		go func() {
+			err := srv.serveLink(conn)
+			// The gateway closed the link, which it does only to stop
+			// this process, or it is gone: nobody is served any more.
+			if err != nil && !errors.Is(err, io.EOF) {
+				Logger().Error("the link to the gateway failed", "err", err.Error())
+			}
+			os.Exit(0)
+		}()
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: pluginpb.Handshake,
 		Plugins:         plugin.PluginSet{pluginpb.PluginName: &pluginpb.GRPCPlugin{Impl: srv}},
-		GRPCServer:      pluginpb.NewServer,
+		GRPCServer:      plugin.DefaultGRPCServer,
 	})
 	os.Exit(0)
+}
+
+// linkConn is the plugin's end of the link, which the gateway passed it.
+func linkConn() (net.Conn, error) {
+	f, err := pluginpb.LinkFile()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // FileConn has its own copy
+	conn, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("the link from the gateway: %w", err)
+	}
+	return conn, nil
 }
 
 // exitWithParent ends the plugin when its parent, the gateway, is gone: a

@@ -1,73 +1,183 @@
 package sdk
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	pluginpb "github.com/wsgate/wsgate/plugins/proto"
 	"github.com/wsgate/wsgate/protocols"
 )
 
-// Session runs one device connection: Open, answered with Opened once the
-// protocol's NewSession has returned, then the session's events until
-// Closed.
-func (s *server) Session(stream pluginpb.Protocol_SessionServer) error {
-	first, err := stream.Recv()
-	if err != nil {
-		return err
+// serveLink serves the gateway's link, which carries every session: it
+// starts a session at each Open and hands each event to its session, until
+// the gateway ends the link.
+func (s *server) serveLink(conn net.Conn) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := newLink(ctx, conn)
+	defer func() {
+		// The sessions still running get Close, with a little time for it
+		// before the process exits.
+		l.end()
+		cancel()
+		done := make(chan struct{})
+		go func() {
+			l.sessions.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+		}
+	}()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	var buf []byte
+	var run *run
+	for {
+		b := &received{events: pluginpb.EventsFromVTPool()}
+		var err error
+		if buf, err = pluginpb.ReadFrame(r, buf, b.events); err != nil {
+			return err
+		}
+		events := b.events.GetEvents()
+		b.pending.Store(int32(len(events)) + 1) // +1: this loop's hold on it
+		for _, ev := range events {
+			id := ev.GetSession()
+			if open := ev.GetOpen(); open != nil {
+				s.start(l, id, open) // Open is not pooled: the session may keep it
+				b.done()
+				continue
+			}
+			if run == nil || run.out.id != id {
+				run = l.lookup(id)
+			}
+			if run == nil {
+				b.done() // the session has ended: what is left for it is moot
+				continue
+			}
+			if !run.receive(ctx, ev, b) {
+				return nil
+			}
+		}
+		b.done()
+		run = nil // a session that ended meanwhile must not keep getting events
 	}
-	var open *pluginpb.Open
-	if evs := first.GetEvents(); len(evs) == 1 {
-		open = evs[0].GetOpen()
-	}
-	if open == nil {
-		return errors.New("the first event of a session must be Open, alone")
-	}
-	p, ok := s.protocols[open.GetProtocol()]
-	if !ok {
-		return fmt.Errorf("this plugin does not implement %q", open.GetProtocol())
-	}
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	info, err := open.GetInfo().ToSessionInfo()
-	r := &run{info: info, out: newOutlet(ctx, stream)}
-	if err != nil {
-		r.out.opened(err)
-		r.out.flush()
-		return nil
-	}
+}
 
-	// The receiver runs from the start: it carries the answers to Attach,
-	// which NewSession may already call. It ends with the stream, which
-	// ends when this handler returns. The gateway sends at most window
-	// messages and commands ahead of our Consumed actions, plus GoingAway
-	// and Closed, so the queue never fills and the receiver always keeps
-	// reading: acks and answers reach their callers at once.
+// received is one batch of events from the gateway, shared by the sessions
+// they are for. Its events and messages go back to their pools once every
+// one has been handled, so that busy sessions allocate little for them.
+// (A message's data is the session's only during OnMessage; a command is
+// not pooled, so a session may keep its arguments.)
+type received struct {
+	events  *pluginpb.Events
+	pending atomic.Int32 // events not handled yet
+}
+
+// done counts one event handled, or dropped.
+func (b *received) done() {
+	if b.pending.Add(-1) == 0 {
+		b.events.ReturnToVTPool()
+	}
+}
+
+// inbound is an event waiting for its session, and its batch.
+type inbound struct {
+	event *pluginpb.Event
+	batch *received
+}
+
+// closeGrace bounds the wait for the sessions' Close once the link has
+// ended: the gateway kills a plugin that takes longer to exit.
+const closeGrace = time.Second
+
+// start runs a new session: Open, answered with Opened once the protocol's
+// NewSession has returned, then the session's events until Closed.
+func (s *server) start(l *link, id uint64, open *pluginpb.Open) {
+	ctx, cancel := context.WithCancel(l.ctx)
 	window := int(open.GetWindow())
-	events := make(chan *pluginpb.Event, window+2)
-	go r.receive(ctx, stream, events)
-
-	session, err := r.newSession(ctx, p)
-	r.out.opened(err)
-	if err != nil {
-		r.out.flush()
-		return nil
+	r := &run{
+		out:    newOutlet(ctx, l, id),
+		cancel: cancel,
+		// The gateway sends at most window messages and commands ahead of
+		// our Consumed actions, plus GoingAway and Closed, so the queue
+		// never fills and the link's reader never waits for a session:
+		// acks and answers reach their callers at once.
+		events: make(chan inbound, window+2),
 	}
-	r.serve(session, events, window)
-	return nil
+	r.opening.Store(true)
+	if !l.add(id, r) {
+		cancel()
+		return
+	}
+	l.sessions.Go(func() {
+		defer l.forget(id, r)
+		p, ok := s.protocols[open.GetProtocol()]
+		if !ok {
+			r.out.opened(fmt.Errorf("this plugin does not implement %q", open.GetProtocol()))
+			return
+		}
+		info, err := open.GetInfo().ToSessionInfo()
+		if err != nil {
+			r.out.opened(err)
+			return
+		}
+		r.info = info
+		session, err := r.newSession(ctx, p)
+		r.opening.Store(false)
+		r.out.opened(err)
+		if err != nil {
+			return
+		}
+		r.serve(session, r.events, window)
+		r.out.ended()
+	})
 }
 
 // run is one session on the plugin side.
 type run struct {
-	info protocols.SessionInfo
-	out  *outlet
+	info   protocols.SessionInfo
+	out    *outlet
+	cancel context.CancelFunc // ends the session's context
+	events chan inbound
+	// opening is set until NewSession has returned: a Closed meanwhile
+	// means the gateway gave up on the session, and ends its context.
+	opening atomic.Bool
 	// failed is set once a method panicked: the session's state is suspect
 	// and its connection is closing, so it gets no more messages or
 	// commands, only Close.
 	failed atomic.Bool
+}
+
+// receive takes one of the session's events on the link's reader: acks
+// and Attach answers are settled at once, the others queued for serve. It
+// reports false when the link is ending.
+func (r *run) receive(ctx context.Context, ev *pluginpb.Event, b *received) bool {
+	switch e := ev.GetEvent().(type) {
+	case *pluginpb.Event_Ack:
+		r.settle(e.Ack)
+		b.done()
+		return true
+	case *pluginpb.Event_Attached:
+		r.out.attached(e.Attached.GetId(), e.Attached.GetError().Err())
+		b.done()
+		return true
+	case *pluginpb.Event_Closed:
+		if r.opening.Load() {
+			r.cancel()
+		}
+	}
+	select {
+	case r.events <- inbound{ev, b}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // newSession calls the protocol's NewSession. A panic is the device's
@@ -83,42 +193,12 @@ func (r *run) newSession(ctx context.Context, p protocols.Protocol) (session pro
 	return session, err
 }
 
-// receive reads the stream: acks and Attach answers are settled here, the
-// other events queued for serve.
-func (r *run) receive(ctx context.Context, stream pluginpb.Protocol_SessionServer, events chan<- *pluginpb.Event) {
-	defer close(events)
-	// One batch's slice serves every Recv; the events themselves are new
-	// each time, since serve may not have handled them yet.
-	batch := new(pluginpb.Events)
-	for {
-		clear(batch.Events)
-		batch.Events = batch.Events[:0]
-		if err := stream.RecvMsg(batch); err != nil {
-			return
-		}
-		for _, ev := range batch.GetEvents() {
-			switch e := ev.GetEvent().(type) {
-			case *pluginpb.Event_Ack:
-				r.settle(e.Ack)
-			case *pluginpb.Event_Attached:
-				r.out.attached(e.Attached.GetId(), e.Attached.GetError().Err())
-			default:
-				select {
-				case events <- ev:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}
-}
-
 // serve calls the session for each event, one at a time, until Closed or
-// the end of the stream.
-func (r *run) serve(session protocols.Session, events <-chan *pluginpb.Event, window int) {
+// the end of the link.
+func (r *run) serve(session protocols.Session, events <-chan inbound, window int) {
 	var consumed, commands uint32
-	for ev := range events {
-		switch e := ev.GetEvent().(type) {
+	for in := range events {
+		switch e := in.event.GetEvent().(type) {
 		case *pluginpb.Event_Message:
 			consumed++
 			r.onMessage(session, e.Message.ToMessage())
@@ -129,10 +209,12 @@ func (r *run) serve(session protocols.Session, events <-chan *pluginpb.Event, wi
 		case *pluginpb.Event_GoingAway:
 			r.goingAway(session)
 		case *pluginpb.Event_Closed:
-			r.close(session, e.Closed.GetError().Err())
-			r.out.flush()
+			err := e.Closed.GetError().Err()
+			in.batch.done()
+			r.close(session, err)
 			return
 		}
+		in.batch.done()
 		// Return window credit in batches, and whenever the queue runs dry:
 		// the gateway also reads from it which events are still in hand
 		// should the plugin crash.
@@ -141,7 +223,7 @@ func (r *run) serve(session protocols.Session, events <-chan *pluginpb.Event, wi
 			consumed, commands = 0, 0
 		}
 	}
-	r.close(session, errors.New("the gateway ended the session stream"))
+	r.close(session, errors.New("the gateway ended the link"))
 }
 
 func (r *run) onMessage(s protocols.Session, m protocols.Message) {

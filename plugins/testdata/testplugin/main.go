@@ -24,6 +24,8 @@
 //	/panic-in/METHOD       panic in NewSession, Close or GoingAway
 //	/polite                the session implements protocols.GoingAway: it
 //	                       answers "going away" and closes with 1000 "bye"
+//	/slow-open             NewSession waits for its context to end, logs
+//	                       "open abandoned" and fails
 package main
 
 import (
@@ -45,7 +47,7 @@ type protocol struct{}
 
 func (protocol) Name() string { return name }
 
-func (protocol) NewSession(_ context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
+func (protocol) NewSession(ctx context.Context, info protocols.SessionInfo, out protocols.Outlet) (protocols.Session, error) {
 	s := &session{out: out, info: info}
 	verb, arg, _ := strings.Cut(strings.TrimPrefix(info.Path, "/"), "/")
 	switch verb {
@@ -68,6 +70,15 @@ func (protocol) NewSession(_ context.Context, info protocols.SessionInfo, out pr
 		}
 	case "polite":
 		return politeSession{s}, nil
+	case "slow-open":
+		// Until the gateway gives up on the connection, which ends ctx.
+		select {
+		case <-ctx.Done():
+			sdk.Logger().Info("open abandoned", "err", ctx.Err().Error())
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			return nil, errors.New("the gateway never gave up")
+		}
 	}
 	return s, nil
 }

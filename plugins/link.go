@@ -65,6 +65,7 @@ func runLink(proc *process, conn net.Conn) *link {
 	stop := context.AfterFunc(proc.ctx, func() { conn.Close() })
 	proc.goroutines.Go(func() { l.sendLoop(proc.ctx) })
 	proc.goroutines.Go(func() {
+		defer conn.Close()
 		defer stop()
 		l.recvLoop()
 	})

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -646,4 +647,31 @@ func TestAbandonedOpenEndsThePluginsContext(t *testing.T) {
 		t.Fatalf("NewSession: %v, want the connection's end", err)
 	}
 	waitFor(t, "the plugin to give up its NewSession", func() bool { return logged("open abandoned") })
+}
+
+// A plugin that crashes and is restarted leaves no file descriptor behind
+// in the gateway: its link, among others, is closed with it.
+func TestRestartsLeaveNoDescriptors(t *testing.T) {
+	count := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd here:", err)
+		}
+		return len(entries)
+	}
+	h, p := startHost(t, Options{RestartMin: 10 * time.Millisecond})
+	before := count()
+	for i := range 3 {
+		rec := &recorder{}
+		s := open(t, p, protocols.SessionInfo{ID: fmt.Sprint("crash-", i)}, rec)
+		if err := s.OnMessage(text("!exit")); err != nil {
+			t.Fatal(err)
+		}
+		rec.waitClose(t)
+		waitFor(t, "the plugin to restart", func() bool {
+			st := h.Status()[0]
+			return st.State == "running" && st.Restarts == i+1
+		})
+	}
+	waitFor(t, "the descriptors of the old processes to close", func() bool { return count() <= before })
 }

@@ -44,8 +44,8 @@ type outlet struct {
 	over   bool // Opened with an error, or Ended, is queued: nothing may follow
 
 	mu         sync.Mutex
-	closed     bool // a Close is queued: later ones would change nothing
-	attachedAs string
+	closed     bool   // a Close is queued: later ones would change nothing
+	attachedAs string // the device id, for log lines
 
 	pendingMu sync.Mutex
 	nextID    uint64

@@ -25,6 +25,7 @@ func (s *server) serveLink(conn net.Conn) error {
 		// before the process exits.
 		l.end()
 		cancel()
+		conn.Close()
 		done := make(chan struct{})
 		go func() {
 			l.sessions.Wait()
@@ -111,6 +112,8 @@ func (s *server) start(l *link, id uint64, open *pluginpb.Open) {
 		events: make(chan inbound, window+2),
 	}
 	r.opening.Store(true)
+	info, infoErr := open.GetInfo().ToSessionInfo()
+	r.info = info
 	if !l.add(id, r) {
 		cancel()
 		return
@@ -122,12 +125,10 @@ func (s *server) start(l *link, id uint64, open *pluginpb.Open) {
 			r.out.opened(fmt.Errorf("this plugin does not implement %q", open.GetProtocol()))
 			return
 		}
-		info, err := open.GetInfo().ToSessionInfo()
-		if err != nil {
-			r.out.opened(err)
+		if infoErr != nil {
+			r.out.opened(infoErr)
 			return
 		}
-		r.info = info
 		session, err := r.newSession(ctx, p)
 		r.opening.Store(false)
 		r.out.opened(err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -674,4 +675,17 @@ func TestRestartsLeaveNoDescriptors(t *testing.T) {
 		})
 	}
 	waitFor(t, "the descriptors of the old processes to close", func() bool { return count() <= before })
+}
+
+// The link is the plugin's alone: another child of the gateway (a device
+// driver's command, say) inherits no end of it.
+func TestLinkNotInheritedByOtherChildren(t *testing.T) {
+	startHost(t, Options{})
+	out, err := exec.Command("/bin/sh", "-c", "ls -l /proc/self/fd").CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot list a child's descriptors here: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "socket:") {
+		t.Fatalf("a child of the gateway holds a socket:\n%s", out)
+	}
 }

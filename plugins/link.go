@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	pluginpb "github.com/wsgate/wsgate/plugins/proto"
@@ -205,14 +204,14 @@ func (l *link) recvLoop() {
 	var buf []byte
 	var s *remoteSession
 	for {
-		b := &received{actions: pluginpb.ActionsFromVTPool()}
+		b := &received{Batch: pluginpb.ActionsFromVTPool()}
 		var err error
-		if buf, err = pluginpb.ReadFrame(r, buf, b.actions); err != nil {
+		if buf, err = pluginpb.ReadFrame(r, buf, b.Batch); err != nil {
 			l.end(err)
 			return
 		}
-		actions := b.actions.GetActions()
-		b.pending.Store(int32(len(actions)) + 1) // +1: this loop's hold on it
+		actions := b.Batch.GetActions()
+		b.Hold(len(actions))
 		for _, a := range actions {
 			if s == nil || s.id != a.GetSession() {
 				l.mu.Lock()
@@ -220,30 +219,18 @@ func (l *link) recvLoop() {
 				l.mu.Unlock()
 			}
 			if s == nil || !s.deliver(a, b) {
-				b.done()
+				b.Done()
 			}
 		}
-		b.done()
+		b.Done()
 		s = nil // a session removed meanwhile must not keep getting actions
 	}
 }
 
-// received is one batch of actions from the plugin, shared by the
-// sessions they are for. Its actions, frames and messages go back to
-// their pools once every one has been carried out, so that busy sessions
-// allocate little more than their payloads (act takes those out of the
-// frames and messages it keeps).
-type received struct {
-	actions *pluginpb.Actions
-	pending atomic.Int32 // actions not carried out yet
-}
-
-// done counts one action carried out, or dropped.
-func (b *received) done() {
-	if b.pending.Add(-1) == 0 {
-		b.actions.ReturnToVTPool()
-	}
-}
+// received is a batch of the plugin's actions; act takes out of its
+// frames and messages the payloads the gateway keeps, before the batch
+// goes back to its pool.
+type received = pluginpb.Shared[*pluginpb.Actions]
 
 // end records why the link ended and tells every session.
 func (l *link) end(err error) {

@@ -381,7 +381,7 @@ func (s *remoteSession) actLoop() {
 			if !s.finished.Load() {
 				s.act(in.action)
 			}
-			in.batch.done()
+			in.batch.Done()
 		}
 		clear(actions)
 		if s.finished.Load() {

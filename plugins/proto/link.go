@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 )
 
 // The link carries the sessions' events and actions between the gateway
@@ -113,4 +114,25 @@ func Reuse(buf []byte) []byte {
 		return nil
 	}
 	return buf[:0]
+}
+
+// Shared is a batch read from the link and shared by the sessions its
+// events or actions are for. It goes back to its pool, with the events,
+// actions, frames and messages in it, once each of them has been handled
+// and the reader has let go, so that busy sessions allocate little more
+// than the payloads they keep.
+type Shared[M interface{ ReturnToVTPool() }] struct {
+	Batch   M
+	pending atomic.Int32
+}
+
+// Hold marks the batch as holding n items to be handled, plus the
+// reader's own hold, which its last Done releases.
+func (s *Shared[M]) Hold(n int) { s.pending.Store(int32(n) + 1) }
+
+// Done counts one item handled, or dropped, or the reader letting go.
+func (s *Shared[M]) Done() {
+	if s.pending.Add(-1) == 0 {
+		s.Batch.ReturnToVTPool()
+	}
 }

@@ -40,52 +40,40 @@ func (s *server) serveLink(conn net.Conn) error {
 	var buf []byte
 	var run *run
 	for {
-		b := &received{events: pluginpb.EventsFromVTPool()}
+		b := &received{Batch: pluginpb.EventsFromVTPool()}
 		var err error
-		if buf, err = pluginpb.ReadFrame(r, buf, b.events); err != nil {
+		if buf, err = pluginpb.ReadFrame(r, buf, b.Batch); err != nil {
 			return err
 		}
-		events := b.events.GetEvents()
-		b.pending.Store(int32(len(events)) + 1) // +1: this loop's hold on it
+		events := b.Batch.GetEvents()
+		b.Hold(len(events))
 		for _, ev := range events {
 			id := ev.GetSession()
 			if open := ev.GetOpen(); open != nil {
 				s.start(l, id, open) // Open is not pooled: the session may keep it
-				b.done()
+				b.Done()
 				continue
 			}
 			if run == nil || run.out.id != id {
 				run = l.lookup(id)
 			}
 			if run == nil {
-				b.done() // the session has ended: what is left for it is moot
+				b.Done() // the session has ended: what is left for it is moot
 				continue
 			}
 			if !run.receive(ctx, ev, b) {
 				return nil
 			}
 		}
-		b.done()
+		b.Done()
 		run = nil // a session that ended meanwhile must not keep getting events
 	}
 }
 
-// received is one batch of events from the gateway, shared by the sessions
-// they are for. Its events and messages go back to their pools once every
-// one has been handled, so that busy sessions allocate little for them.
-// (A message's data is the session's only during OnMessage; a command is
-// not pooled, so a session may keep its arguments.)
-type received struct {
-	events  *pluginpb.Events
-	pending atomic.Int32 // events not handled yet
-}
-
-// done counts one event handled, or dropped.
-func (b *received) done() {
-	if b.pending.Add(-1) == 0 {
-		b.events.ReturnToVTPool()
-	}
-}
+// received is a batch of the gateway's events. A message's data is the
+// session's only during OnMessage; a command is not pooled, so a session
+// may keep its arguments.
+type received = pluginpb.Shared[*pluginpb.Events]
 
 // inbound is an event waiting for its session, and its batch.
 type inbound struct {
@@ -162,11 +150,11 @@ func (r *run) receive(ctx context.Context, ev *pluginpb.Event, b *received) bool
 	switch e := ev.GetEvent().(type) {
 	case *pluginpb.Event_Ack:
 		r.settle(e.Ack)
-		b.done()
+		b.Done()
 		return true
 	case *pluginpb.Event_Attached:
 		r.out.attached(e.Attached.GetId(), e.Attached.GetError().Err())
-		b.done()
+		b.Done()
 		return true
 	case *pluginpb.Event_Closed:
 		if r.opening.Load() {
@@ -211,11 +199,11 @@ func (r *run) serve(session protocols.Session, events <-chan inbound, window int
 			r.goingAway(session)
 		case *pluginpb.Event_Closed:
 			err := e.Closed.GetError().Err()
-			in.batch.done()
+			in.batch.Done()
 			r.close(session, err)
 			return
 		}
-		in.batch.done()
+		in.batch.Done()
 		// Return window credit in batches, and whenever the queue runs dry:
 		// the gateway also reads from it which events are still in hand
 		// should the plugin crash.
